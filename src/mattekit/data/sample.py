@@ -1,0 +1,141 @@
+"""The two records that cross the data pipeline.
+
+A *source* (synthetic scenes, a benchmark folder) returns a :class:`RawSample`: numpy arrays at the
+file's own resolution, exactly as stored. The dataset wrapper augments it, samples prompts and turns
+it into a dict of tensors; the collate function stacks those into a :class:`MattingBatch`, the one
+type every model family consumes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+@dataclass
+class RawSample:
+    """One sample as a source stores it (H x W is the stored resolution).
+
+    Attributes:
+        sample_id: unique, human-readable id (file stem, ``synthetic/000042``); named in every error.
+        image: H x W x 3 uint8 RGB.
+        alpha: H x W float32 in [0, 1]; for segmentation-only sources, the binary mask.
+        trimap: H x W uint8 in {0, 128, 255}, when the source ships one.
+        fg: H x W x 3 uint8 foreground colours, when known (composited and synthetic data).
+        bg: H x W x 3 uint8 background, when known.
+        text: referring expression for the target, when the source has one.
+        is_transparent: the target is a transparent / translucent object.
+        points: N x 3 float32 ``(x, y, label)`` in pixels, label 1 positive / 0 negative, when the
+            source ships fixed prompts (MicroMat-3K); otherwise points are sampled.
+        box: 4 float32 ``(x0, y0, x1, y1)`` in pixels, when the source ships it.
+        seg_mask: H x W bool segmentation mask, when it differs from ``alpha > 0`` (DIS-5K).
+        source: name of the source, for logging and per-source metrics.
+    """
+
+    sample_id: str
+    image: np.ndarray
+    alpha: np.ndarray
+    trimap: np.ndarray | None = None
+    fg: np.ndarray | None = None
+    bg: np.ndarray | None = None
+    text: str = ""
+    is_transparent: bool = False
+    points: np.ndarray | None = None
+    box: np.ndarray | None = None
+    seg_mask: np.ndarray | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        height, width = self.image.shape[:2]
+        if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.uint8:
+            raise ValueError(
+                f"{self.sample_id}: image must be H x W x 3 uint8, got "
+                f"{self.image.shape} {self.image.dtype}"
+            )
+        for name in ("alpha", "trimap", "seg_mask", "fg", "bg"):
+            value = getattr(self, name)
+            if value is not None and value.shape[:2] != (height, width):
+                raise ValueError(
+                    f"{self.sample_id}: {name} is {value.shape[1]}x{value.shape[0]} (WxH) but the "
+                    f"image is {width}x{height}"
+                )
+        if self.alpha.dtype != np.float32:
+            raise ValueError(f"{self.sample_id}: alpha must be float32, got {self.alpha.dtype}")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(H, W) of the stored image."""
+        return self.image.shape[0], self.image.shape[1]
+
+
+@dataclass
+class MattingBatch:
+    """A collated batch: what every model family receives (B samples, network size H x W).
+
+    Images and maps are float tensors in [0, 1]; coordinates are pixels of the network input.
+
+    Attributes:
+        image: B x 3 x H x W.
+        alpha: B x 1 x H x W ground-truth matte.
+        trimap: B x 1 x H x W in {0, 0.5, 1} (given by the source or sampled from the alpha).
+        points: B x N x 2 ``(x, y)``; ``point_labels`` B x N: 1 positive, 0 negative, -1 padding.
+        point_map: B x 1 x H x W, max over positive points of a Gaussian at each click.
+        box: B x 4 ``(x0, y0, x1, y1)``.
+        coarse_mask: B x 1 x H x W binary coarse mask sampled from the alpha.
+        seg_mask: B x 1 x H x W binary segmentation target.
+        is_transparent: B bool.
+        original_size: B x 2 ``(H, W)`` of the stored image, for predictions at original size.
+        text: B referring expressions ("" where none).
+        sample_id: B ids.
+        source: B source names.
+        fg, bg: B x 3 x H x W, present only when every sample in the batch knows them.
+    """
+
+    image: Tensor
+    alpha: Tensor
+    trimap: Tensor
+    points: Tensor
+    point_labels: Tensor
+    point_map: Tensor
+    box: Tensor
+    coarse_mask: Tensor
+    seg_mask: Tensor
+    is_transparent: Tensor
+    original_size: Tensor
+    text: list[str] = field(default_factory=list)
+    sample_id: list[str] = field(default_factory=list)
+    source: list[str] = field(default_factory=list)
+    fg: Tensor | None = None
+    bg: Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.image.shape[0]
+
+    def to(self, device: torch.device | str) -> MattingBatch:
+        """Copy with every tensor moved to ``device``."""
+        moved = {
+            f.name: (v.to(device) if isinstance(v, Tensor) else v)
+            for f in fields(self)
+            for v in [getattr(self, f.name)]
+        }
+        return MattingBatch(**moved)
+
+
+TENSOR_FIELDS = (
+    "image", "alpha", "trimap", "points", "point_labels", "point_map", "box", "coarse_mask",
+    "seg_mask", "is_transparent", "original_size",
+)  # fmt: skip
+LIST_FIELDS = ("text", "sample_id", "source")
+
+
+def collate_samples(samples: list[dict]) -> MattingBatch:
+    """Stack per-sample dicts (as produced by :class:`~mattekit.data.dataset.MattingDataset`)."""
+    batch = {name: torch.stack([s[name] for s in samples]) for name in TENSOR_FIELDS}
+    batch.update({name: [s[name] for s in samples] for name in LIST_FIELDS})
+    for name in ("fg", "bg"):
+        values = [s.get(name) for s in samples]
+        batch[name] = None if any(v is None for v in values) else torch.stack(values)
+    return MattingBatch(**batch)

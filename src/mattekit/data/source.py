@@ -1,0 +1,37 @@
+"""Base class of every data source: a sized collection of :class:`RawSample`."""
+
+from __future__ import annotations
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from mattekit.data.sample import RawSample
+
+
+class MattingSource(Dataset):
+    """A source of raw samples (synthetic scenes, a benchmark folder, ...).
+
+    Subclasses implement ``__len__`` and :meth:`load`. ``load`` receives the random generator of
+    the pipeline so that random choices a source makes (a composition background, a text
+    expression among several) follow the pipeline's seeding: seeded per index for evaluation,
+    fresh per draw for training. A source never augments or samples prompts: the shared
+    :class:`~mattekit.data.dataset.MattingDataset` does, identically for every source.
+
+    Args:
+        name: short name used in logs, sample ids and per-source schedules.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def load(self, index: int, rng: np.random.Generator) -> RawSample:
+        """Return sample ``index`` (0 <= index < len(self))."""
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> RawSample:
+        if not 0 <= index < len(self):
+            raise IndexError(f"{self.name}: index {index} out of range for {len(self)} samples")
+        return self.load(index, np.random.default_rng(index))
