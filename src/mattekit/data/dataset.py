@@ -1,0 +1,98 @@
+"""The one dataset wrapper every source goes through: load, augment, sample prompts, tensorise."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from mattekit.data.prompts import PromptSampler
+from mattekit.data.source import MattingSource
+from mattekit.data.transforms import MattingTransform
+from mattekit.nn.prompt_maps import gaussian_point_map
+
+
+def _chw(image: np.ndarray) -> torch.Tensor:
+    """H x W x 3 uint8 -> 3 x H x W float in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255)
+
+
+class MattingDataset(Dataset):
+    """A source seen through the shared pipeline; items are dicts for ``collate_samples``.
+
+    Randomness: in training every draw gets a fresh generator seeded from torch's RNG, which
+    Lightning's ``seed_everything(workers=True)`` and the DataLoader make reproducible per worker
+    and per epoch; in evaluation the generator is seeded by ``(seed, index)``, so a validation
+    sample has the same prompts in every epoch and every run.
+
+    Args:
+        source: where raw samples come from.
+        transform: augmentation / resize to the network size.
+        prompts: prompt sampler.
+        train: training randomness (see above).
+        seed: evaluation seed.
+    """
+
+    def __init__(
+        self,
+        source: MattingSource,
+        transform: MattingTransform,
+        prompts: PromptSampler,
+        train: bool,
+        seed: int = 0,
+    ) -> None:
+        self.source = source
+        self.transform = transform
+        self.prompts = prompts
+        self.train = train
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def _rng(self, index: int) -> np.random.Generator:
+        if self.train:
+            return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+        return np.random.default_rng([self.seed, index])
+
+    def __getitem__(self, index: int) -> dict:
+        rng = self._rng(index)
+        try:
+            raw = self.source.load(index, rng)
+            sample = self.transform(raw, rng)
+            prompts = self.prompts(
+                sample.alpha, rng, raw.sample_id, trimap=sample.trimap, points=sample.points,
+                box=sample.box,
+            )  # fmt: skip
+        except Exception as error:
+            error.add_note(f"while loading sample {index} of source '{self.source.name}'")
+            raise
+        height, width = sample.alpha.shape
+        points = torch.from_numpy(prompts.points)
+        labels = torch.from_numpy(prompts.labels)
+        sigma = self.prompts.config.point_sigma * max(height, width)
+        point_map = gaussian_point_map(points[None], labels[None], (height, width), sigma)[0]
+        alpha = torch.from_numpy(sample.alpha)[None]
+        seg_mask = (
+            torch.from_numpy(sample.seg_mask > 0)[None] if sample.seg_mask is not None
+            else alpha > 0.5
+        )  # fmt: skip
+        item = {
+            "image": _chw(sample.image),
+            "alpha": alpha,
+            "trimap": torch.from_numpy(prompts.trimap)[None].float().div_(255).round_(decimals=1),
+            "points": points,
+            "point_labels": labels,
+            "point_map": point_map,
+            "box": torch.from_numpy(prompts.box),
+            "coarse_mask": torch.from_numpy(prompts.coarse_mask)[None].float(),
+            "seg_mask": seg_mask.float(),
+            "is_transparent": torch.tensor(raw.is_transparent),
+            "original_size": torch.tensor(raw.size),
+            "text": raw.text,
+            "sample_id": raw.sample_id,
+            "source": raw.source or self.source.name,
+        }
+        item["fg"] = _chw(sample.fg) if sample.fg is not None else None
+        item["bg"] = _chw(sample.bg) if sample.bg is not None else None
+        return item

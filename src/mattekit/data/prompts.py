@@ -1,0 +1,252 @@
+"""Prompt sampling shared by every family: points, box, coarse mask and trimap from a GT alpha.
+
+Sizes are fractions of the image's longer side so that one configuration means the same thing at
+64 px (tests), 512 px (training) and 1024 px (SAM-style inference). For reference, SDMatte's
+settings at 512 px are: point sigma 25 px (0.049), trimap erosion 15-30 px (0.03-0.06), mask
+morphology kernel 15-30 px (0.03-0.06), box jitter 1 %.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PromptConfig:
+    """How prompts are sampled from a GT alpha (every field is a CLI override).
+
+    Attributes:
+        positive_points: inclusive range of positive clicks per sample.
+        negative_points: inclusive range of negative clicks per sample (on pure background).
+        point_threshold: positives are drawn where alpha >= point_threshold * max(alpha), so a
+            glass object whose alpha never reaches 0.8 still gets clicks.
+        point_sigma: Gaussian point-map sigma as a fraction of the longer side.
+        box_jitter: each box edge moves by up to this fraction of the box's width / height.
+        mask_threshold: range of the threshold that turns the alpha into a coarse mask.
+        mask_morphology: range of the erode/dilate kernel of the coarse mask (fraction of side).
+        trimap_width: range of the unknown band's half width (fraction of side).
+        use_source_trimap: keep a trimap shipped by the source instead of sampling one.
+        use_source_prompts: keep points / box shipped by the source (MicroMat-3K) instead of
+            sampling them.
+    """
+
+    positive_points: tuple[int, int] = (1, 5)
+    negative_points: tuple[int, int] = (0, 2)
+    point_threshold: float = 0.8
+    point_sigma: float = 0.05
+    box_jitter: float = 0.01
+    mask_threshold: tuple[float, float] = (0.1, 0.9)
+    mask_morphology: tuple[float, float] = (0.0, 0.04)
+    trimap_width: tuple[float, float] = (0.01, 0.04)
+    use_source_trimap: bool = True
+    use_source_prompts: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("positive_points", "negative_points", "mask_threshold", "mask_morphology",
+                     "trimap_width"):  # fmt: skip
+            low, high = getattr(self, name)
+            if low > high or low < 0:
+                raise ValueError(f"PromptConfig.{name} must be a range (low <= high, low >= 0)")
+        if self.positive_points[1] < 1:
+            raise ValueError("PromptConfig.positive_points must allow at least one click")
+
+    @property
+    def max_points(self) -> int:
+        """Padded length of the point tensors."""
+        return self.positive_points[1] + self.negative_points[1]
+
+
+@dataclass
+class Prompts:
+    """Prompts for one sample at the network input size (H x W).
+
+    Attributes:
+        points: max_points x 2 float32 ``(x, y)``; ``labels`` max_points int64 (1 / 0 / -1 padding).
+        box: 4 float32 ``(x0, y0, x1, y1)``.
+        coarse_mask: H x W uint8 {0, 1}.
+        trimap: H x W uint8 {0, 128, 255}.
+    """
+
+    points: np.ndarray
+    labels: np.ndarray
+    box: np.ndarray
+    coarse_mask: np.ndarray
+    trimap: np.ndarray
+
+
+def _kernel(size_fraction: float, side: int) -> np.ndarray | None:
+    radius = int(round(size_fraction * side))
+    if radius < 1:
+        return None
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
+
+def sample_trimap(alpha: np.ndarray, width: float, side: int) -> np.ndarray:
+    """Trimap whose unknown band covers every fractional pixel, widened by ``width * side``.
+
+    Args:
+        alpha: H x W float32 in [0, 1].
+
+    Returns:
+        H x W uint8 in {0, 128, 255}.
+    """
+    definite_fg = (alpha >= 1.0 - 1e-3).astype(np.uint8)
+    possible_fg = (alpha > 1e-3).astype(np.uint8)
+    kernel = _kernel(width, side)
+    if kernel is not None:
+        definite_fg = cv2.erode(definite_fg, kernel)
+        possible_fg = cv2.dilate(possible_fg, kernel)
+    trimap = np.full(alpha.shape, 128, np.uint8)
+    trimap[possible_fg == 0] = 0
+    trimap[definite_fg == 1] = 255
+    return trimap
+
+
+def sample_coarse_mask(
+    alpha: np.ndarray, threshold: float, morphology: float, dilate: bool, side: int
+) -> np.ndarray:
+    """Threshold, then erode or dilate: the kind of mask a segmentation model would hand over.
+
+    Erosion can wipe out a thin object entirely; the mask then falls back to the plain threshold,
+    and to ``alpha > 0`` if even that is empty, so a coarse mask is never empty for a non-empty
+    alpha.
+    """
+    mask = (alpha >= threshold).astype(np.uint8)
+    kernel = _kernel(morphology, side)
+    if kernel is not None:
+        morphed = cv2.dilate(mask, kernel) if dilate else cv2.erode(mask, kernel)
+        if morphed.any():
+            mask = morphed
+    if not mask.any():
+        mask = (alpha > 0).astype(np.uint8)
+    return mask
+
+
+def box_from_alpha(alpha: np.ndarray) -> np.ndarray:
+    """Tight ``(x0, y0, x1, y1)`` box (inclusive pixel coordinates) of ``alpha > 0``."""
+    ys, xs = np.nonzero(alpha > 0)
+    return np.array([xs.min(), ys.min(), xs.max(), ys.max()], np.float32)
+
+
+def jitter_box(box: np.ndarray, jitter: float, size: tuple[int, int], rng: np.random.Generator):
+    """Move each edge by up to ``jitter`` of the box's extent, then clip to the image."""
+    height, width = size
+    extent = np.array([box[2] - box[0] + 1, box[3] - box[1] + 1] * 2, np.float32)
+    moved = box + rng.uniform(-jitter, jitter, 4).astype(np.float32) * extent
+    moved[[0, 2]] = np.clip(moved[[0, 2]], 0, width - 1)
+    moved[[1, 3]] = np.clip(moved[[1, 3]], 0, height - 1)
+    return np.array(
+        [min(moved[0], moved[2]), min(moved[1], moved[3]),
+         max(moved[0], moved[2]), max(moved[1], moved[3])], np.float32,
+    )  # fmt: skip
+
+
+def _draw_pixels(candidates: np.ndarray, count: int, width: int, rng) -> np.ndarray:
+    """``count`` distinct ``(x, y)`` pixel centres among flat indices ``candidates``."""
+    count = min(count, candidates.size)
+    chosen = rng.choice(candidates, size=count, replace=False) if count else candidates[:0]
+    return np.stack([chosen % width, chosen // width], axis=1).astype(np.float32)
+
+
+class PromptSampler:
+    """Samples every prompt kind for one sample; families choose which ones to use.
+
+    Args:
+        config: sampling ranges (see :class:`PromptConfig`).
+    """
+
+    def __init__(self, config: PromptConfig | None = None) -> None:
+        self.config = config or PromptConfig()
+
+    def __call__(
+        self,
+        alpha: np.ndarray,
+        rng: np.random.Generator,
+        sample_id: str,
+        trimap: np.ndarray | None = None,
+        points: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+    ) -> Prompts:
+        """Sample prompts from ``alpha`` (H x W float32 at the network input size).
+
+        ``trimap`` / ``points`` (N x 3 ``x, y, label``) / ``box`` are a source's own prompts,
+        already transformed to the network input; they are kept when the config says so.
+
+        An empty alpha is accepted only with source prompts (``ImageFolder`` for predict, where
+        there is no ground truth): the prompts are then the source's, the trimap is all unknown
+        and the coarse mask is the box.
+
+        Raises:
+            ValueError: naming ``sample_id`` when the alpha is empty and the source gave no
+                prompts: no prompt can point at an object that is not there, and a made-up one
+                would train the model on noise.
+        """
+        cfg = self.config
+        height, width = alpha.shape
+        side = max(height, width)
+        has_source_prompts = cfg.use_source_prompts and (points is not None or box is not None)
+        if not (alpha > 0).any():
+            if not has_source_prompts:
+                raise ValueError(
+                    f"{sample_id}: the alpha is empty after augmentation, so no prompt can be "
+                    "sampled; check the file, or crop less aggressively (augment.crop_scale)"
+                )
+            return self._from_source_prompts(alpha.shape, trimap, points, box)
+        if trimap is None or not cfg.use_source_trimap:
+            trimap = sample_trimap(alpha, rng.uniform(*cfg.trimap_width), side)
+        coarse_mask = sample_coarse_mask(
+            alpha, rng.uniform(*cfg.mask_threshold), rng.uniform(*cfg.mask_morphology),
+            dilate=bool(rng.integers(2)), side=side,
+        )  # fmt: skip
+
+        padded_points, padded_labels = self._padded(points if cfg.use_source_prompts else None)
+        if points is None or not cfg.use_source_prompts:
+            flat = alpha.ravel()
+            positives = _draw_pixels(
+                np.flatnonzero(flat >= cfg.point_threshold * flat.max()),
+                int(rng.integers(cfg.positive_points[0], cfg.positive_points[1] + 1)), width, rng,
+            )  # fmt: skip
+            negatives = _draw_pixels(
+                np.flatnonzero(flat == 0),
+                int(rng.integers(cfg.negative_points[0], cfg.negative_points[1] + 1)), width, rng,
+            )  # fmt: skip
+            count_pos, count_neg = len(positives), len(negatives)
+            padded_points[:count_pos] = positives
+            padded_labels[:count_pos] = 1
+            padded_points[count_pos : count_pos + count_neg] = negatives
+            padded_labels[count_pos : count_pos + count_neg] = 0
+
+        if box is None or not cfg.use_source_prompts:
+            box = jitter_box(box_from_alpha(alpha), cfg.box_jitter, (height, width), rng)
+        return Prompts(padded_points, padded_labels, box.astype(np.float32), coarse_mask, trimap)
+
+    def _padded(self, points: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Source points (N x 3) truncated / padded to ``max_points`` rows, labels -1 as padding."""
+        padded_points = np.zeros((self.config.max_points, 2), np.float32)
+        padded_labels = np.full(self.config.max_points, -1, np.int64)
+        if points is not None:
+            kept = points[: self.config.max_points]
+            padded_points[: len(kept)] = kept[:, :2]
+            padded_labels[: len(kept)] = kept[:, 2].astype(np.int64)
+        return padded_points, padded_labels
+
+    def _from_source_prompts(self, size, trimap, points, box) -> Prompts:
+        """Prompts when there is no ground truth: only what the source gave."""
+        height, width = size
+        padded_points, padded_labels = self._padded(points)
+        if box is None:  # points only: the box spans the positive clicks
+            clicks = points[points[:, 2] == 1, :2] if points is not None else np.zeros((0, 2))
+            clicks = clicks if len(clicks) else np.array([[0, 0], [width - 1, height - 1]])
+            box = np.concatenate([clicks.min(0), clicks.max(0)]).astype(np.float32)
+        coarse_mask = np.zeros(size, np.uint8)
+        x0, y0, x1, y1 = np.round(box).astype(int)
+        coarse_mask[y0 : y1 + 1, x0 : x1 + 1] = 1
+        if trimap is None:
+            trimap = np.full(size, 128, np.uint8)
+        return Prompts(padded_points, padded_labels, box.astype(np.float32), coarse_mask, trimap)

@@ -1,0 +1,148 @@
+"""Augmentation with albumentations, applied consistently to every part of a sample.
+
+Three stages, because each part of a sample may only see some transforms:
+
+1. geometric (crop / resize / flip): image, alpha, fg, bg with bilinear interpolation; trimap and
+   segmentation mask with nearest; a source's points and box corners as keypoints;
+2. background blur (only when fg and bg are known): blur bg, then recomposite
+   ``image = alpha * fg + (1 - alpha) * bg`` so the composition equation holds exactly;
+3. photometric (colour jitter, grey): image, fg and bg with the same parameters; never the alpha.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import albumentations as A
+import cv2
+import numpy as np
+
+from mattekit.data.sample import RawSample
+
+_COLOUR_TARGETS = {"fg": "image", "bg": "image"}
+_GEOMETRIC_TARGETS = {
+    "alpha": "image", "fg": "image", "bg": "image", "trimap": "mask", "seg_mask": "mask",
+}  # fmt: skip
+
+
+@dataclass
+class AugmentConfig:
+    """Training augmentation (evaluation only resizes to the network size).
+
+    Attributes:
+        crop_scale: area range of the random resized crop (1, 1 disables cropping).
+        flip: probability of a horizontal flip.
+        color_jitter: probability of brightness / contrast / saturation / hue jitter.
+        grey: probability of turning the colour layers grey (SDMatte uses 0.2).
+        background_blur: probability of blurring the background, when it is known (SDMatte 0.5).
+    """
+
+    crop_scale: tuple[float, float] = (0.5, 1.0)
+    flip: float = 0.5
+    color_jitter: float = 0.5
+    grey: float = 0.0
+    background_blur: float = 0.0
+
+
+@dataclass
+class TransformedSample:
+    """A sample at the network input size (H x W), still numpy."""
+
+    image: np.ndarray  # H x W x 3 uint8
+    alpha: np.ndarray  # H x W float32
+    trimap: np.ndarray | None  # H x W uint8
+    seg_mask: np.ndarray | None  # H x W uint8
+    fg: np.ndarray | None
+    bg: np.ndarray | None
+    points: np.ndarray | None  # N x 3 (x, y, label); points pushed outside the crop get label -1
+    box: np.ndarray | None  # 4
+
+
+class MattingTransform:
+    """Turns a :class:`RawSample` into a :class:`TransformedSample` of ``size``.
+
+    Args:
+        size: ``(H, W)`` of the network input.
+        train: random augmentation when True; a plain resize otherwise.
+        config: training augmentation ranges.
+    """
+
+    def __init__(self, size: tuple[int, int], train: bool, config: AugmentConfig | None = None):
+        self.size = size
+        self.train = train
+        self.config = config = config or AugmentConfig()
+        keypoints = A.KeypointParams(format="xy", remove_invisible=False)
+        if train:
+            geometric = [
+                A.RandomResizedCrop(size, scale=config.crop_scale, ratio=(0.75, 4 / 3)),
+                A.HorizontalFlip(p=config.flip),
+            ]
+            photometric = [
+                A.ColorJitter(0.2, 0.2, 0.2, 0.05, p=config.color_jitter),
+                A.ToGray(p=config.grey),
+            ]
+        else:
+            geometric, photometric = [A.Resize(*size)], []
+        self.geometric = A.Compose(
+            geometric, additional_targets=_GEOMETRIC_TARGETS, keypoint_params=keypoints
+        )
+        self.photometric = A.Compose(photometric, additional_targets=_COLOUR_TARGETS)
+
+    def __call__(self, raw: RawSample, rng: np.random.Generator) -> TransformedSample:
+        seed = int(rng.integers(2**31))
+        self.geometric.set_random_seed(seed)
+        self.photometric.set_random_seed(seed + 1)
+        height, width = raw.size
+
+        # Box corners travel as keypoints; after a flip they are re-sorted into x0 < x1.
+        keypoints = np.zeros((0, 2), np.float32)
+        if raw.points is not None:
+            keypoints = raw.points[:, :2]
+        if raw.box is not None:
+            keypoints = np.concatenate([keypoints, raw.box.reshape(2, 2)])
+        targets = {"image": raw.image, "alpha": raw.alpha, "keypoints": keypoints}
+        for name in ("fg", "bg", "trimap"):
+            if getattr(raw, name) is not None:
+                targets[name] = getattr(raw, name)
+        if raw.seg_mask is not None:
+            targets["seg_mask"] = raw.seg_mask.astype(np.uint8)
+        out = self.geometric(**targets)
+        out_h, out_w = out["image"].shape[:2]
+        moved = np.asarray(out["keypoints"], np.float32).reshape(-1, 2)
+
+        points = box = None
+        if raw.points is not None:
+            points = np.concatenate([moved[: len(raw.points)], raw.points[:, 2:3]], axis=1)
+            outside = (points[:, 0] < 0) | (points[:, 0] > out_w - 1)
+            outside |= (points[:, 1] < 0) | (points[:, 1] > out_h - 1)
+            points[outside, 2] = -1
+        if raw.box is not None:
+            corners = moved[-2:]
+            box = np.concatenate([corners.min(0), corners.max(0)])
+            box = np.clip(box, 0, [out_w - 1, out_h - 1, out_w - 1, out_h - 1]).astype(np.float32)
+
+        alpha = np.clip(out["alpha"], 0.0, 1.0).astype(np.float32)
+        image, fg, bg = out["image"], out.get("fg"), out.get("bg")
+        if fg is not None and bg is not None:
+            if self.train and rng.random() < self.config.background_blur:
+                sigma = rng.uniform(1.0, 4.0) * max(height, width) / 512
+                bg = cv2.GaussianBlur(bg, (0, 0), sigma)
+            image = _composite(alpha, fg, bg)
+        if self.photometric.transforms:
+            colour = {"image": image}
+            if fg is not None and bg is not None:
+                colour.update(fg=fg, bg=bg)
+            colour = self.photometric(**colour)
+            image, fg, bg = colour["image"], colour.get("fg", fg), colour.get("bg", bg)
+            if fg is not None and bg is not None:
+                image = _composite(alpha, fg, bg)
+        return TransformedSample(
+            image=image, alpha=alpha, trimap=out.get("trimap"), seg_mask=out.get("seg_mask"),
+            fg=fg, bg=bg, points=points, box=box,
+        )  # fmt: skip
+
+
+def _composite(alpha: np.ndarray, fg: np.ndarray, bg: np.ndarray) -> np.ndarray:
+    """``alpha * fg + (1 - alpha) * bg`` in uint8 (H x W x 3)."""
+    a = alpha[..., None]
+    return np.clip(a * fg + (1.0 - a) * bg + 0.5, 0, 255).astype(np.uint8)

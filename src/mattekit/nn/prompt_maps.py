@@ -1,0 +1,59 @@
+"""Rasterising prompts into maps: one implementation for the data pipeline and every family.
+
+The data pipeline uses these at the network input size; ZIM reuses them on its 64 x 64 token grid
+(sigma 21 grid units) and SDMatte on its latent grids, so the maps must stay batched and device
+agnostic.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def gaussian_point_map(
+    points: Tensor, labels: Tensor, size: tuple[int, int], sigma: float | Tensor
+) -> Tensor:
+    """Max over positive points of an unnormalised Gaussian centred on each click.
+
+    Args:
+        points: B x N x 2 ``(x, y)`` in pixels of the target grid (pixel centres at integers).
+        labels: B x N; only points labelled 1 contribute (0 negative, -1 padding are ignored).
+        size: ``(H, W)`` of the map.
+        sigma: standard deviation in pixels of the target grid; a float or a B tensor.
+
+    Returns:
+        B x 1 x H x W in [0, 1], exactly 1 at a click that lies on a pixel centre, 0 where a sample
+        has no positive point.
+    """
+    height, width = size
+    sigma = torch.as_tensor(sigma, dtype=points.dtype, device=points.device).reshape(-1, 1, 1)
+    ys = torch.arange(height, dtype=points.dtype, device=points.device)
+    xs = torch.arange(width, dtype=points.dtype, device=points.device)
+    # A 2-D Gaussian is separable: build per-point 1-D profiles and take their outer product,
+    # which costs N x (H + W) exponentials instead of N x H x W.
+    gy = torch.exp(-((ys[None, None] - points[..., 1:2]) ** 2) / (2 * sigma**2))  # B x N x H
+    gx = torch.exp(-((xs[None, None] - points[..., 0:1]) ** 2) / (2 * sigma**2))  # B x N x W
+    gy = gy * (labels == 1).to(gy.dtype)[..., None]
+    maps = torch.einsum("bnh,bnw->bnhw", gy, gx)
+    if maps.shape[1] == 0:
+        return maps.new_zeros(points.shape[0], 1, height, width)
+    return maps.amax(dim=1, keepdim=True)
+
+
+def box_mask(boxes: Tensor, size: tuple[int, int]) -> Tensor:
+    """Binary mask of the pixels whose centres lie inside each box.
+
+    Args:
+        boxes: B x 4 ``(x0, y0, x1, y1)`` in pixels of the target grid, corners inclusive.
+        size: ``(H, W)`` of the mask.
+
+    Returns:
+        B x 1 x H x W float mask with 1 inside the box.
+    """
+    height, width = size
+    ys = torch.arange(height, dtype=boxes.dtype, device=boxes.device)
+    xs = torch.arange(width, dtype=boxes.dtype, device=boxes.device)
+    inside_y = (ys[None] >= boxes[:, 1:2]) & (ys[None] <= boxes[:, 3:4])  # B x H
+    inside_x = (xs[None] >= boxes[:, 0:1]) & (xs[None] <= boxes[:, 2:3])  # B x W
+    return (inside_y[:, :, None] & inside_x[:, None, :]).to(boxes.dtype)[:, None]
