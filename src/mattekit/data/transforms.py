@@ -11,6 +11,7 @@ Three stages, because each part of a sample may only see some transforms:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import albumentations as A
@@ -18,6 +19,12 @@ import cv2
 import numpy as np
 
 from mattekit.data.sample import RawSample
+
+logger = logging.getLogger(__name__)
+
+# A random crop may miss a small target; it is re-drawn this many times before the sample falls
+# back to a plain resize (which always keeps the target).
+CROP_ATTEMPTS = 10
 
 _COLOUR_TARGETS = {"fg": "image", "bg": "image"}
 _GEOMETRIC_TARGETS = {
@@ -86,12 +93,19 @@ class MattingTransform:
         self.geometric = A.Compose(
             geometric, additional_targets=_GEOMETRIC_TARGETS, keypoint_params=keypoints
         )
+        self.resize = A.Compose(
+            [A.Resize(*size)], additional_targets=_GEOMETRIC_TARGETS, keypoint_params=keypoints
+        )
         self.photometric = A.Compose(photometric, additional_targets=_COLOUR_TARGETS)
 
     def __call__(self, raw: RawSample, rng: np.random.Generator) -> TransformedSample:
-        seed = int(rng.integers(2**31))
-        self.geometric.set_random_seed(seed)
-        self.photometric.set_random_seed(seed + 1)
+        """Augment (training) or resize (evaluation) one sample.
+
+        In training, a crop that leaves no foreground is re-drawn up to ``CROP_ATTEMPTS`` times,
+        then the sample is resized without cropping (logged at debug level): prompts need an
+        object, and silently training on empty crops would teach the model to predict nothing.
+        """
+        self.photometric.set_random_seed(int(rng.integers(2**31)))
         height, width = raw.size
 
         # Box corners travel as keypoints; after a flip they are re-sorted into x0 < x1.
@@ -106,7 +120,7 @@ class MattingTransform:
                 targets[name] = getattr(raw, name)
         if raw.seg_mask is not None:
             targets["seg_mask"] = raw.seg_mask.astype(np.uint8)
-        out = self.geometric(**targets)
+        out = self._geometric(targets, rng, raw.sample_id, has_object=bool((raw.alpha > 0).any()))
         out_h, out_w = out["image"].shape[:2]
         moved = np.asarray(out["keypoints"], np.float32).reshape(-1, 2)
 
@@ -141,6 +155,15 @@ class MattingTransform:
             fg=fg, bg=bg, points=points, box=box,
         )  # fmt: skip
 
+
+    def _geometric(self, targets: dict, rng: np.random.Generator, sample_id: str, has_object: bool):
+        for _ in range(CROP_ATTEMPTS if self.train else 1):
+            self.geometric.set_random_seed(int(rng.integers(2**31)))
+            out = self.geometric(**targets)
+            if not has_object or (out["alpha"] > 0).any():
+                return out
+        logger.debug("%s: no crop kept the foreground; resized without cropping", sample_id)
+        return self.resize(**targets)
 
 def _composite(alpha: np.ndarray, fg: np.ndarray, bg: np.ndarray) -> np.ndarray:
     """``alpha * fg + (1 - alpha) * bg`` in uint8 (H x W x 3)."""

@@ -35,7 +35,7 @@ def gaussian_point_map(
     gy = torch.exp(-((ys[None, None] - points[..., 1:2]) ** 2) / (2 * sigma**2))  # B x N x H
     gx = torch.exp(-((xs[None, None] - points[..., 0:1]) ** 2) / (2 * sigma**2))  # B x N x W
     gy = gy * (labels == 1).to(gy.dtype)[..., None]
-    maps = torch.einsum("bnh,bnw->bnhw", gy, gx)
+    maps = gy[..., :, None] * gx[..., None, :]  # B x N x H x W
     if maps.shape[1] == 0:
         return maps.new_zeros(points.shape[0], 1, height, width)
     return maps.amax(dim=1, keepdim=True)

@@ -1,0 +1,50 @@
+"""Callbacks the CLI installs: writing predicted alphas as PNGs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import BasePredictionWriter
+
+from mattekit.data.io import write_png_atomic
+
+logger = logging.getLogger(__name__)
+
+
+class AlphaPNGWriter(BasePredictionWriter):
+    """Writes each predicted alpha as an 8-bit PNG at the image's original size.
+
+    Files are written atomically (temporary file + rename), so an interrupted run never leaves a
+    truncated PNG, and a rerun with ``skip_existing`` resumes where it stopped.
+
+    Args:
+        output_dir: folder for ``<sample_id>.png`` (default: ``<log dir>/predictions``).
+        skip_existing: leave PNGs that already exist untouched.
+    """
+
+    def __init__(self, output_dir: str | None = None, skip_existing: bool = False) -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir = output_dir
+        self.skip_existing = skip_existing
+
+    def folder(self, trainer: L.Trainer) -> Path:
+        if self.output_dir is not None:
+            return Path(self.output_dir)
+        return Path(trainer.log_dir or trainer.default_root_dir) / "predictions"
+
+    def write_on_batch_end(
+        self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
+    ) -> None:
+        folder = self.folder(trainer)
+        for sample_id, alpha in prediction:
+            path = folder / f"{sample_id}.png"
+            if self.skip_existing and path.exists():
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_png_atomic(path, (alpha[0].cpu().numpy() * 255 + 0.5).astype("uint8"))
+
+    def on_predict_end(self, trainer, pl_module) -> None:
+        if trainer.is_global_zero:
+            logger.info("alpha PNGs written to %s", self.folder(trainer))

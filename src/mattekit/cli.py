@@ -1,0 +1,102 @@
+"""``mattekit``: LightningCLI with registry aliases, plus commands beside fit/validate/test/predict.
+
+    mattekit models [PATTERN]              list the registered families
+    mattekit fit --model baseline          train (any LightningCLI flag works)
+    mattekit test --model baseline --ckpt_path runs/baseline/version_0/checkpoints/last.ckpt
+    mattekit predict --model baseline --ckpt_path ... --prediction_writer.output_dir out/
+
+LightningCLI resolves ``--model`` only by class name or import path; the registry's lower-case
+aliases are rewritten to import paths before parsing, so both spellings work.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
+
+from mattekit.callbacks import AlphaPNGWriter
+from mattekit.data.datamodule import MattingDataModule
+from mattekit.models import MODELS, MattingModule, get_model_entry, list_models
+
+EXTRA_COMMANDS = {"models": "list the registered model families"}
+
+
+def resolve_model_aliases(argv: list[str]) -> list[str]:
+    """Rewrite ``--model <alias>`` / ``--model=<alias>`` to the registered class path.
+
+    Anything that is not a registered alias or class name (a config file, an import path, a
+    ``class_path`` dict) is passed through untouched.
+    """
+
+    def resolve(value: str) -> str:
+        try:
+            return get_model_entry(value).class_path
+        except KeyError:
+            return value
+
+    rewritten = list(argv)
+    for i, arg in enumerate(rewritten):
+        if arg == "--model" and i + 1 < len(rewritten):
+            rewritten[i + 1] = resolve(rewritten[i + 1])
+        elif arg.startswith("--model="):
+            rewritten[i] = "--model=" + resolve(arg.split("=", 1)[1])
+    return rewritten
+
+
+class MattingCLI(LightningCLI):
+    """LightningCLI over every :class:`MattingModule` and the shared :class:`MattingDataModule`."""
+
+    def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+        super().__init__(
+            MattingModule,
+            MattingDataModule,
+            subclass_mode_model=True,
+            save_config_kwargs={"overwrite": True},
+            seed_everything_default=0,
+            auto_configure_optimizers=False,
+            trainer_defaults={
+                "default_root_dir": "runs",
+                "callbacks": [
+                    ModelCheckpoint(
+                        monitor="val/SAD",
+                        mode="min",
+                        save_last=True,
+                        filename="best-{epoch}-{step}",
+                    ),
+                ],
+            },  # fmt: skip
+            args=args,
+            run=run,
+        )
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_lightning_class_args(AlphaPNGWriter, "prediction_writer")
+
+
+def print_models(pattern: str = "*") -> None:
+    """The registry as a table: alias, class, prompts, summary."""
+    entries = list_models(pattern)
+    if not entries:
+        print(f"no model matches {pattern!r}; registered: {', '.join(MODELS)}")
+        return
+    width = max(len(e.alias) for e in entries)
+    for entry in entries:
+        prompts = ",".join(entry.prompts)
+        print(f"{entry.alias:<{width}}  {entry.cls.__name__:<12} [{prompts}]  {entry.summary}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``mattekit`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "models":
+        print_models(argv[1] if len(argv) > 1 else "*")
+        return
+    if not argv or argv[0] in ("-h", "--help"):
+        print("extra commands: " + "; ".join(f"{k}: {v}" for k, v in EXTRA_COMMANDS.items()))
+    MattingCLI(args=resolve_model_aliases(argv))
+
+
+if __name__ == "__main__":
+    main()

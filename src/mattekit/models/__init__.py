@@ -1,0 +1,64 @@
+"""The model registry: lower-case alias -> family class, with a line of description each.
+
+Explicit on purpose (after anomalib): a family is registered by one line here, and
+``mattekit models`` / :func:`list_models` show exactly what exists.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+
+from mattekit.models.base import MattingModule
+from mattekit.models.baseline.lightning_model import Baseline
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One registered family.
+
+    Attributes:
+        alias: lower-case CLI name (``mattekit fit --model <alias>``).
+        cls: the :class:`MattingModule` subclass.
+        summary: one line for ``mattekit models``.
+        prompts: prompt kinds the family accepts.
+        tiny: init args of the tiny variant used by tests and CPU smoke runs.
+    """
+
+    alias: str
+    cls: type[MattingModule]
+    summary: str
+    prompts: tuple[str, ...]
+    tiny: dict = field(default_factory=dict)
+
+    @property
+    def class_path(self) -> str:
+        return f"{self.cls.__module__}.{self.cls.__qualname__}"
+
+
+MODELS: dict[str, ModelEntry] = {
+    entry.alias: entry
+    for entry in [
+        ModelEntry(
+            "baseline", Baseline, "small prompt-conditioned U-Net; smoke model and reference row",
+            ("points", "box", "mask"), tiny={"base_channels": 8, "depth": 2},
+        ),
+    ]
+}  # fmt: skip
+
+
+def list_models(pattern: str = "*") -> list[ModelEntry]:
+    """Registered families whose alias matches a shell-style ``pattern`` (``"sd*"``)."""
+    return [entry for alias, entry in sorted(MODELS.items()) if fnmatch.fnmatch(alias, pattern)]
+
+
+def get_model_entry(name: str) -> ModelEntry:
+    """Look a family up by alias or class name (case-insensitive)."""
+    for entry in MODELS.values():
+        if name.lower() in (entry.alias, entry.cls.__name__.lower()):
+            return entry
+    known = ", ".join(MODELS)
+    raise KeyError(f"unknown model {name!r}; registered: {known} (see `mattekit models`)")
+
+
+__all__ = ["MODELS", "MattingModule", "ModelEntry", "get_model_entry", "list_models"]

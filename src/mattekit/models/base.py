@@ -1,0 +1,272 @@
+"""``MattingModule``: the train / val / test / predict loop every family reuses.
+
+A family subclasses it and fills three hooks, after torchgeo's trainers:
+
+- :meth:`configure_models` builds ``self.model`` (a pure ``nn.Module`` from ``torch_model.py``);
+- :meth:`configure_losses` sets ``self.losses`` (name -> module) and ``self.loss_weights``;
+- :meth:`forward` maps a :class:`MattingBatch` to a dict holding at least ``"alpha"``
+  (B x 1 x H x W in [0, 1]).
+
+Families whose loss terms need more than (pred, alpha, trimap) override :meth:`compute_loss`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import Tensor, nn
+
+from mattekit.data.sample import MattingBatch
+from mattekit.metrics import matting_metrics
+from mattekit.nn.prompt_maps import box_mask
+from mattekit.visualize import prediction_grid, write_metrics_table, write_png_grid
+
+logger = logging.getLogger(__name__)
+
+
+def _computed(metrics) -> dict[str, float]:
+    values = {name: float(value) for name, value in metrics.compute().items()}
+    metrics.reset()
+    return values
+
+
+def _short(values: dict[str, float]) -> dict[str, float]:
+    """``{"val/SAD": x}`` -> ``{"SAD": x}``."""
+    return {name.split("/", 1)[1]: value for name, value in values.items()}
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term became NaN or infinite; the message names the terms and the samples."""
+
+
+class MattingModule(L.LightningModule):
+    """Shared Lightning logic for every matting family.
+
+    Args:
+        lr: peak learning rate of AdamW.
+        weight_decay: AdamW weight decay (never applied to norms and biases).
+        warmup_steps: linear warm-up from 0 to ``lr``.
+        lr_schedule: decay after warm-up: ``"constant"``, ``"cosine"`` (to 0 at the last step),
+            ``"exponential"`` (``lr_decay ** step``) or ``"poly"`` (``(1 - progress) ** poly_power``).
+        lr_decay: per-step factor of the exponential schedule.
+        poly_power: exponent of the polynomial schedule.
+        freeze: parameter-name prefixes to freeze (e.g. ``["model.image_encoder"]``).
+        lr_multipliers: parameter-name prefix -> factor on ``lr`` (first match wins).
+        metric_preset: matting metric definitions for val / test (``dim``, ``zim``, ``sdmatte``).
+        eval_with_trimap: restrict metrics to the trimap's unknown band (DIM protocol) when the
+            preset allows it; False evaluates the whole image.
+        nonfinite_loss: ``"raise"`` stops with the offending samples named; ``"skip"`` logs a
+            warning naming them and skips the optimiser step.
+        num_logged_images: samples in the image grid logged each validation / test epoch.
+    """
+
+    def __init__(
+        self,
+        lr: float = 1e-4,
+        weight_decay: float = 0.01,
+        warmup_steps: int = 0,
+        lr_schedule: Literal["constant", "cosine", "exponential", "poly"] = "cosine",
+        lr_decay: float = 0.999,
+        poly_power: float = 0.9,
+        freeze: list[str] | None = None,
+        lr_multipliers: dict[str, float] | None = None,
+        metric_preset: Literal["dim", "zim", "sdmatte"] = "dim",
+        eval_with_trimap: bool = True,
+        nonfinite_loss: Literal["raise", "skip"] = "raise",
+        num_logged_images: int = 4,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.losses = nn.ModuleDict()
+        self.loss_weights: dict[str, float] = {}
+        self.configure_models()
+        self.configure_losses()
+        self.configure_metrics()
+        self._freeze(freeze or [])
+
+    # --- hooks for families -------------------------------------------------------------------
+
+    def configure_models(self) -> None:
+        """Build ``self.model``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement configure_models")
+
+    def configure_losses(self) -> None:
+        """Fill ``self.losses`` and ``self.loss_weights``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement configure_losses")
+
+    def configure_metrics(self) -> None:
+        """One matting metric collection per evaluation stage, and one for the reference row.
+
+        The reference row scores the filled prompt box as if it were the predicted alpha: the
+        floor any interactive model must clear, printed beside the model in every table.
+        """
+        preset = self.hparams.metric_preset
+        self.val_metrics = matting_metrics(preset=preset, prefix="val/")
+        self.test_metrics = matting_metrics(preset=preset, prefix="test/")
+        self.reference_metrics = nn.ModuleDict(
+            {stage: matting_metrics(preset=preset, prefix=f"{stage}/") for stage in ("val", "test")}
+        )
+        self._reference_rows: dict[str, dict[str, float]] = {}
+
+    def forward(self, batch: MattingBatch) -> dict[str, Tensor]:
+        raise NotImplementedError(f"{type(self).__name__} must implement forward")
+
+    def compute_loss(self, outputs: dict[str, Tensor], batch: MattingBatch) -> dict[str, Tensor]:
+        """Weighted loss terms by name; the default feeds each loss (alpha, GT, trimap)."""
+        return {
+            name: self.loss_weights.get(name, 1.0)
+            * loss(outputs["alpha"], batch.alpha, batch.trimap)
+            for name, loss in self.losses.items()
+        }
+
+    # --- steps --------------------------------------------------------------------------------
+
+    def training_step(self, batch: MattingBatch, batch_idx: int) -> Tensor | None:
+        terms = self.compute_loss(self(batch), batch)
+        loss = torch.stack(list(terms.values())).sum()
+        if not torch.isfinite(loss):
+            bad = [name for name, value in terms.items() if not torch.isfinite(value)]
+            message = f"non-finite loss terms {bad} at step {self.global_step} on samples {batch.sample_id}"
+            if self.hparams.nonfinite_loss == "raise":
+                raise NonFiniteLossError(message)
+            logger.warning("%s; skipping this optimiser step", message)
+            return None
+        size = len(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        self.log_dict({f"train/{k}": v for k, v in terms.items()}, batch_size=size)
+        return loss
+
+    def _evaluate(self, batch: MattingBatch, batch_idx: int, stage: str) -> dict[str, Tensor]:
+        outputs = self(batch)
+        metrics = self.val_metrics if stage == "val" else self.test_metrics
+        trimap = batch.trimap if self.hparams.eval_with_trimap else None
+        metrics.update(outputs["alpha"].float(), batch.alpha, trimap)
+        if stage not in self._reference_rows:
+            box = box_mask(batch.box, tuple(batch.image.shape[-2:]))
+            self.reference_metrics[stage].update(box, batch.alpha, trimap)
+        terms = self.compute_loss(outputs, batch)
+        self.log(f"{stage}/loss", torch.stack(list(terms.values())).sum(), batch_size=len(batch))
+        if batch_idx == 0 and self.hparams.num_logged_images > 0:
+            self._log_grid(batch, outputs["alpha"], stage)
+        return outputs
+
+    def validation_step(self, batch: MattingBatch, batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "val")
+
+    def test_step(self, batch: MattingBatch, batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._finish_metrics(self.val_metrics, "val")
+
+    def on_test_epoch_end(self) -> None:
+        markdown = self._finish_metrics(self.test_metrics, "test")
+        if markdown and self.trainer.is_global_zero:
+            print(markdown)
+
+    def predict_step(self, batch: MattingBatch, batch_idx: int) -> list[tuple[str, Tensor]]:
+        """Alphas at each image's original size: ``[(sample_id, 1 x H x W), ...]``."""
+        alpha = self(batch)["alpha"].float()
+        return [
+            (sample_id, F.interpolate(alpha[i : i + 1], size=tuple(size.tolist()),
+                                      mode="bilinear", align_corners=False)[0].clamp(0, 1))
+            for i, (sample_id, size) in enumerate(zip(batch.sample_id, batch.original_size))
+        ]  # fmt: skip
+
+    # --- logging ------------------------------------------------------------------------------
+
+    @property
+    def output_dir(self) -> Path:
+        """Where tables and grids go: the logger's version folder, else the root dir."""
+        return Path(self.trainer.log_dir or self.trainer.default_root_dir)
+
+    def _finish_metrics(self, metrics, stage: str) -> str | None:
+        values = _computed(metrics)
+        reference = self.reference_metrics[stage]
+        if self.trainer.sanity_checking:
+            reference.reset()
+            return None
+        if stage not in self._reference_rows:
+            # The evaluation data and its prompts are seeded, so the floor never changes.
+            self._reference_rows[stage] = _computed(reference)
+        self.log_dict(values, prog_bar=stage == "val", sync_dist=False)
+        if not self.trainer.is_global_zero:
+            return None
+        common = {"epoch": self.current_epoch, "step": self.global_step,
+                  "preset": self.hparams.metric_preset}  # fmt: skip
+        rows = [
+            {"model": type(self).__name__, **common, **_short(values)},
+            {"model": "box as alpha (reference)", **common, **_short(self._reference_rows[stage])},
+        ]
+        return write_metrics_table(rows, self.output_dir / f"metrics_{stage}.md")
+
+    def _log_grid(self, batch: MattingBatch, alpha: Tensor, stage: str) -> None:
+        if self.trainer.sanity_checking or not self.trainer.is_global_zero:
+            return
+        grid = prediction_grid(batch, alpha, self.hparams.num_logged_images)
+        if isinstance(self.logger, TensorBoardLogger):
+            self.logger.experiment.add_image(f"{stage}/predictions", grid, self.global_step)
+        write_png_grid(grid, self.output_dir / f"predictions_{stage}.png")
+
+    # --- optimisation -------------------------------------------------------------------------
+
+    def _freeze(self, prefixes: list[str]) -> None:
+        names = [name for name, _ in self.named_parameters()]
+        for prefix in prefixes:
+            if not any(name.startswith(prefix) for name in names):
+                raise ValueError(f"freeze: no parameter name starts with '{prefix}'")
+        for name, parameter in self.named_parameters():
+            if any(name.startswith(prefix) for prefix in prefixes):
+                parameter.requires_grad_(False)
+
+    def parameter_groups(self) -> list[dict]:
+        """Trainable parameters grouped by (lr multiplier, weight decay or not)."""
+        multipliers = self.hparams.lr_multipliers or {}
+        groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
+        for name, parameter in self.named_parameters():
+            if not parameter.requires_grad:
+                continue
+            factor = next((f for p, f in multipliers.items() if name.startswith(p)), 1.0)
+            # Norm scales and biases are 1-D; decaying them towards 0 only hurts.
+            groups.setdefault((factor, parameter.ndim > 1), []).append(parameter)
+        return [
+            {"params": params, "lr": self.hparams.lr * factor,
+             "weight_decay": self.hparams.weight_decay if decay else 0.0}
+            for (factor, decay), params in groups.items()
+        ]  # fmt: skip
+
+    def lr_factor(self, step: int, total_steps: int) -> float:
+        """Multiplier on the peak learning rate at optimiser step ``step``."""
+        warmup = self.hparams.warmup_steps
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        schedule = self.hparams.lr_schedule
+        if schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * progress))
+        if schedule == "exponential":
+            return self.hparams.lr_decay ** (step - warmup)
+        if schedule == "poly":
+            return (1 - progress) ** self.hparams.poly_power
+        return 1.0
+
+    def configure_optimizers(self):
+        groups = self.parameter_groups()
+        if not groups:
+            raise ValueError(f"{type(self).__name__}: every parameter is frozen; nothing to train")
+        optimizer = torch.optim.AdamW(groups)
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: self.lr_factor(step, total)
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

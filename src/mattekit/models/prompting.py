@@ -1,0 +1,54 @@
+"""Choosing which prompt each sample shows the model, shared by the interactive families.
+
+The DataModule samples every prompt kind for every sample; a family decides which ones its model
+sees. Training draws a kind per sample (SDMatte picks point, box or mask at random); evaluation
+uses one fixed kind so that numbers are comparable across runs and families.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from mattekit.data.sample import MattingBatch
+from mattekit.nn.prompt_maps import box_mask
+
+PromptKind = Literal["points", "box", "mask"]
+PROMPT_KINDS: tuple[str, ...] = ("points", "box", "mask")
+
+
+def check_prompt_kinds(kinds: list[str], eval_kind: str) -> None:
+    """Raise a ValueError naming the argument when a kind is unknown."""
+    unknown = [k for k in kinds if k not in PROMPT_KINDS]
+    if unknown or not kinds:
+        raise ValueError(f"prompt_kinds must be a non-empty subset of {PROMPT_KINDS}, got {kinds}")
+    if eval_kind not in PROMPT_KINDS:
+        raise ValueError(f"eval_prompt must be one of {PROMPT_KINDS}, got {eval_kind!r}")
+
+
+def choose_prompt_kinds(
+    batch_size: int, kinds: list[str], training: bool, eval_kind: str
+) -> list[str]:
+    """A kind per sample: random among ``kinds`` in training, ``eval_kind`` otherwise."""
+    if not training:
+        return [eval_kind] * batch_size
+    picks = torch.randint(len(kinds), (batch_size,)).tolist()
+    return [kinds[p] for p in picks]
+
+
+def prompt_maps(batch: MattingBatch, kinds: list[str]) -> Tensor:
+    """Rasterise each sample's chosen prompt into one channel per kind, others zero.
+
+    Returns:
+        B x 3 x H x W: channel 0 the Gaussian point map, 1 the box mask, 2 the coarse mask.
+    """
+    height, width = batch.image.shape[-2:]
+    maps = torch.cat(
+        [batch.point_map, box_mask(batch.box, (height, width)), batch.coarse_mask], dim=1
+    )
+    chosen = torch.tensor(
+        [[kind == k for k in PROMPT_KINDS] for kind in kinds], device=maps.device, dtype=maps.dtype
+    )
+    return maps * chosen[:, :, None, None]

@@ -1,0 +1,61 @@
+"""fit -> test -> predict through the CLI, in-process, for every registered family."""
+
+from pathlib import Path
+
+import pytest
+
+from mattekit.cli import main, resolve_model_aliases
+from mattekit.models import list_models
+
+TINY_DATA = [
+    "--data.image_size=32", "--data.batch_size=2", "--data.num_workers=0",
+    "--data.synthetic_train_samples=8", "--data.synthetic_eval_samples=4",
+    "--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false",
+]  # fmt: skip
+
+
+def tiny_model_args(entry) -> list[str]:
+    return [f"--model.{key}={value}" for key, value in entry.tiny.items()]
+
+
+@pytest.mark.parametrize("entry", list_models(), ids=lambda e: e.alias)
+def test_fit_test_predict(entry, tmp_path: Path):
+    root = tmp_path / "runs"
+    common = ["--model", entry.alias, *tiny_model_args(entry), *TINY_DATA,
+              f"--trainer.default_root_dir={root}"]  # fmt: skip
+    main(["fit", *common, "--trainer.max_epochs=1", "--trainer.limit_val_batches=1"])
+    version = root / "lightning_logs" / "version_0"
+    checkpoint = version / "checkpoints" / "last.ckpt"
+    assert checkpoint.exists()
+    assert (version / "metrics_val.md").read_text().count("|") > 10
+    assert (version / "predictions_val.png").stat().st_size > 0
+
+    main(["test", *common, f"--ckpt_path={checkpoint}"])
+    table = (root / "lightning_logs" / "version_1" / "metrics_test.md").read_text()
+    assert all(name in table for name in ("SAD", "MSE", "MAD", "Grad", "Conn"))
+
+    out = tmp_path / "alphas"
+    main(["predict", *common, f"--ckpt_path={checkpoint}",
+          f"--prediction_writer.output_dir={out}"])  # fmt: skip
+    assert len(list(out.rglob("*.png"))) == 4
+
+
+def test_alias_rewriting_keeps_other_arguments():
+    argv = ["fit", "--model", "BASELINE", "--model=baseline", "--model.depth=2", "--model", "x.Y"]
+    rewritten = resolve_model_aliases(argv)
+    path = list_models("baseline")[0].class_path
+    assert rewritten == [
+        "fit",
+        "--model",
+        path,
+        f"--model={path}",
+        "--model.depth=2",
+        "--model",
+        "x.Y",
+    ]
+
+
+def test_models_command_lists_the_registry(capsys):
+    main(["models"])
+    out = capsys.readouterr().out
+    assert all(entry.alias in out for entry in list_models())
