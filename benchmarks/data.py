@@ -20,9 +20,11 @@ from mattekit.data.datamodule import MattingDataModule
 def measure(size: int, workers: int, batch_size: int, batches: int, warmup: int) -> float:
     """Training-pipeline throughput in samples/s over ``batches`` batches after ``warmup``."""
     data = MattingDataModule(
-        image_size=size, batch_size=batch_size, num_workers=workers,
+        image_size=size,
+        batch_size=batch_size,
+        num_workers=workers,
         steps_per_epoch=batches + warmup,
-    )  # fmt: skip
+    )
     loader = iter(data.train_dataloader())
     for _ in range(warmup):
         next(loader)
@@ -44,7 +46,8 @@ def main() -> None:
     goal = 50.0
     print("| source | size | workers | samples/s | goal | ratio to goal |")
     print("| --- | --- | --- | --- | --- | --- |")
-    print(f"| synthetic | {args.size} | {args.workers} | {rate:.1f} | {goal:.0f} | {rate / goal:.2f} |")
+    row = [args.size, args.workers, f"{rate:.1f}", f"{goal:.0f}", f"{rate / goal:.2f}"]
+    print("| synthetic | " + " | ".join(map(str, row)) + " |")
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ class MattingCLI(LightningCLI):
                         filename="best-{epoch}-{step}",
                     ),
                 ],
-            },  # fmt: skip
+            },
             args=args,
             run=run,
         )
@@ -88,14 +88,21 @@ def print_models(pattern: str = "*") -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``mattekit`` console script."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Entry point of the ``mattekit`` console script (``argv`` defaults to ``sys.argv[1:]``)."""
+    from_command_line = argv is None
+    argv = list(sys.argv[1:] if from_command_line else argv)
     if argv and argv[0] == "models":
         print_models(argv[1] if len(argv) > 1 else "*")
         return
     if not argv or argv[0] in ("-h", "--help"):
         print("extra commands: " + "; ".join(f"{k}: {v}" for k, v in EXTRA_COMMANDS.items()))
-    MattingCLI(args=resolve_model_aliases(argv))
+    argv = resolve_model_aliases(argv)
+    if from_command_line:
+        # LightningCLI reads sys.argv itself, and warns when given both it and ``args``.
+        sys.argv[1:] = argv
+        MattingCLI()
+    else:
+        MattingCLI(args=argv)
 
 
 if __name__ == "__main__":

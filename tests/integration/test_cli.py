@@ -8,10 +8,14 @@ from mattekit.cli import main, resolve_model_aliases
 from mattekit.models import list_models
 
 TINY_DATA = [
-    "--data.image_size=32", "--data.batch_size=2", "--data.num_workers=0",
-    "--data.synthetic_train_samples=8", "--data.synthetic_eval_samples=4",
-    "--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false",
-]  # fmt: skip
+    "--data.image_size=32",
+    "--data.batch_size=2",
+    "--data.num_workers=0",
+    "--data.synthetic_train_samples=8",
+    "--data.synthetic_eval_samples=4",
+    "--trainer.accelerator=cpu",
+    "--trainer.enable_progress_bar=false",
+]
 
 
 def tiny_model_args(entry) -> list[str]:
@@ -21,8 +25,13 @@ def tiny_model_args(entry) -> list[str]:
 @pytest.mark.parametrize("entry", list_models(), ids=lambda e: e.alias)
 def test_fit_test_predict(entry, tmp_path: Path):
     root = tmp_path / "runs"
-    common = ["--model", entry.alias, *tiny_model_args(entry), *TINY_DATA,
-              f"--trainer.default_root_dir={root}"]  # fmt: skip
+    common = [
+        "--model",
+        entry.alias,
+        *tiny_model_args(entry),
+        *TINY_DATA,
+        f"--trainer.default_root_dir={root}",
+    ]
     main(["fit", *common, "--trainer.max_epochs=1", "--trainer.limit_val_batches=1"])
     version = root / "lightning_logs" / "version_0"
     checkpoint = version / "checkpoints" / "last.ckpt"
@@ -35,8 +44,7 @@ def test_fit_test_predict(entry, tmp_path: Path):
     assert all(name in table for name in ("SAD", "MSE", "MAD", "Grad", "Conn"))
 
     out = tmp_path / "alphas"
-    main(["predict", *common, f"--ckpt_path={checkpoint}",
-          f"--prediction_writer.output_dir={out}"])  # fmt: skip
+    main(["predict", *common, f"--ckpt_path={checkpoint}", f"--prediction_writer.output_dir={out}"])
     assert len(list(out.rglob("*.png"))) == 4
 
 

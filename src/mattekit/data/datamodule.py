@@ -73,8 +73,8 @@ class MattingDataModule(L.LightningDataModule):
         weights: list[float] | None = None,
         schedule: list[str] | None = None,
         steps_per_epoch: int | None = None,
-        prompts: PromptConfig | None = None,
-        augment: AugmentConfig | None = None,
+        prompts: PromptConfig = PromptConfig(),
+        augment: AugmentConfig = AugmentConfig(),
         seed: int = 0,
         synthetic_train_samples: int = 1000,
         synthetic_eval_samples: int = 64,
@@ -90,7 +90,7 @@ class MattingDataModule(L.LightningDataModule):
         self.schedule = schedule
         self.steps_per_epoch = steps_per_epoch
         self.prompt_sampler = PromptSampler(prompts)
-        self.augment = augment or AugmentConfig()
+        self.augment = augment
         self.seed = seed
 
         def synthetic(count: int, seed: int, name: str) -> list[MattingSource]:
@@ -111,9 +111,11 @@ class MattingDataModule(L.LightningDataModule):
         train = stage == "train"
         transform = MattingTransform(self.image_size, train, self.augment)
         return ConcatDataset(
-            [MattingDataset(s, transform, self.prompt_sampler, train, self.seed)
-             for s in self.sources[stage]]
-        )  # fmt: skip
+            [
+                MattingDataset(s, transform, self.prompt_sampler, train, self.seed)
+                for s in self.sources[stage]
+            ]
+        )
 
     def _loader(self, stage: str, **kwargs) -> DataLoader:
         return DataLoader(
@@ -133,9 +135,11 @@ class MattingDataModule(L.LightningDataModule):
             if unknown:
                 raise ValueError(f"schedule names unknown sources {unknown}; known: {names}")
             batches = ScheduledBatchSampler(
-                sizes, [names.index(n) for n in self.schedule], self.batch_size,
+                sizes,
+                [names.index(n) for n in self.schedule],
+                self.batch_size,
                 self.steps_per_epoch,
-            )  # fmt: skip
+            )
             return self._loader("train", batch_sampler=batches)
         num_samples = self.steps_per_epoch * self.batch_size if self.steps_per_epoch else None
         sampler = WeightedSourceSampler(sizes, self.weights or sizes, num_samples)

@@ -61,9 +61,13 @@ class MattingDataset(Dataset):
             raw = self.source.load(index, rng)
             sample = self.transform(raw, rng)
             prompts = self.prompts(
-                sample.alpha, rng, raw.sample_id, trimap=sample.trimap, points=sample.points,
+                sample.alpha,
+                rng,
+                raw.sample_id,
+                trimap=sample.trimap,
+                points=sample.points,
                 box=sample.box,
-            )  # fmt: skip
+            )
         except Exception as error:
             error.add_note(f"while loading sample {index} of source '{self.source.name}'")
             raise
@@ -74,9 +78,10 @@ class MattingDataset(Dataset):
         point_map = gaussian_point_map(points[None], labels[None], (height, width), sigma)[0]
         alpha = torch.from_numpy(sample.alpha)[None]
         seg_mask = (
-            torch.from_numpy(sample.seg_mask > 0)[None] if sample.seg_mask is not None
+            torch.from_numpy(sample.seg_mask > 0)[None]
+            if sample.seg_mask is not None
             else alpha > 0.5
-        )  # fmt: skip
+        )
         item = {
             "image": _chw(sample.image),
             "alpha": alpha,

@@ -20,14 +20,14 @@ class ImageFolder(MattingSource):
 
         root/
         ├── a.jpg  b.png ...     photos, directly inside root (not recursive)
-        └── (prompt_dir/)        optional a.json ...: {"point": [[x, y, label], ...], "bbox": [x0, y0, x1, y1]}
+        └── (prompt_dir/)        optional a.json ...  (MicroMat-3K format: "point", "bbox")
 
     Prompts come from ``prompt_dir`` (MicroMat-3K's json format, pixels of the stored image); an
     image without a prompt file, or every image when ``prompt_dir`` is None, is prompted with a box
     covering the whole image, which asks the model for the salient object.
 
-    ``RawSample`` requires an alpha, so ``alpha`` is an all-zero H x W float32 placeholder: it is not
-    ground truth, and metrics or losses computed on this source are meaningless.
+    ``RawSample`` requires an alpha, so ``alpha`` is an all-zero H x W float32 placeholder: it is
+    not ground truth, and metrics or losses computed on this source are meaningless.
 
     Args:
         root: folder of images.
@@ -60,5 +60,6 @@ class ImageFolder(MattingSource):
         if box is None and (points is None or len(points) == 0):
             box = np.array([0, 0, width - 1, height - 1], np.float32)
         placeholder_alpha = np.zeros((height, width), dtype=np.float32)
-        return RawSample(path.stem, image, placeholder_alpha, points=points, box=box,
-                         source=self.name)  # fmt: skip
+        return RawSample(
+            path.stem, image, placeholder_alpha, points=points, box=box, source=self.name
+        )

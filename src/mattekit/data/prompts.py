@@ -17,7 +17,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class PromptConfig:
     """How prompts are sampled from a GT alpha (every field is a CLI override).
 
@@ -48,8 +48,13 @@ class PromptConfig:
     use_source_prompts: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("positive_points", "negative_points", "mask_threshold", "mask_morphology",
-                     "trimap_width"):  # fmt: skip
+        for name in (
+            "positive_points",
+            "negative_points",
+            "mask_threshold",
+            "mask_morphology",
+            "trimap_width",
+        ):
             low, high = getattr(self, name)
             if low > high or low < 0:
                 raise ValueError(f"PromptConfig.{name} must be a range (low <= high, low >= 0)")
@@ -81,7 +86,7 @@ class Prompts:
 
 
 def _kernel(size_fraction: float, side: int) -> np.ndarray | None:
-    radius = int(round(size_fraction * side))
+    radius = round(size_fraction * side)
     if radius < 1:
         return None
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
@@ -142,9 +147,14 @@ def jitter_box(box: np.ndarray, jitter: float, size: tuple[int, int], rng: np.ra
     moved[[0, 2]] = np.clip(moved[[0, 2]], 0, width - 1)
     moved[[1, 3]] = np.clip(moved[[1, 3]], 0, height - 1)
     return np.array(
-        [min(moved[0], moved[2]), min(moved[1], moved[3]),
-         max(moved[0], moved[2]), max(moved[1], moved[3])], np.float32,
-    )  # fmt: skip
+        [
+            min(moved[0], moved[2]),
+            min(moved[1], moved[3]),
+            max(moved[0], moved[2]),
+            max(moved[1], moved[3]),
+        ],
+        np.float32,
+    )
 
 
 def _draw_pixels(candidates: np.ndarray, count: int, width: int, rng) -> np.ndarray:
@@ -178,9 +188,10 @@ class PromptSampler:
         ``trimap`` / ``points`` (N x 3 ``x, y, label``) / ``box`` are a source's own prompts,
         already transformed to the network input; they are kept when the config says so.
 
-        An empty alpha is accepted only with source prompts (``ImageFolder`` for predict, where
-        there is no ground truth): the prompts are then the source's, the trimap is all unknown
-        and the coarse mask is the box.
+        Source points with no click (zero rows, or only padding) count as absent: clicks are then
+        sampled from the alpha. An empty alpha is accepted only with source prompts
+        (``ImageFolder`` for predict, where there is no ground truth): the prompts are then the
+        source's, the trimap is all unknown and the coarse mask is the box.
 
         Raises:
             ValueError: naming ``sample_id`` when the alpha is empty and the source gave no
@@ -190,6 +201,11 @@ class PromptSampler:
         cfg = self.config
         height, width = alpha.shape
         side = max(height, width)
+        if points is not None and not (points[:, 2] >= 0).any():
+            # A prompt file with no clicks (all padding): clicks are sampled from the GT instead
+            # of handing the model an empty point prompt.
+            logger.debug("%s: the source gives no clicks; sampling them from the alpha", sample_id)
+            points = None
         has_source_prompts = cfg.use_source_prompts and (points is not None or box is not None)
         if not (alpha > 0).any():
             if not has_source_prompts:
@@ -201,21 +217,28 @@ class PromptSampler:
         if trimap is None or not cfg.use_source_trimap:
             trimap = sample_trimap(alpha, rng.uniform(*cfg.trimap_width), side)
         coarse_mask = sample_coarse_mask(
-            alpha, rng.uniform(*cfg.mask_threshold), rng.uniform(*cfg.mask_morphology),
-            dilate=bool(rng.integers(2)), side=side,
-        )  # fmt: skip
+            alpha,
+            rng.uniform(*cfg.mask_threshold),
+            rng.uniform(*cfg.mask_morphology),
+            dilate=bool(rng.integers(2)),
+            side=side,
+        )
 
         padded_points, padded_labels = self._padded(points if cfg.use_source_prompts else None)
         if points is None or not cfg.use_source_prompts:
             flat = alpha.ravel()
             positives = _draw_pixels(
                 np.flatnonzero(flat >= cfg.point_threshold * flat.max()),
-                int(rng.integers(cfg.positive_points[0], cfg.positive_points[1] + 1)), width, rng,
-            )  # fmt: skip
+                int(rng.integers(cfg.positive_points[0], cfg.positive_points[1] + 1)),
+                width,
+                rng,
+            )
             negatives = _draw_pixels(
                 np.flatnonzero(flat == 0),
-                int(rng.integers(cfg.negative_points[0], cfg.negative_points[1] + 1)), width, rng,
-            )  # fmt: skip
+                int(rng.integers(cfg.negative_points[0], cfg.negative_points[1] + 1)),
+                width,
+                rng,
+            )
             count_pos, count_neg = len(positives), len(negatives)
             padded_points[:count_pos] = positives
             padded_labels[:count_pos] = 1

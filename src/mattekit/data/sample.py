@@ -20,7 +20,7 @@ class RawSample:
     """One sample as a source stores it (H x W is the stored resolution).
 
     Attributes:
-        sample_id: unique, human-readable id (file stem, ``synthetic/000042``); named in every error.
+        sample_id: unique, readable id (file stem, ``synthetic/s0/000042``); named in every error.
         image: H x W x 3 uint8 RGB.
         alpha: H x W float32 in [0, 1]; for segmentation-only sources, the binary mask.
         trimap: H x W uint8 in {0, 128, 255}, when the source ships one.
@@ -125,9 +125,18 @@ class MattingBatch:
 
 
 TENSOR_FIELDS = (
-    "image", "alpha", "trimap", "points", "point_labels", "point_map", "box", "coarse_mask",
-    "seg_mask", "is_transparent", "original_size",
-)  # fmt: skip
+    "image",
+    "alpha",
+    "trimap",
+    "points",
+    "point_labels",
+    "point_map",
+    "box",
+    "coarse_mask",
+    "seg_mask",
+    "is_transparent",
+    "original_size",
+)
 LIST_FIELDS = ("text", "sample_id", "source")
 
 

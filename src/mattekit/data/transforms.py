@@ -28,11 +28,15 @@ CROP_ATTEMPTS = 10
 
 _COLOUR_TARGETS = {"fg": "image", "bg": "image"}
 _GEOMETRIC_TARGETS = {
-    "alpha": "image", "fg": "image", "bg": "image", "trimap": "mask", "seg_mask": "mask",
-}  # fmt: skip
+    "alpha": "image",
+    "fg": "image",
+    "bg": "image",
+    "trimap": "mask",
+    "seg_mask": "mask",
+}
 
 
-@dataclass
+@dataclass(frozen=True)
 class AugmentConfig:
     """Training augmentation (evaluation only resizes to the network size).
 
@@ -151,10 +155,15 @@ class MattingTransform:
             if fg is not None and bg is not None:
                 image = _composite(alpha, fg, bg)
         return TransformedSample(
-            image=image, alpha=alpha, trimap=out.get("trimap"), seg_mask=out.get("seg_mask"),
-            fg=fg, bg=bg, points=points, box=box,
-        )  # fmt: skip
-
+            image=image,
+            alpha=alpha,
+            trimap=out.get("trimap"),
+            seg_mask=out.get("seg_mask"),
+            fg=fg,
+            bg=bg,
+            points=points,
+            box=box,
+        )
 
     def _geometric(self, targets: dict, rng: np.random.Generator, sample_id: str, has_object: bool):
         for _ in range(CROP_ATTEMPTS if self.train else 1):
@@ -164,6 +173,7 @@ class MattingTransform:
                 return out
         logger.debug("%s: no crop kept the foreground; resized without cropping", sample_id)
         return self.resize(**targets)
+
 
 def _composite(alpha: np.ndarray, fg: np.ndarray, bg: np.ndarray) -> np.ndarray:
     """``alpha * fg + (1 - alpha) * bg`` in uint8 (H x W x 3)."""

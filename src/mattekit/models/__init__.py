@@ -40,11 +40,14 @@ MODELS: dict[str, ModelEntry] = {
     entry.alias: entry
     for entry in [
         ModelEntry(
-            "baseline", Baseline, "small prompt-conditioned U-Net; smoke model and reference row",
-            ("points", "box", "mask"), tiny={"base_channels": 8, "depth": 2},
+            "baseline",
+            Baseline,
+            "small prompt-conditioned U-Net; smoke model and reference row",
+            ("points", "box", "mask"),
+            tiny={"base_channels": 8, "depth": 2},
         ),
     ]
-}  # fmt: skip
+}
 
 
 def list_models(pattern: str = "*") -> list[ModelEntry]:

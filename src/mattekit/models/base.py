@@ -54,7 +54,8 @@ class MattingModule(L.LightningModule):
         weight_decay: AdamW weight decay (never applied to norms and biases).
         warmup_steps: linear warm-up from 0 to ``lr``.
         lr_schedule: decay after warm-up: ``"constant"``, ``"cosine"`` (to 0 at the last step),
-            ``"exponential"`` (``lr_decay ** step``) or ``"poly"`` (``(1 - progress) ** poly_power``).
+            ``"exponential"`` (``lr_decay ** step``) or ``"poly"``
+            (``(1 - progress) ** poly_power``).
         lr_decay: per-step factor of the exponential schedule.
         poly_power: exponent of the polynomial schedule.
         freeze: parameter-name prefixes to freeze (e.g. ``["model.image_encoder"]``).
@@ -133,7 +134,10 @@ class MattingModule(L.LightningModule):
         loss = torch.stack(list(terms.values())).sum()
         if not torch.isfinite(loss):
             bad = [name for name, value in terms.items() if not torch.isfinite(value)]
-            message = f"non-finite loss terms {bad} at step {self.global_step} on samples {batch.sample_id}"
+            message = (
+                f"non-finite loss terms {bad} at step {self.global_step} "
+                f"on samples {batch.sample_id}"
+            )
             if self.hparams.nonfinite_loss == "raise":
                 raise NonFiniteLossError(message)
             logger.warning("%s; skipping this optimiser step", message)
@@ -175,10 +179,19 @@ class MattingModule(L.LightningModule):
         """Alphas at each image's original size: ``[(sample_id, 1 x H x W), ...]``."""
         alpha = self(batch)["alpha"].float()
         return [
-            (sample_id, F.interpolate(alpha[i : i + 1], size=tuple(size.tolist()),
-                                      mode="bilinear", align_corners=False)[0].clamp(0, 1))
-            for i, (sample_id, size) in enumerate(zip(batch.sample_id, batch.original_size))
-        ]  # fmt: skip
+            (
+                sample_id,
+                F.interpolate(
+                    alpha[i : i + 1],
+                    size=tuple(size.tolist()),
+                    mode="bilinear",
+                    align_corners=False,
+                )[0].clamp(0, 1),
+            )
+            for i, (sample_id, size) in enumerate(
+                zip(batch.sample_id, batch.original_size, strict=True)
+            )
+        ]
 
     # --- logging ------------------------------------------------------------------------------
 
@@ -199,8 +212,11 @@ class MattingModule(L.LightningModule):
         self.log_dict(values, prog_bar=stage == "val", sync_dist=False)
         if not self.trainer.is_global_zero:
             return None
-        common = {"epoch": self.current_epoch, "step": self.global_step,
-                  "preset": self.hparams.metric_preset}  # fmt: skip
+        common = {
+            "epoch": self.current_epoch,
+            "step": self.global_step,
+            "preset": self.hparams.metric_preset,
+        }
         rows = [
             {"model": type(self).__name__, **common, **_short(values)},
             {"model": "box as alpha (reference)", **common, **_short(self._reference_rows[stage])},
@@ -237,10 +253,13 @@ class MattingModule(L.LightningModule):
             # Norm scales and biases are 1-D; decaying them towards 0 only hurts.
             groups.setdefault((factor, parameter.ndim > 1), []).append(parameter)
         return [
-            {"params": params, "lr": self.hparams.lr * factor,
-             "weight_decay": self.hparams.weight_decay if decay else 0.0}
+            {
+                "params": params,
+                "lr": self.hparams.lr * factor,
+                "weight_decay": self.hparams.weight_decay if decay else 0.0,
+            }
             for (factor, decay), params in groups.items()
-        ]  # fmt: skip
+        ]
 
     def lr_factor(self, step: int, total_steps: int) -> float:
         """Multiplier on the peak learning rate at optimiser step ``step``."""

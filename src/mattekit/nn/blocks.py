@@ -12,9 +12,13 @@ class ConvNormAct(nn.Sequential):
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
         groups: int = 8,
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__(
             nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, bias=False),
             nn.GroupNorm(min(groups, out_channels), out_channels),

@@ -22,7 +22,7 @@ def test_scheduled_batches_come_from_one_source_each():
     batches = list(sampler)
     assert len(batches) == 6
     origin = ["a" if max(b) < 5 else "b" for b in batches]
-    assert all(min(b) >= 5 for b, o in zip(batches, origin) if o == "b")
+    assert all(min(b) >= 5 for b, o in zip(batches, origin, strict=True) if o == "b")
     assert origin == ["a", "a", "b", "a", "a", "b"]
     assert Counter(len(b) for b in batches) == {4: 6}
 

@@ -7,7 +7,7 @@ from mattekit.data.prompts import (
     box_from_alpha,
     sample_coarse_mask,
     sample_trimap,
-)  # fmt: skip
+)
 
 
 def disc(size=64, radius=12, soft=True):

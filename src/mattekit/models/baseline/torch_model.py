@@ -25,15 +25,18 @@ class PromptUNet(nn.Module):
             ConvNormAct(3 + prompt_channels, widths[0]), ConvNormAct(widths[0], widths[0])
         )
         self.down = nn.ModuleList(
-            nn.Sequential(ConvNormAct(widths[i], widths[i + 1], stride=2),
-                          ConvNormAct(widths[i + 1], widths[i + 1]))
+            nn.Sequential(
+                ConvNormAct(widths[i], widths[i + 1], stride=2),
+                ConvNormAct(widths[i + 1], widths[i + 1]),
+            )
             for i in range(depth)
-        )  # fmt: skip
+        )
         self.up = nn.ModuleList(
-            nn.Sequential(ConvNormAct(widths[i + 1] + widths[i], widths[i]),
-                          ConvNormAct(widths[i], widths[i]))
+            nn.Sequential(
+                ConvNormAct(widths[i + 1] + widths[i], widths[i]), ConvNormAct(widths[i], widths[i])
+            )
             for i in reversed(range(depth))
-        )  # fmt: skip
+        )
         self.head = nn.Conv2d(widths[0], 1, 1)
         self.depth = depth
 
