@@ -110,9 +110,10 @@ class MattingDataModule(L.LightningDataModule):
         """The stage's sources behind the shared pipeline, concatenated."""
         train = stage == "train"
         transform = MattingTransform(self.image_size, train, self.augment)
+        keep_original = stage in ("val", "test")
         return ConcatDataset(
             [
-                MattingDataset(s, transform, self.prompt_sampler, train, self.seed)
+                MattingDataset(s, transform, self.prompt_sampler, train, self.seed, keep_original)
                 for s in self.sources[stage]
             ]
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from mattekit.data.prompts import PromptSampler
@@ -31,6 +32,7 @@ class MattingDataset(Dataset):
         prompts: prompt sampler.
         train: training randomness (see above).
         seed: evaluation seed.
+        keep_original: add the GT alpha and trimap at the stored size (for evaluation).
     """
 
     def __init__(
@@ -40,12 +42,14 @@ class MattingDataset(Dataset):
         prompts: PromptSampler,
         train: bool,
         seed: int = 0,
+        keep_original: bool = False,
     ) -> None:
         self.source = source
         self.transform = transform
         self.prompts = prompts
         self.train = train
         self.seed = seed
+        self.keep_original = keep_original
 
     def __len__(self) -> int:
         return len(self.source)
@@ -100,4 +104,14 @@ class MattingDataset(Dataset):
         }
         item["fg"] = _chw(sample.fg) if sample.fg is not None else None
         item["bg"] = _chw(sample.bg) if sample.bg is not None else None
+        if self.keep_original:
+            item["original_alpha"] = torch.from_numpy(raw.alpha)[None]
+            item["original_trimap"] = _original_trimap(raw.trimap, item["trimap"], raw.size)
         return item
+
+
+def _original_trimap(stored: np.ndarray | None, sampled: torch.Tensor, size) -> torch.Tensor:
+    """1 x H x W trimap in {0, 0.5, 1} at the stored size: the source's, else the sampled one."""
+    if stored is not None:
+        return torch.from_numpy(stored)[None].float().div_(255).round_(decimals=1)
+    return F.interpolate(sampled[None], size=tuple(size), mode="nearest")[0]

@@ -92,6 +92,10 @@ class MattingBatch:
         sample_id: B ids.
         source: B source names.
         fg, bg: B x 3 x H x W, present only when every sample in the batch knows them.
+        original_alpha: evaluation only: per sample the 1 x H_i x W_i GT at the stored size, so
+            metrics compare against the real GT and not a resized copy.
+        original_trimap: evaluation only: per sample 1 x H_i x W_i in {0, 0.5, 1}: the source's
+            trimap, else the sampled one resized (nearest) to the stored size.
     """
 
     image: Tensor
@@ -110,18 +114,23 @@ class MattingBatch:
     source: list[str] = field(default_factory=list)
     fg: Tensor | None = None
     bg: Tensor | None = None
+    original_alpha: list[Tensor] | None = None
+    original_trimap: list[Tensor] | None = None
 
     def __len__(self) -> int:
         return self.image.shape[0]
 
     def to(self, device: torch.device | str) -> MattingBatch:
         """Copy with every tensor moved to ``device``."""
-        moved = {
-            f.name: (v.to(device) if isinstance(v, Tensor) else v)
-            for f in fields(self)
-            for v in [getattr(self, f.name)]
-        }
-        return MattingBatch(**moved)
+
+        def move(value):
+            if isinstance(value, Tensor):
+                return value.to(device)
+            if isinstance(value, list) and value and isinstance(value[0], Tensor):
+                return [v.to(device) for v in value]
+            return value
+
+        return MattingBatch(**{f.name: move(getattr(self, f.name)) for f in fields(self)})
 
 
 TENSOR_FIELDS = (
@@ -147,4 +156,7 @@ def collate_samples(samples: list[dict]) -> MattingBatch:
     for name in ("fg", "bg"):
         values = [s.get(name) for s in samples]
         batch[name] = None if any(v is None for v in values) else torch.stack(values)
+    for name in ("original_alpha", "original_trimap"):  # sizes differ: kept as lists
+        values = [s.get(name) for s in samples]
+        batch[name] = None if any(v is None for v in values) else values
     return MattingBatch(**batch)

@@ -31,6 +31,16 @@ from mattekit.visualize import prediction_grid, write_metrics_table, write_png_g
 logger = logging.getLogger(__name__)
 
 
+def at_original_size(maps: Tensor, sizes: Tensor, mode: str = "bilinear") -> list[Tensor]:
+    """Resize each B x C x H x W map to its sample's stored size: ``[C x H_i x W_i, ...]``."""
+    align = False if mode == "bilinear" else None
+    resized = []
+    for i, size in enumerate(sizes):
+        map_i = F.interpolate(maps[i : i + 1], tuple(size.tolist()), mode=mode, align_corners=align)
+        resized.append(map_i[0].clamp(0, 1))
+    return resized
+
+
 def _computed(metrics) -> dict[str, float]:
     values = {name: float(value) for name, value in metrics.compute().items()}
     metrics.reset()
@@ -63,6 +73,8 @@ class MattingModule(L.LightningModule):
         metric_preset: matting metric definitions for val / test (``dim``, ``zim``, ``sdmatte``).
         eval_with_trimap: restrict metrics to the trimap's unknown band (DIM protocol) when the
             preset allows it; False evaluates the whole image.
+        eval_at_original_size: score predictions upsampled to each image's stored size against
+            the stored GT (the benchmark protocol); False scores at the network input size.
         nonfinite_loss: ``"raise"`` stops with the offending samples named; ``"skip"`` logs a
             warning naming them and skips the optimiser step.
         num_logged_images: samples in the image grid logged each validation / test epoch.
@@ -80,6 +92,7 @@ class MattingModule(L.LightningModule):
         lr_multipliers: dict[str, float] | None = None,
         metric_preset: Literal["dim", "zim", "sdmatte"] = "dim",
         eval_with_trimap: bool = True,
+        eval_at_original_size: bool = True,
         nonfinite_loss: Literal["raise", "skip"] = "raise",
         num_logged_images: int = 4,
     ) -> None:
@@ -150,11 +163,20 @@ class MattingModule(L.LightningModule):
     def _evaluate(self, batch: MattingBatch, batch_idx: int, stage: str) -> dict[str, Tensor]:
         outputs = self(batch)
         metrics = self.val_metrics if stage == "val" else self.test_metrics
-        trimap = batch.trimap if self.hparams.eval_with_trimap else None
-        metrics.update(outputs["alpha"].float(), batch.alpha, trimap)
+        box = box_mask(batch.box, tuple(batch.image.shape[-2:]))
+        scored = [(metrics, outputs["alpha"].float(), "bilinear")]
         if stage not in self._reference_rows:
-            box = box_mask(batch.box, tuple(batch.image.shape[-2:]))
-            self.reference_metrics[stage].update(box, batch.alpha, trimap)
+            scored.append((self.reference_metrics[stage], box, "nearest"))
+        at_original = self.hparams.eval_at_original_size and batch.original_alpha is not None
+        for metric, prediction, mode in scored:
+            if not at_original:
+                trimap = batch.trimap if self.hparams.eval_with_trimap else None
+                metric.update(prediction, batch.alpha, trimap)
+                continue
+            resized = at_original_size(prediction, batch.original_size, mode)
+            for i, alpha_i in enumerate(resized):
+                trimap = batch.original_trimap[i][None] if self.hparams.eval_with_trimap else None
+                metric.update(alpha_i[None], batch.original_alpha[i][None], trimap)
         terms = self.compute_loss(outputs, batch)
         self.log(f"{stage}/loss", torch.stack(list(terms.values())).sum(), batch_size=len(batch))
         if batch_idx == 0 and self.hparams.num_logged_images > 0:
@@ -177,21 +199,8 @@ class MattingModule(L.LightningModule):
 
     def predict_step(self, batch: MattingBatch, batch_idx: int) -> list[tuple[str, Tensor]]:
         """Alphas at each image's original size: ``[(sample_id, 1 x H x W), ...]``."""
-        alpha = self(batch)["alpha"].float()
-        return [
-            (
-                sample_id,
-                F.interpolate(
-                    alpha[i : i + 1],
-                    size=tuple(size.tolist()),
-                    mode="bilinear",
-                    align_corners=False,
-                )[0].clamp(0, 1),
-            )
-            for i, (sample_id, size) in enumerate(
-                zip(batch.sample_id, batch.original_size, strict=True)
-            )
-        ]
+        alpha = at_original_size(self(batch)["alpha"].float(), batch.original_size)
+        return list(zip(batch.sample_id, alpha, strict=True))
 
     # --- logging ------------------------------------------------------------------------------
 
