@@ -3,7 +3,6 @@
 import cv2
 import numpy as np
 import pytest
-import torch
 from lightning import Trainer
 from torch import nn
 
@@ -29,8 +28,13 @@ class GroundTruthOracle(MattingModule):
 
 
 def validate(data, **kwargs):
-    trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
-                      enable_model_summary=False, default_root_dir="/tmp/mattekit-eval-test")  # fmt: skip
+    trainer = Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir="/tmp/mattekit-eval-test",
+    )
     return trainer.validate(GroundTruthOracle(**kwargs), data, verbose=False)[0]
 
 
