@@ -12,6 +12,7 @@ matte always line up the way they were stored.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import uuid
@@ -320,3 +321,13 @@ def write_png_atomic(path: str | Path, array: np.ndarray) -> None:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def read_json(path: Path, description: str) -> object:
+    """Parse a json file; a missing or malformed file is an error naming it and what it is for."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{description} not found: {path}") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid json ({error})") from error

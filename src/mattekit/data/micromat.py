@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Literal
 import numpy as np
 
 from mattekit.data.folders import check_same_size
-from mattekit.data.io import ConversionLog, read_alpha, read_image, warn_once
+from mattekit.data.io import ConversionLog, read_alpha, read_image, read_json, warn_once
 from mattekit.data.sample import RawSample
 from mattekit.data.source import MattingSource
 
@@ -38,12 +37,7 @@ def read_micromat_prompt(
         ValueError naming the file: malformed content, labels other than -1 / 0 / 1, a box with
         x1 <= x0 or y1 <= y0, or a box entirely outside the image.
     """
-    try:
-        prompt = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"prompt file not found: {path}") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid json ({error})") from error
+    prompt = read_json(path, "prompt file")
     if not isinstance(prompt, dict):
         raise ValueError(f"{path}: expected a json object with 'point' and 'bbox'")
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
 from mattekit.data.folders import check_same_size, default_source_name, list_image_files
-from mattekit.data.io import IMAGE_EXTENSIONS, ConversionLog, read_alpha, read_image
+from mattekit.data.io import IMAGE_EXTENSIONS, ConversionLog, read_alpha, read_image, read_json
 from mattekit.data.sample import RawSample
 from mattekit.data.source import MattingSource
 
@@ -43,12 +42,7 @@ def parse_refmatte_annotation(path: Path) -> list[dict]:
 
     Names may be file names or stems; they are looked up by stem in the image / alpha folders.
     """
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"annotation file not found: {path}") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid json ({error})") from error
+    data = read_json(path, "annotation file")
     if isinstance(data, dict):
         items = [
             (key, {"alpha": key, **value} if isinstance(value, dict) else value)
