@@ -9,6 +9,7 @@ import lightning as L
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from mattekit.data.io import write_png_atomic
+from mattekit.models.base import run_dir
 
 logger = logging.getLogger(__name__)
 
@@ -29,15 +30,14 @@ class AlphaPNGWriter(BasePredictionWriter):
         self.output_dir = output_dir
         self.skip_existing = skip_existing
 
-    def folder(self, trainer: L.Trainer) -> Path:
-        if self.output_dir is not None:
-            return Path(self.output_dir)
-        return Path(trainer.log_dir or trainer.default_root_dir) / "predictions"
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # Resolved on every rank: run_dir is a collective call (see MattingModule.setup).
+        self.folder = Path(self.output_dir) if self.output_dir else run_dir(trainer) / "predictions"
 
     def write_on_batch_end(
         self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
     ) -> None:
-        folder = self.folder(trainer)
+        folder = self.folder
         for sample_id, alpha in prediction:
             path = folder / f"{sample_id}.png"
             if self.skip_existing and path.exists():
@@ -47,4 +47,4 @@ class AlphaPNGWriter(BasePredictionWriter):
 
     def on_predict_end(self, trainer, pl_module) -> None:
         if trainer.is_global_zero:
-            logger.info("alpha PNGs written to %s", self.folder(trainer))
+            logger.info("alpha PNGs written to %s", self.folder)

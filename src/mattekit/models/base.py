@@ -31,6 +31,11 @@ from mattekit.visualize import prediction_grid, write_metrics_table, write_png_g
 logger = logging.getLogger(__name__)
 
 
+def run_dir(trainer: L.Trainer) -> Path:
+    """The run's folder (the logger's version folder, else the root dir); a collective call."""
+    return Path(trainer.log_dir or trainer.default_root_dir)
+
+
 def at_original_size(maps: Tensor, sizes: Tensor, mode: str = "bilinear") -> list[Tensor]:
     """Resize each B x C x H x W map to its sample's stored size: ``[C x H_i x W_i, ...]``."""
     align = False if mode == "bilinear" else None
@@ -100,6 +105,7 @@ class MattingModule(L.LightningModule):
         self.save_hyperparameters()
         self.losses = nn.ModuleDict()
         self.loss_weights: dict[str, float] = {}
+        self.output_dir: Path | None = None  # set in setup(), on every rank
         self.configure_models()
         self.configure_losses()
         self.configure_metrics()
@@ -178,7 +184,8 @@ class MattingModule(L.LightningModule):
                 trimap = batch.original_trimap[i][None] if self.hparams.eval_with_trimap else None
                 metric.update(alpha_i[None], batch.original_alpha[i][None], trimap)
         terms = self.compute_loss(outputs, batch)
-        self.log(f"{stage}/loss", torch.stack(list(terms.values())).sum(), batch_size=len(batch))
+        total = torch.stack(list(terms.values())).sum()
+        self.log(f"{stage}/loss", total, batch_size=len(batch), sync_dist=True)
         if batch_idx == 0 and self.hparams.num_logged_images > 0:
             self._log_grid(batch, outputs["alpha"], stage)
         return outputs
@@ -204,10 +211,10 @@ class MattingModule(L.LightningModule):
 
     # --- logging ------------------------------------------------------------------------------
 
-    @property
-    def output_dir(self) -> Path:
-        """Where tables and grids go: the logger's version folder, else the root dir."""
-        return Path(self.trainer.log_dir or self.trainer.default_root_dir)
+    def setup(self, stage: str) -> None:
+        # ``trainer.log_dir`` broadcasts from rank 0: every rank must ask, so ask here, where
+        # they all do, and never from rank-0-only code (that deadlocks under DDP).
+        self.output_dir = run_dir(self.trainer)
 
     def _finish_metrics(self, metrics, stage: str) -> str | None:
         values = _computed(metrics)
