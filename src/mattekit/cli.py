@@ -11,6 +11,7 @@ aliases are rewritten to import paths before parsing, so both spellings work.
 
 from __future__ import annotations
 
+import logging
 import sys
 
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -87,8 +88,23 @@ def print_models(pattern: str = "*") -> None:
         print(f"{entry.alias:<{width}}  {entry.cls.__name__:<12} [{prompts}]  {entry.summary}")
 
 
+def show_mattekit_logs(level: int = logging.INFO) -> None:
+    """Print mattekit's log lines (file conversions, fallbacks, outputs) on stderr.
+
+    Only the ``mattekit`` logger is configured, and only once, so a host application's logging
+    setup is left alone.
+    """
+    package_logger = logging.getLogger("mattekit")
+    if not package_logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        package_logger.addHandler(handler)
+        package_logger.setLevel(level)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``mattekit`` console script (``argv`` defaults to ``sys.argv[1:]``)."""
+    show_mattekit_logs()
     from_command_line = argv is None
     argv = list(sys.argv[1:] if from_command_line else argv)
     if argv and argv[0] == "models":

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from mattekit.cli import main, resolve_model_aliases
@@ -43,9 +45,24 @@ def test_fit_test_predict(entry, tmp_path: Path):
     table = (root / "lightning_logs" / "version_1" / "metrics_test.md").read_text()
     assert all(name in table for name in ("SAD", "MSE", "MAD", "Grad", "Conn"))
 
+    main(["validate", *common, f"--ckpt_path={checkpoint}"])
+    assert "SAD" in (root / "lightning_logs" / "version_2" / "metrics_val.md").read_text()
+
     out = tmp_path / "alphas"
     main(["predict", *common, f"--ckpt_path={checkpoint}", f"--prediction_writer.output_dir={out}"])
     assert len(list(out.rglob("*.png"))) == 4
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "holiday.jpg"), np.full((45, 70, 3), 120, np.uint8))
+    folder = [
+        "--data.predict.class_path=mattekit.data.images.ImageFolder",
+        f"--data.predict.init_args.root={photos}",
+    ]
+    main(["predict", *common, *folder, f"--ckpt_path={checkpoint}",
+          f"--prediction_writer.output_dir={out}"])  # fmt: skip
+    alpha = cv2.imread(str(out / "holiday.png"), cv2.IMREAD_UNCHANGED)
+    assert alpha.shape == (45, 70) and alpha.dtype == np.uint8
 
 
 def test_alias_rewriting_keeps_other_arguments():
