@@ -16,6 +16,7 @@ from mattekit.metrics.matting import (
     GradientError,
     matting_metrics,
 )
+from mattekit.metrics.object_size import SIZE_BUCKETS, object_size
 from mattekit.metrics.presets import DIM, PRESETS, SDMATTE, ZIM, MattingPreset, resolve_preset
 from mattekit.metrics.segmentation import (
     BinaryIoU,
@@ -34,6 +35,7 @@ __all__ = [
     "PRESETS",
     "SAD",
     "SDMATTE",
+    "SIZE_BUCKETS",
     "ZIM",
     "BinaryIoU",
     "ConnectivityError",
@@ -45,6 +47,7 @@ __all__ = [
     "SegmentationMAE",
     "WeightedFMeasure",
     "matting_metrics",
+    "object_size",
     "resolve_preset",
     "segmentation_metrics",
 ]

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from mattekit.models.base import MattingModule
 from mattekit.models.baseline.lightning_model import Baseline
+from mattekit.models.zim.lightning_model import ZIM
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,13 @@ MODELS: dict[str, ModelEntry] = {
             "small prompt-conditioned U-Net; smoke model and reference row",
             ("points", "box", "mask"),
             tiny={"base_channels": 8, "depth": 2},
+        ),
+        ModelEntry(
+            "zim",
+            ZIM,
+            "ZIM: SAM + hierarchical pixel decoder + prompt-aware masked attention (CVPR 2025)",
+            ("points", "box"),
+            tiny={"variant": "tiny"},
         ),
     ]
 }

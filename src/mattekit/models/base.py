@@ -19,12 +19,11 @@ from typing import Literal
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
 
 from mattekit.data.sample import MattingBatch
-from mattekit.metrics import matting_metrics
+from mattekit.models.evaluation import StageMetrics, at_original_size, scored_pairs
 from mattekit.nn.prompt_maps import box_mask
 from mattekit.visualize import prediction_grid, write_metrics_table, write_png_grid
 
@@ -34,27 +33,6 @@ logger = logging.getLogger(__name__)
 def run_dir(trainer: L.Trainer) -> Path:
     """The run's folder (the logger's version folder, else the root dir); a collective call."""
     return Path(trainer.log_dir or trainer.default_root_dir)
-
-
-def at_original_size(maps: Tensor, sizes: Tensor, mode: str = "bilinear") -> list[Tensor]:
-    """Resize each B x C x H x W map to its sample's stored size: ``[C x H_i x W_i, ...]``."""
-    align = False if mode == "bilinear" else None
-    resized = []
-    for i, size in enumerate(sizes):
-        map_i = F.interpolate(maps[i : i + 1], tuple(size.tolist()), mode=mode, align_corners=align)
-        resized.append(map_i[0].clamp(0, 1))
-    return resized
-
-
-def _computed(metrics) -> dict[str, float]:
-    values = {name: float(value) for name, value in metrics.compute().items()}
-    metrics.reset()
-    return values
-
-
-def _short(values: dict[str, float]) -> dict[str, float]:
-    """``{"val/SAD": x}`` -> ``{"SAD": x}``."""
-    return {name.split("/", 1)[1]: value for name, value in values.items()}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -80,6 +58,10 @@ class MattingModule(L.LightningModule):
             preset allows it; False evaluates the whole image.
         eval_at_original_size: score predictions upsampled to each image's stored size against
             the stored GT (the benchmark protocol); False scores at the network input size.
+        size_breakdown: also report metrics per object size (S / M / L by the fraction of GT
+            above 0.3, ZIM's MicroMat-3K rule).
+        loss_regions: losses weight the trimap's known and unknown regions separately (SDMatte);
+            False computes them over the whole image (ZIM).
         nonfinite_loss: ``"raise"`` stops with the offending samples named; ``"skip"`` logs a
             warning naming them and skips the optimiser step.
         num_logged_images: samples in the image grid logged each validation / test epoch.
@@ -98,6 +80,8 @@ class MattingModule(L.LightningModule):
         metric_preset: Literal["dim", "zim", "sdmatte"] = "dim",
         eval_with_trimap: bool = True,
         eval_at_original_size: bool = True,
+        size_breakdown: bool = False,
+        loss_regions: bool = True,
         nonfinite_loss: Literal["raise", "skip"] = "raise",
         num_logged_images: int = 4,
     ) -> None:
@@ -122,27 +106,24 @@ class MattingModule(L.LightningModule):
         raise NotImplementedError(f"{type(self).__name__} must implement configure_losses")
 
     def configure_metrics(self) -> None:
-        """One matting metric collection per evaluation stage, and one for the reference row.
+        """Per evaluation stage: the model's metrics, the reference row, object sizes.
 
         The reference row scores the filled prompt box as if it were the predicted alpha: the
         floor any interactive model must clear, printed beside the model in every table.
         """
-        preset = self.hparams.metric_preset
-        self.val_metrics = matting_metrics(preset=preset, prefix="val/")
-        self.test_metrics = matting_metrics(preset=preset, prefix="test/")
-        self.reference_metrics = nn.ModuleDict(
-            {stage: matting_metrics(preset=preset, prefix=f"{stage}/") for stage in ("val", "test")}
+        preset, sizes = self.hparams.metric_preset, self.hparams.size_breakdown
+        self.evaluation = nn.ModuleDict(
+            {stage: StageMetrics(stage, preset, sizes) for stage in ("val", "test")}
         )
-        self._reference_rows: dict[str, dict[str, float]] = {}
 
     def forward(self, batch: MattingBatch) -> dict[str, Tensor]:
         raise NotImplementedError(f"{type(self).__name__} must implement forward")
 
     def compute_loss(self, outputs: dict[str, Tensor], batch: MattingBatch) -> dict[str, Tensor]:
-        """Weighted loss terms by name; the default feeds each loss (alpha, GT, trimap)."""
+        """Weighted loss terms by name; the default feeds each loss (alpha, GT, trimap or None)."""
+        trimap = batch.trimap if self.hparams.loss_regions else None
         return {
-            name: self.loss_weights.get(name, 1.0)
-            * loss(outputs["alpha"], batch.alpha, batch.trimap)
+            name: self.loss_weights.get(name, 1.0) * loss(outputs["alpha"], batch.alpha, trimap)
             for name, loss in self.losses.items()
         }
 
@@ -168,21 +149,17 @@ class MattingModule(L.LightningModule):
 
     def _evaluate(self, batch: MattingBatch, batch_idx: int, stage: str) -> dict[str, Tensor]:
         outputs = self(batch)
-        metrics = self.val_metrics if stage == "val" else self.test_metrics
-        box = box_mask(batch.box, tuple(batch.image.shape[-2:]))
-        scored = [(metrics, outputs["alpha"].float(), "bilinear")]
-        if stage not in self._reference_rows:
-            scored.append((self.reference_metrics[stage], box, "nearest"))
-        at_original = self.hparams.eval_at_original_size and batch.original_alpha is not None
-        for metric, prediction, mode in scored:
-            if not at_original:
-                trimap = batch.trimap if self.hparams.eval_with_trimap else None
-                metric.update(prediction, batch.alpha, trimap)
-                continue
-            resized = at_original_size(prediction, batch.original_size, mode)
-            for i, alpha_i in enumerate(resized):
-                trimap = batch.original_trimap[i][None] if self.hparams.eval_with_trimap else None
-                metric.update(alpha_i[None], batch.original_alpha[i][None], trimap)
+        evaluation = self.evaluation[stage]
+        options = {
+            "at_original": self.hparams.eval_at_original_size,
+            "with_trimap": self.hparams.eval_with_trimap,
+        }
+        reference = None
+        if evaluation.needs_reference:
+            box = box_mask(batch.box, tuple(batch.image.shape[-2:]))
+            reference = scored_pairs(box, batch, "nearest", **options)
+        prediction = outputs["alpha"].float()
+        evaluation.update(scored_pairs(prediction, batch, "bilinear", **options), reference)
         terms = self.compute_loss(outputs, batch)
         total = torch.stack(list(terms.values())).sum()
         self.log(f"{stage}/loss", total, batch_size=len(batch), sync_dist=True)
@@ -197,10 +174,10 @@ class MattingModule(L.LightningModule):
         self._evaluate(batch, batch_idx, "test")
 
     def on_validation_epoch_end(self) -> None:
-        self._finish_metrics(self.val_metrics, "val")
+        self._finish_metrics("val")
 
     def on_test_epoch_end(self) -> None:
-        markdown = self._finish_metrics(self.test_metrics, "test")
+        markdown = self._finish_metrics("test")
         if markdown and self.trainer.is_global_zero:
             print(markdown)
 
@@ -216,15 +193,11 @@ class MattingModule(L.LightningModule):
         # they all do, and never from rank-0-only code (that deadlocks under DDP).
         self.output_dir = run_dir(self.trainer)
 
-    def _finish_metrics(self, metrics, stage: str) -> str | None:
-        values = _computed(metrics)
-        reference = self.reference_metrics[stage]
-        if self.trainer.sanity_checking:
-            reference.reset()
+    def _finish_metrics(self, stage: str) -> str | None:
+        sanity = self.trainer.sanity_checking
+        values, rows = self.evaluation[stage].compute(type(self).__name__, sanity)
+        if sanity:
             return None
-        if stage not in self._reference_rows:
-            # The evaluation data and its prompts are seeded, so the floor never changes.
-            self._reference_rows[stage] = _computed(reference)
         self.log_dict(values, prog_bar=stage == "val", sync_dist=False)
         if not self.trainer.is_global_zero:
             return None
@@ -233,10 +206,7 @@ class MattingModule(L.LightningModule):
             "step": self.global_step,
             "preset": self.hparams.metric_preset,
         }
-        rows = [
-            {"model": type(self).__name__, **common, **_short(values)},
-            {"model": "box as alpha (reference)", **common, **_short(self._reference_rows[stage])},
-        ]
+        rows = [{"model": row["model"], **common, **row} for row in rows]
         return write_metrics_table(rows, self.output_dir / f"metrics_{stage}.md")
 
     def _log_grid(self, batch: MattingBatch, alpha: Tensor, stage: str) -> None:

@@ -12,19 +12,28 @@ from torch import Tensor
 
 
 def gaussian_point_map(
-    points: Tensor, labels: Tensor, size: tuple[int, int], sigma: float | Tensor
+    points: Tensor,
+    labels: Tensor,
+    size: tuple[int, int],
+    sigma: float | Tensor,
+    include_negative: bool = False,
+    radius: float | None = None,
 ) -> Tensor:
-    """Max over positive points of an unnormalised Gaussian centred on each click.
+    """Max over clicks of an unnormalised Gaussian centred on each click.
 
     Args:
         points: B x N x 2 ``(x, y)`` in pixels of the target grid (pixel centres at integers).
-        labels: B x N; only points labelled 1 contribute (0 negative, -1 padding are ignored).
+        labels: B x N; points labelled 1 contribute, and 0 too with ``include_negative``
+            (ZIM's attention map counts every click); -1 padding never does.
         size: ``(H, W)`` of the map.
         sigma: standard deviation in pixels of the target grid; a float or a B tensor.
+        include_negative: negative clicks contribute as well.
+        radius: zero beyond this many pixels from a click along x or y (ZIM truncates its
+            kernel at 3 sigma + 1); None keeps the full Gaussian.
 
     Returns:
         B x 1 x H x W in [0, 1], exactly 1 at a click that lies on a pixel centre, 0 where a sample
-        has no positive point.
+        has no contributing click.
     """
     height, width = size
     sigma = torch.as_tensor(sigma, dtype=points.dtype, device=points.device).reshape(-1, 1, 1)
@@ -32,9 +41,15 @@ def gaussian_point_map(
     xs = torch.arange(width, dtype=points.dtype, device=points.device)
     # A 2-D Gaussian is separable: build per-point 1-D profiles and take their outer product,
     # which costs N x (H + W) exponentials instead of N x H x W.
-    gy = torch.exp(-((ys[None, None] - points[..., 1:2]) ** 2) / (2 * sigma**2))  # B x N x H
-    gx = torch.exp(-((xs[None, None] - points[..., 0:1]) ** 2) / (2 * sigma**2))  # B x N x W
-    gy = gy * (labels == 1).to(gy.dtype)[..., None]
+    dy = ys[None, None] - points[..., 1:2]  # B x N x H
+    dx = xs[None, None] - points[..., 0:1]  # B x N x W
+    gy = torch.exp(-(dy**2) / (2 * sigma**2))
+    gx = torch.exp(-(dx**2) / (2 * sigma**2))
+    if radius is not None:
+        gy = gy * (dy.abs() <= radius)
+        gx = gx * (dx.abs() <= radius)
+    counted = (labels == 1) | ((labels == 0) & include_negative)
+    gy = gy * counted.to(gy.dtype)[..., None]
     maps = gy[..., :, None] * gx[..., None, :]  # B x N x H x W
     if maps.shape[1] == 0:
         return maps.new_zeros(points.shape[0], 1, height, width)

@@ -1,0 +1,93 @@
+"""Pixel decoders: from the transformer's image tokens to per-pixel mask features.
+
+ZIM's hierarchical decoder (paper Sec. 3.2) computes a light conv pyramid from the input image at
+strides 2, 4, ..., patch / 2 and upsamples the image embedding one step at a time, concatenating
+the pyramid level of each resolution; mask features come out at stride 2. SAM's decoder (two
+transposed convolutions, stride 4 for a 16 px patch) is kept for the ablation of Table 3a.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from segment_anything.modeling.common import LayerNorm2d
+from torch import Tensor, nn
+
+from mattekit.nn.blocks import ConvNormAct
+
+
+class HierarchicalPixelDecoder(nn.Module):
+    """Image pyramid + step-by-step upsampling of the image embedding to stride 2.
+
+    Args:
+        embed_dim: channels of the image embedding (SAM's transformer dim, 256).
+        out_dim: channels of the mask features (must match the hypernetwork MLPs: dim // 8).
+        patch_size: stride of the image embedding (16 for SAM).
+        pyramid_channels: channels of the stride-2 pyramid level, doubled at each coarser level.
+    """
+
+    def __init__(
+        self, embed_dim: int, out_dim: int, patch_size: int = 16, pyramid_channels: int = 16
+    ) -> None:
+        super().__init__()
+        levels = int(math.log2(patch_size)) - 1  # strides 2, 4, ..., patch / 2
+        if 2 ** (levels + 1) != patch_size or levels < 1:
+            raise ValueError(f"patch_size must be a power of two >= 4, got {patch_size}")
+        pyramid = [pyramid_channels * 2**level for level in range(levels)]
+        self.pyramid = nn.ModuleList(
+            ConvNormAct(3 if level == 0 else pyramid[level - 1], pyramid[level], stride=2)
+            for level in range(levels)
+        )
+        # Fusion widths halve from embed_dim down to out_dim at stride 2.
+        widths = [max(out_dim, embed_dim // 2 ** (step + 1)) for step in range(levels - 1)]
+        widths.append(out_dim)
+        inputs = [embed_dim, *widths[:-1]]
+        self.fuse = nn.ModuleList(
+            ConvNormAct(inputs[step] + pyramid[levels - 1 - step], widths[step])
+            for step in range(levels)
+        )
+
+    def forward(self, embedding: Tensor, image: Tensor) -> Tensor:
+        """Mask features.
+
+        Args:
+            embedding: B x C x h x w image tokens (stride ``patch_size``).
+            image: B x 3 x H x W normalised input image.
+
+        Returns:
+            B x out_dim x H/2 x W/2.
+        """
+        features = []
+        x = image
+        for level in self.pyramid:
+            x = level(x)
+            features.append(x)
+        x = embedding
+        for fuse, skip in zip(self.fuse, reversed(features), strict=True):
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = fuse(torch.cat([x, skip], dim=1))
+        return x
+
+
+class SamPixelDecoder(nn.Module):
+    """SAM's original pixel decoder: two 2x transposed convolutions (stride patch / 4).
+
+    Parameter names follow SAM's ``output_upscaling`` under ``upscaling``, so SAM checkpoints
+    load into it (see :func:`mattekit.weights.sam.load_sam_checkpoint`).
+    """
+
+    def __init__(self, embed_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.upscaling = nn.Sequential(
+            nn.ConvTranspose2d(embed_dim, embed_dim // 4, kernel_size=2, stride=2),
+            LayerNorm2d(embed_dim // 4),
+            nn.GELU(),
+            nn.ConvTranspose2d(embed_dim // 4, out_dim, kernel_size=2, stride=2),
+            nn.GELU(),
+        )
+
+    def forward(self, embedding: Tensor, image: Tensor) -> Tensor:
+        """B x C x h x w -> B x out_dim x 4h x 4w (``image`` is unused)."""
+        return self.upscaling(embedding)

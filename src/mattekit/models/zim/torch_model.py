@@ -1,0 +1,293 @@
+"""ZIM (Kim et al., CVPR 2025): SAM with a hierarchical pixel decoder and prompt-aware masked
+attention. Pure PyTorch; parts are injected as in segment-anything's ``Sam``.
+
+Prompts use SAM's ONNX convention, which lets one batch mix prompt kinds: every sample is a
+padded list of "points" with labels 1 (positive click), 0 (negative click), -1 (padding), and a
+box is two corner points labelled 2 (top-left) and 3 (bottom-right).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from segment_anything.modeling import ImageEncoderViT, PromptEncoder
+from segment_anything.modeling.mask_decoder import MLP
+from torch import Tensor, nn
+
+from mattekit.models.zim.pixel_decoder import HierarchicalPixelDecoder, SamPixelDecoder
+from mattekit.models.zim.transformer import (
+    MaskedTwoWayTransformer,
+    PromptAttentionMask,
+    make_prompt_mask,
+)
+from mattekit.nn.prompt_maps import box_mask, gaussian_point_map
+from mattekit.weights.sam import LoadReport, load_sam_checkpoint
+
+PIXEL_MEAN = (123.675, 116.28, 103.53)  # SAM's, on 0-255 RGB
+PIXEL_STD = (58.395, 57.12, 57.375)
+BOX_LABELS = (2, 3)
+
+
+@dataclass(frozen=True)
+class ZimVariant:
+    """Sizes of one ZIM variant (SAM's image encoder + prompt encoder + decoder)."""
+
+    image_size: int
+    patch_size: int
+    encoder_dim: int
+    encoder_depth: int
+    encoder_heads: int
+    global_attention: tuple[int, ...]
+    window_size: int
+    prompt_dim: int = 256
+    decoder_heads: int = 8
+    decoder_mlp_dim: int = 2048
+    iou_head_dim: int = 256
+    pyramid_channels: int = 16
+
+
+VARIANTS: dict[str, ZimVariant] = {
+    "vit_b": ZimVariant(1024, 16, 768, 12, 12, (2, 5, 8, 11), 14),
+    "vit_l": ZimVariant(1024, 16, 1024, 24, 16, (5, 11, 17, 23), 14),
+    "vit_h": ZimVariant(1024, 16, 1280, 32, 16, (7, 15, 23, 31), 14),
+    # For tests and CPU runs: 128 px, 16 x 16 tokens of stride 8.
+    "tiny": ZimVariant(128, 8, 64, 2, 2, (1,), 4, 32, 2, 64, 32, 8),
+}
+
+
+class ZimMaskDecoder(nn.Module):
+    """SAM's mask decoder with an injected transformer and pixel decoder.
+
+    Parameter names match SAM's ``MaskDecoder`` (``iou_token``, ``mask_tokens``,
+    ``output_hypernetworks_mlps``, ``iou_prediction_head``, ``transformer``).
+    """
+
+    def __init__(
+        self,
+        transformer: MaskedTwoWayTransformer,
+        pixel_decoder: nn.Module,
+        transformer_dim: int,
+        num_mask_tokens: int = 4,
+        iou_head_dim: int = 256,
+    ) -> None:
+        super().__init__()
+        self.transformer = transformer
+        self.pixel_decoder = pixel_decoder
+        self.num_mask_tokens = num_mask_tokens
+        self.iou_token = nn.Embedding(1, transformer_dim)
+        self.mask_tokens = nn.Embedding(num_mask_tokens, transformer_dim)
+        self.output_hypernetworks_mlps = nn.ModuleList(
+            MLP(transformer_dim, transformer_dim, transformer_dim // 8, 3)
+            for _ in range(num_mask_tokens)
+        )
+        self.iou_prediction_head = MLP(transformer_dim, iou_head_dim, num_mask_tokens, 3)
+
+    def forward(
+        self,
+        image_embedding: Tensor,
+        image_pe: Tensor,
+        sparse_prompts: Tensor,
+        dense_prompts: Tensor,
+        image: Tensor,
+        prompt_mask: PromptAttentionMask | None,
+    ) -> tuple[Tensor, Tensor]:
+        """Mask logits and IoU predictions.
+
+        Args:
+            image_embedding: B x C x h x w; image_pe: 1 x C x h x w.
+            sparse_prompts: B x N x C; dense_prompts: B x C x h x w.
+            image: B x 3 x H x W normalised input (for the hierarchical decoder's pyramid).
+            prompt_mask: prompt regions for the masked cross-attention.
+
+        Returns:
+            B x num_mask_tokens x H' x W' logits (stride 2 hierarchical, 4 SAM) and
+            B x num_mask_tokens IoU predictions.
+        """
+        batch = sparse_prompts.shape[0]
+        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
+        tokens = torch.cat([output_tokens.expand(batch, -1, -1), sparse_prompts], dim=1)
+        src = image_embedding + dense_prompts
+        hs, src = self.transformer(src, image_pe.expand(batch, -1, -1, -1), tokens, prompt_mask)
+        b, c, h, w = image_embedding.shape
+        features = self.pixel_decoder(src.transpose(1, 2).reshape(b, c, h, w), image)
+        mask_tokens = hs[:, 1 : 1 + self.num_mask_tokens]
+        hyper = torch.stack(
+            [mlp(mask_tokens[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
+        )
+        masks = torch.einsum("bmc,bchw->bmhw", hyper, features)
+        return masks, self.iou_prediction_head(hs[:, 0])
+
+
+class Zim(nn.Module):
+    """SAM image encoder + prompt encoder + :class:`ZimMaskDecoder`.
+
+    Args:
+        image_encoder: SAM's ViT; its ``img_size`` is the model's input size.
+        prompt_encoder: SAM's prompt encoder.
+        mask_decoder: the decoder (masked transformer + pixel decoder).
+        point_sigma: Gaussian sigma of the point attention map, in tokens of a 64 x 64 grid
+            (the official 21); scaled with the grid so it covers the same image fraction.
+    """
+
+    def __init__(
+        self,
+        image_encoder: ImageEncoderViT,
+        prompt_encoder: PromptEncoder,
+        mask_decoder: ZimMaskDecoder,
+        point_sigma: float = 21.0,
+    ) -> None:
+        super().__init__()
+        self.image_encoder = image_encoder
+        self.prompt_encoder = prompt_encoder
+        self.mask_decoder = mask_decoder
+        self.point_sigma = point_sigma
+        self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(PIXEL_STD).view(-1, 1, 1), False)
+
+    @property
+    def image_size(self) -> int:
+        return self.image_encoder.img_size
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return tuple(self.prompt_encoder.image_embedding_size)
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """B x 3 x H x W RGB in [0, 1] -> SAM-normalised."""
+        return (images * 255 - self.pixel_mean) / self.pixel_std
+
+    def embed_prompts(self, coords: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """SAM's prompt embedding for mixed points / box corners.
+
+        Args:
+            coords: B x N x 2 ``(x, y)`` in input pixels; labels: B x N in {-1, 0, 1, 2, 3}.
+
+        Returns:
+            B x N x C sparse and B x C x h x w dense ("no mask") embeddings.
+        """
+        encoder = self.prompt_encoder
+        embedding = encoder.pe_layer.forward_with_coords(coords + 0.5, encoder.input_image_size)
+        padding = (labels == -1)[..., None]
+        embedding = torch.where(padding, encoder.not_a_point_embed.weight, embedding)
+        for label in range(4):  # 0 negative, 1 positive, 2 / 3 box corners
+            chosen = (labels == label)[..., None].to(embedding.dtype)
+            embedding = embedding + chosen * encoder.point_embeddings[label].weight
+        dense = encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        dense = dense.expand(coords.shape[0], -1, *self.grid)
+        return embedding, dense
+
+    def attention_mask(self, coords: Tensor, labels: Tensor) -> PromptAttentionMask:
+        """Prompt regions on the token grid, as the official release builds them.
+
+        A box covers the tokens ``[x0 // stride, x1 // stride]`` (inclusive); clicks, negative
+        ones included, give a Gaussian of ``point_sigma`` (scaled to the grid) centred on their
+        token and truncated at 3 sigma + 1 tokens, max-combined.
+        """
+        grid = self.grid
+        stride = self.image_size / grid[1]
+        cells = torch.floor(coords / stride)
+        has_box = (labels == BOX_LABELS[0]).any(dim=1)
+        corner0 = (cells * (labels == BOX_LABELS[0])[..., None]).sum(dim=1)
+        corner1 = (cells * (labels == BOX_LABELS[1])[..., None]).sum(dim=1)
+        boxes = box_mask(torch.cat([corner0, corner1], dim=1), grid)[:, 0]
+        sigma = self.point_sigma * grid[1] / 64
+        clicks = torch.where(labels <= 1, labels, torch.full_like(labels, -1))
+        point_map = gaussian_point_map(
+            cells, clicks, grid, sigma, include_negative=True, radius=3 * sigma + 1
+        )[:, 0]
+        return make_prompt_mask(boxes, has_box, point_map, grid)
+
+    def encode(self, images: Tensor) -> Tensor:
+        """B x 3 x S x S SAM-normalised images -> B x C x h x w image embedding."""
+        if images.shape[-2:] != (self.image_size, self.image_size):
+            size = self.image_size
+            raise ValueError(f"images must be {size} x {size}, got {tuple(images.shape[-2:])}")
+        return self.image_encoder(images)
+
+    def decode(
+        self, embedding: Tensor, images: Tensor, coords: Tensor, labels: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Mask logits from an image embedding (reusable across prompts) and prompts.
+
+        Args:
+            embedding: B x C x h x w from :meth:`encode`.
+            images: B x 3 x S x S, the normalised images (the pixel decoder's pyramid input).
+            coords: B x N x 2 prompt coordinates in input pixels.
+            labels: B x N prompt labels (see module docstring).
+
+        Returns:
+            B x 4 x S/2 x S/2 mask logits (S/4 with SAM's decoder at 16 px patches; mask 0 is
+            the single-mask output) and B x 4 IoU predictions.
+        """
+        sparse, dense = self.embed_prompts(coords, labels)
+        image_pe = self.prompt_encoder.get_dense_pe()
+        prompt_mask = self.attention_mask(coords, labels)
+        return self.mask_decoder(embedding, image_pe, sparse, dense, images, prompt_mask)
+
+    def forward(self, images: Tensor, coords: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`encode` then :meth:`decode` (``images`` SAM-normalised, S x S)."""
+        return self.decode(self.encode(images), images, coords, labels)
+
+
+def build_zim(
+    variant: str = "vit_b",
+    masked_directions: tuple[str, ...] = ("t2i",),
+    decoder: str = "hierarchical",
+    point_sigma: float = 21.0,
+) -> Zim:
+    """Build a randomly initialised ZIM (load weights with :mod:`mattekit.weights.sam`).
+
+    Args:
+        variant: ``vit_b`` (paper), ``vit_l``, ``vit_h`` or ``tiny``.
+        masked_directions: cross-attention directions with the prompt mask; ``()`` turns the
+            masked attention off (Table 3a), ``("t2i",)`` is the paper's choice (Table 3b).
+        decoder: ``hierarchical`` (ZIM) or ``sam`` (SAM's transposed convolutions).
+        point_sigma: point attention sigma in tokens of a 64 x 64 grid.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown ZIM variant {variant!r}; choose from {sorted(VARIANTS)}")
+    if decoder not in ("hierarchical", "sam"):
+        raise ValueError(f"decoder must be 'hierarchical' or 'sam', got {decoder!r}")
+    v = VARIANTS[variant]
+    grid = v.image_size // v.patch_size
+    image_encoder = ImageEncoderViT(
+        img_size=v.image_size, patch_size=v.patch_size, embed_dim=v.encoder_dim,
+        depth=v.encoder_depth, num_heads=v.encoder_heads, mlp_ratio=4, out_chans=v.prompt_dim,
+        qkv_bias=True, norm_layer=partial(nn.LayerNorm, eps=1e-6), use_rel_pos=True,
+        window_size=v.window_size, global_attn_indexes=v.global_attention,
+    )  # fmt: skip
+    prompt_encoder = PromptEncoder(
+        embed_dim=v.prompt_dim, image_embedding_size=(grid, grid),
+        input_image_size=(v.image_size, v.image_size), mask_in_chans=16,
+    )  # fmt: skip
+    transformer = MaskedTwoWayTransformer(
+        2, v.prompt_dim, v.decoder_heads, v.decoder_mlp_dim, masked_directions
+    )
+    out_dim = v.prompt_dim // 8
+    pixel_decoder = (
+        HierarchicalPixelDecoder(v.prompt_dim, out_dim, v.patch_size, v.pyramid_channels)
+        if decoder == "hierarchical"
+        else SamPixelDecoder(v.prompt_dim, out_dim)
+    )
+    mask_decoder = ZimMaskDecoder(
+        transformer, pixel_decoder, v.prompt_dim, iou_head_dim=v.iou_head_dim
+    )
+    return Zim(image_encoder, prompt_encoder, mask_decoder, point_sigma)
+
+
+def load_sam_weights(model: Zim, path: str) -> LoadReport:
+    """Initialise ZIM from an official SAM checkpoint of the same size.
+
+    Everything SAM has is copied; the hierarchical pixel decoder (new in ZIM) stays at its
+    random initialisation and SAM's transposed convolutions are dropped, or, with SAM's
+    decoder, those convolutions are loaded into it.
+    """
+    upscaling = "mask_decoder.output_upscaling."
+    if isinstance(model.mask_decoder.pixel_decoder, SamPixelDecoder):
+        renames = {upscaling: "mask_decoder.pixel_decoder.upscaling."}
+        return load_sam_checkpoint(model, path, renames=renames)
+    return load_sam_checkpoint(
+        model, path, new_modules=("mask_decoder.pixel_decoder.",), dropped=(upscaling,)
+    )

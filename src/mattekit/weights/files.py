@@ -1,0 +1,40 @@
+"""Reading a state dict from disk without letting the file run code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+# Official releases wrap the state dict under one of these keys, or not at all.
+_WRAPPER_KEYS = ("model", "state_dict", "module")
+
+
+def load_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """Tensors of a ``.pth`` / ``.pt`` / ``.ckpt`` (weights only) or ``.safetensors`` file.
+
+    Pickled checkpoints are read with ``torch.load(weights_only=True)``: a downloaded file cannot
+    execute code. A state dict wrapped in ``{"model": ...}`` (or ``state_dict`` / ``module``) is
+    unwrapped.
+
+    Raises:
+        FileNotFoundError / ValueError naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle, zip and unsafe-global errors all mean "not loadable"
+        raise ValueError(f"{path}: not a weights-only PyTorch checkpoint ({error})") from error
+    for key in _WRAPPER_KEYS:
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(f"{path}: expected a state dict of tensors")
+    return state
