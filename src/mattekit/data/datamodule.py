@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Literal
 
 import cv2
 import lightning as L
@@ -46,6 +47,8 @@ class MattingDataModule(L.LightningDataModule):
         test: test source(s) (default: the validation sources).
         predict: prediction source(s) (default: the test sources).
         image_size: network input ``H`` (square) or ``(H, W)``.
+        resize: how evaluation fits images to ``image_size``: ``stretch`` or ``letterbox``
+            (SAM's convention, for SAM-based families on real photos).
         batch_size: training batch size.
         eval_batch_size: batch size for val / test / predict (default: ``batch_size``).
         num_workers: DataLoader workers.
@@ -67,6 +70,7 @@ class MattingDataModule(L.LightningDataModule):
         test: Sources = None,
         predict: Sources = None,
         image_size: int | tuple[int, int] = 512,
+        resize: Literal["stretch", "letterbox"] = "stretch",
         batch_size: int = 8,
         eval_batch_size: int | None = None,
         num_workers: int = 2,
@@ -83,6 +87,7 @@ class MattingDataModule(L.LightningDataModule):
         if weights is not None and schedule is not None:
             raise ValueError("give either weights or schedule for mixing sources, not both")
         self.image_size = (image_size, image_size) if isinstance(image_size, int) else image_size
+        self.resize = resize
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
@@ -109,7 +114,7 @@ class MattingDataModule(L.LightningDataModule):
     def dataset(self, stage: str) -> ConcatDataset:
         """The stage's sources behind the shared pipeline, concatenated."""
         train = stage == "train"
-        transform = MattingTransform(self.image_size, train, self.augment)
+        transform = MattingTransform(self.image_size, train, self.augment, self.resize)
         keep_original = stage in ("val", "test")
         return ConcatDataset(
             [

@@ -98,6 +98,7 @@ class MattingDataset(Dataset):
             "seg_mask": seg_mask.float(),
             "is_transparent": torch.tensor(raw.is_transparent),
             "original_size": torch.tensor(raw.size),
+            "content_size": torch.tensor(sample.content_size),
             "text": raw.text,
             "sample_id": raw.sample_id,
             "source": raw.source or self.source.name,

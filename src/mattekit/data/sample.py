@@ -88,6 +88,8 @@ class MattingBatch:
         seg_mask: B x 1 x H x W binary segmentation target.
         is_transparent: B bool.
         original_size: B x 2 ``(H, W)`` of the stored image, for predictions at original size.
+        content_size: B x 2 ``(h, w)`` of the image content in the network input: ``(H, W)``
+            except under letterboxing, where the rest is padding.
         text: B referring expressions ("" where none).
         sample_id: B ids.
         source: B source names.
@@ -109,6 +111,7 @@ class MattingBatch:
     seg_mask: Tensor
     is_transparent: Tensor
     original_size: Tensor
+    content_size: Tensor
     text: list[str] = field(default_factory=list)
     sample_id: list[str] = field(default_factory=list)
     source: list[str] = field(default_factory=list)
@@ -145,6 +148,7 @@ TENSOR_FIELDS = (
     "seg_mask",
     "is_transparent",
     "original_size",
+    "content_size",
 )
 LIST_FIELDS = ("text", "sample_id", "source")
 

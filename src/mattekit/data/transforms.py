@@ -33,6 +33,7 @@ _GEOMETRIC_TARGETS = {
     "bg": "image",
     "trimap": "mask",
     "seg_mask": "mask",
+    "valid": "mask",
 }
 
 
@@ -67,6 +68,7 @@ class TransformedSample:
     bg: np.ndarray | None
     points: np.ndarray | None  # N x 3 (x, y, label); points pushed outside the crop get label -1
     box: np.ndarray | None  # 4
+    content_size: tuple[int, int]  # (h, w) of the image content; the rest is letterbox padding
 
 
 class MattingTransform:
@@ -76,9 +78,20 @@ class MattingTransform:
         size: ``(H, W)`` of the network input.
         train: random augmentation when True; a plain resize otherwise.
         config: training augmentation ranges.
+        resize: how evaluation fits an image to ``size``: ``"stretch"`` (resize, aspect not
+            kept) or ``"letterbox"`` (SAM's convention: longest side to fit, zero padding at the
+            bottom-right; predictions are cropped to the content before resizing back).
     """
 
-    def __init__(self, size: tuple[int, int], train: bool, config: AugmentConfig | None = None):
+    def __init__(
+        self,
+        size: tuple[int, int],
+        train: bool,
+        config: AugmentConfig | None = None,
+        resize: str = "stretch",
+    ) -> None:
+        if resize not in ("stretch", "letterbox"):
+            raise ValueError(f"resize must be 'stretch' or 'letterbox', got {resize!r}")
         self.size = size
         self.train = train
         self.config = config = config or AugmentConfig()
@@ -93,12 +106,12 @@ class MattingTransform:
                 A.ToGray(p=config.grey),
             ]
         else:
-            geometric, photometric = [A.Resize(*size)], []
+            geometric, photometric = _fit(size, resize), []
         self.geometric = A.Compose(
             geometric, additional_targets=_GEOMETRIC_TARGETS, keypoint_params=keypoints
         )
         self.resize = A.Compose(
-            [A.Resize(*size)], additional_targets=_GEOMETRIC_TARGETS, keypoint_params=keypoints
+            _fit(size, resize), additional_targets=_GEOMETRIC_TARGETS, keypoint_params=keypoints
         )
         self.photometric = A.Compose(photometric, additional_targets=_COLOUR_TARGETS)
 
@@ -119,6 +132,7 @@ class MattingTransform:
         if raw.box is not None:
             keypoints = np.concatenate([keypoints, raw.box.reshape(2, 2)])
         targets = {"image": raw.image, "alpha": raw.alpha, "keypoints": keypoints}
+        targets["valid"] = np.ones(raw.size, np.uint8)  # tracks the content under letterboxing
         for name in ("fg", "bg", "trimap"):
             if getattr(raw, name) is not None:
                 targets[name] = getattr(raw, name)
@@ -163,6 +177,7 @@ class MattingTransform:
             bg=bg,
             points=points,
             box=box,
+            content_size=_extent(out["valid"]),
         )
 
     def _geometric(self, targets: dict, rng: np.random.Generator, sample_id: str, has_object: bool):
@@ -179,3 +194,19 @@ def _composite(alpha: np.ndarray, fg: np.ndarray, bg: np.ndarray) -> np.ndarray:
     """``alpha * fg + (1 - alpha) * bg`` in uint8 (H x W x 3)."""
     a = alpha[..., None]
     return np.clip(a * fg + (1.0 - a) * bg + 0.5, 0, 255).astype(np.uint8)
+
+
+def _fit(size: tuple[int, int], resize: str) -> list:
+    """Transforms that fit a whole image into ``size``."""
+    if resize == "stretch":
+        return [A.Resize(*size)]
+    return [
+        A.LongestMaxSize(max_size_hw=size),
+        A.PadIfNeeded(*size, position="top_left", border_mode=cv2.BORDER_CONSTANT, fill=0),
+    ]
+
+
+def _extent(valid: np.ndarray) -> tuple[int, int]:
+    """(h, w) of the top-left content region marked in ``valid``."""
+    rows, cols = np.flatnonzero(valid.any(axis=1)), np.flatnonzero(valid.any(axis=0))
+    return int(rows[-1]) + 1, int(cols[-1]) + 1

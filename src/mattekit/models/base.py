@@ -183,7 +183,8 @@ class MattingModule(L.LightningModule):
 
     def predict_step(self, batch: MattingBatch, batch_idx: int) -> list[tuple[str, Tensor]]:
         """Alphas at each image's original size: ``[(sample_id, 1 x H x W), ...]``."""
-        alpha = at_original_size(self(batch)["alpha"].float(), batch.original_size)
+        alpha = self(batch)["alpha"].float()
+        alpha = at_original_size(alpha, batch.original_size, batch.content_size)
         return list(zip(batch.sample_id, alpha, strict=True))
 
     # --- logging ------------------------------------------------------------------------------

@@ -19,12 +19,19 @@ from mattekit.metrics import SIZE_BUCKETS, matting_metrics, object_size
 REFERENCE_NAME = "box as alpha (reference)"
 
 
-def at_original_size(maps: Tensor, sizes: Tensor, mode: str = "bilinear") -> list[Tensor]:
-    """Resize each B x C x H x W map to its sample's stored size: ``[C x H_i x W_i, ...]``."""
+def at_original_size(
+    maps: Tensor, sizes: Tensor, content: Tensor, mode: str = "bilinear"
+) -> list[Tensor]:
+    """Crop each B x C x H x W map to its content (B x 2), resize to its stored size (B x 2).
+
+    Returns:
+        ``[C x H_i x W_i, ...]`` clamped to [0, 1].
+    """
     align = False if mode == "bilinear" else None
     resized = []
-    for i, size in enumerate(sizes):
-        map_i = F.interpolate(maps[i : i + 1], tuple(size.tolist()), mode=mode, align_corners=align)
+    for i, (size, (height, width)) in enumerate(zip(sizes, content.tolist(), strict=True)):
+        cropped = maps[i : i + 1, :, :height, :width]
+        map_i = F.interpolate(cropped, tuple(size.tolist()), mode=mode, align_corners=align)
         resized.append(map_i[0].clamp(0, 1))
     return resized
 
@@ -39,7 +46,7 @@ def scored_pairs(
     the network input size. ``mode`` is the interpolation of the prediction.
     """
     if at_original and batch.original_alpha is not None:
-        predictions = at_original_size(prediction, batch.original_size, mode)
+        predictions = at_original_size(prediction, batch.original_size, batch.content_size, mode)
         targets, trimaps = batch.original_alpha, batch.original_trimap
     else:
         predictions, targets, trimaps = list(prediction), list(batch.alpha), list(batch.trimap)

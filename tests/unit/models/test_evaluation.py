@@ -60,3 +60,24 @@ def test_metrics_use_the_stored_resolution(tmp_path):
     # ...but at 90 x 120 the 32 px prediction's edge is blurred: SAD counts the stored pixels.
     assert stored["val/SAD"] > 0.05
     assert stored["val/SAD"] == pytest.approx(stored["val/MAD"] * 90 * 120 / 1000, rel=1e-6)
+
+
+def test_letterbox_scores_the_content_only(tmp_path):
+    (tmp_path / "image").mkdir()
+    (tmp_path / "alpha").mkdir()
+    yy, xx = np.mgrid[:90, :120]
+    alpha = np.clip(30 - np.hypot(xx - 60, yy - 45), 0, 1) * 255
+    cv2.imwrite(str(tmp_path / "image/a.png"), np.full((90, 120, 3), 80, np.uint8))
+    cv2.imwrite(str(tmp_path / "alpha/a.png"), alpha.astype(np.uint8))
+    source = ImageAlphaFolder(str(tmp_path))
+    letterbox = MattingDataModule(val=source, image_size=32, num_workers=0, resize="letterbox")
+    item = letterbox.dataset("val")[0]
+    assert item["content_size"].tolist() == [24, 32]  # 90 x 120 scaled by 32 / 120
+    assert item["image"][:, 24:].abs().sum() == 0  # padding at the bottom
+
+    stretched = MattingDataModule(val=source, image_size=32, num_workers=0)
+    letterboxed = validate(letterbox, eval_with_trimap=False)["val/SAD"]
+    stretch = validate(stretched, eval_with_trimap=False)["val/SAD"]
+    # Both only lose the edge to resampling; scoring the padding would add about 2.8 (SAD of
+    # the disc) instead.
+    assert 0 < letterboxed < 2 * stretch + 0.1
