@@ -23,11 +23,6 @@ logger = logging.getLogger(__name__)
 Sources = MattingSource | list[MattingSource] | None
 
 
-def _single_threaded_worker(worker_id: int) -> None:
-    """OpenCV would start a thread per core in every worker; workers are the parallelism."""
-    cv2.setNumThreads(1)
-
-
 def _as_list(sources: Sources) -> list[MattingSource]:
     if sources is None:
         return []
@@ -84,6 +79,9 @@ class MattingDataModule(L.LightningDataModule):
         synthetic_eval_samples: int = 64,
     ) -> None:
         super().__init__()
+        # OpenCV's thread pool must not exist when DataLoader workers fork: a worker inherits
+        # its locks mid-state and can hang in its first OpenCV call. Workers are the parallelism.
+        cv2.setNumThreads(0)
         if weights is not None and schedule is not None:
             raise ValueError("give either weights or schedule for mixing sources, not both")
         self.image_size = (image_size, image_size) if isinstance(image_size, int) else image_size
@@ -129,7 +127,6 @@ class MattingDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             collate_fn=collate_samples,
             persistent_workers=self.num_workers > 0,
-            worker_init_fn=_single_threaded_worker if self.num_workers > 0 else None,
             **kwargs,
         )
 
