@@ -4,6 +4,10 @@ Sizes are fractions of the image's longer side so that one configuration means t
 64 px (tests), 512 px (training) and 1024 px (SAM-style inference). For reference, SDMatte's
 settings at 512 px are: point sigma 25 px (0.049), trimap erosion 15-30 px (0.03-0.06), mask
 morphology kernel 15-30 px (0.03-0.06), box jitter 1 %.
+
+The coarse mask can be degraded further (down-scaling, blur, convex hull: the coarse labels of
+ZIM's label converter); those steps are off by default and draw random numbers only when on, so
+the default prompts stay exactly as they were.
 """
 
 from __future__ import annotations
@@ -34,6 +38,14 @@ class PromptConfig:
         use_source_trimap: keep a trimap shipped by the source instead of sampling one.
         use_source_prompts: keep points / box shipped by the source (MicroMat-3K) instead of
             sampling them.
+        mask_downscale_probability: chance that the coarse mask is down-scaled then up-scaled
+            (blocky, rounded outlines: a low-resolution segmentation).
+        mask_downscale: range of the down-scaling factor (0.1 = a tenth of the side).
+        mask_blur_probability: chance that the coarse mask is Gaussian-blurred and re-thresholded
+            at 0.5 (smooth outlines, thin parts and small holes gone).
+        mask_blur_sigma: range of the blur's sigma (fraction of side).
+        mask_convex_hull_probability: chance that each connected part of the coarse mask is
+            replaced by its convex hull (gaps between fingers, hair strands filled).
     """
 
     positive_points: tuple[int, int] = (1, 5)
@@ -46,6 +58,11 @@ class PromptConfig:
     trimap_width: tuple[float, float] = (0.01, 0.04)
     use_source_trimap: bool = True
     use_source_prompts: bool = True
+    mask_downscale_probability: float = 0.0
+    mask_downscale: tuple[float, float] = (0.1, 0.5)
+    mask_blur_probability: float = 0.0
+    mask_blur_sigma: tuple[float, float] = (0.005, 0.02)
+    mask_convex_hull_probability: float = 0.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -54,10 +71,21 @@ class PromptConfig:
             "mask_threshold",
             "mask_morphology",
             "trimap_width",
+            "mask_downscale",
+            "mask_blur_sigma",
         ):
             low, high = getattr(self, name)
             if low > high or low < 0:
                 raise ValueError(f"PromptConfig.{name} must be a range (low <= high, low >= 0)")
+        for name in (
+            "mask_downscale_probability",
+            "mask_blur_probability",
+            "mask_convex_hull_probability",
+        ):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"PromptConfig.{name} must lie in [0, 1]")
+        if not (self.mask_downscale[0] > 0 and self.mask_downscale[1] <= 1):
+            raise ValueError("PromptConfig.mask_downscale must lie in (0, 1]")
         if self.positive_points[1] < 1:
             raise ValueError("PromptConfig.positive_points must allow at least one click")
 
@@ -131,6 +159,73 @@ def sample_coarse_mask(
     if not mask.any():
         mask = (alpha > 0).astype(np.uint8)
     return mask
+
+
+def downscale_mask(mask: np.ndarray, factor: float) -> np.ndarray:
+    """Down-scale by ``factor`` (area average), up-scale back (bilinear), threshold at 0.5.
+
+    Args:
+        mask: H x W uint8 {0, 1}.
+
+    Returns:
+        H x W uint8 {0, 1}.
+    """
+    height, width = mask.shape
+    small_size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    small = cv2.resize(mask.astype(np.float32), small_size, interpolation=cv2.INTER_AREA)
+    restored = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+    return (restored >= 0.5).astype(np.uint8)
+
+
+def blur_mask(mask: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of ``sigma`` pixels, re-thresholded at 0.5 (H x W uint8 {0, 1} both ways)."""
+    if sigma <= 0:
+        return mask
+    blurred = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), sigma)
+    return (blurred >= 0.5).astype(np.uint8)
+
+
+def convex_hull_mask(mask: np.ndarray) -> np.ndarray:
+    """Each connected part (outer contour) filled to its convex hull (H x W uint8 {0, 1})."""
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    hulls = np.zeros_like(mask, dtype=np.uint8)
+    # A hull per part rather than one hull of everything: two separate objects stay separate.
+    cv2.fillPoly(hulls, [cv2.convexHull(contour) for contour in contours], 1)
+    return hulls | mask.astype(np.uint8)
+
+
+def _happens(probability: float, rng: np.random.Generator) -> bool:
+    # No draw at probability 0: the random stream of the other prompts must not shift.
+    return probability > 0 and rng.random() < probability
+
+
+def degrade_coarse_mask(
+    mask: np.ndarray, config: PromptConfig, rng: np.random.Generator, side: int
+) -> np.ndarray:
+    """Down-scale, blur and convex-hull the coarse mask, each with its probability in ``config``.
+
+    A step with probability 0 draws no random number, so turning the steps off leaves the rest
+    of the sampling (points, box) exactly as it was. A step that would empty the mask is skipped,
+    as in :func:`sample_coarse_mask`.
+
+    Args:
+        mask: H x W uint8 {0, 1}.
+        side: the image's longer side in pixels (the blur sigma is a fraction of it).
+
+    Returns:
+        H x W uint8 {0, 1}.
+    """
+    if _happens(config.mask_downscale_probability, rng):
+        mask = _unless_empty(downscale_mask(mask, rng.uniform(*config.mask_downscale)), mask)
+    if _happens(config.mask_blur_probability, rng):
+        mask = _unless_empty(blur_mask(mask, rng.uniform(*config.mask_blur_sigma) * side), mask)
+    if _happens(config.mask_convex_hull_probability, rng):
+        mask = _unless_empty(convex_hull_mask(mask), mask)
+    return mask
+
+
+def _unless_empty(degraded: np.ndarray, original: np.ndarray) -> np.ndarray:
+    return degraded if degraded.any() else original
 
 
 def box_from_alpha(alpha: np.ndarray) -> np.ndarray:
@@ -223,6 +318,7 @@ class PromptSampler:
             dilate=bool(rng.integers(2)),
             side=side,
         )
+        coarse_mask = degrade_coarse_mask(coarse_mask, cfg, rng, side)
 
         padded_points, padded_labels = self._padded(points if cfg.use_source_prompts else None)
         if points is None or not cfg.use_source_prompts:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from mattekit.models.base import MattingModule
 from mattekit.models.baseline.lightning_model import Baseline
 from mattekit.models.zim.lightning_model import ZIM
+from mattekit.models.zim_converter.lightning_model import ZIMLabelConverter
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,13 @@ MODELS: dict[str, ModelEntry] = {
             "ZIM: SAM + hierarchical pixel decoder + prompt-aware masked attention (CVPR 2025)",
             ("points", "box"),
             tiny={"variant": "tiny"},
+        ),
+        ModelEntry(
+            "zim_converter",
+            ZIMLabelConverter,
+            "ZIM's label converter: image + segmentation mask -> matte (Hiera, MGMatting PRN)",
+            ("mask",),
+            tiny={"variant": "tiny", "image_size": 32},
         ),
     ]
 }

@@ -4,7 +4,11 @@ import pytest
 from mattekit.data.prompts import (
     PromptConfig,
     PromptSampler,
+    blur_mask,
     box_from_alpha,
+    convex_hull_mask,
+    degrade_coarse_mask,
+    downscale_mask,
     sample_coarse_mask,
     sample_trimap,
 )
@@ -97,3 +101,63 @@ def test_no_ground_truth_uses_source_prompts_only():
     prompts = PromptSampler()(empty, np.random.default_rng(0), "photo", points=clicks)
     assert prompts.box.tolist() == [4, 2, 9, 5]
     assert prompts.labels[:3].tolist() == [1, 1, 0]
+
+
+# --- optional coarse-mask degradations (ZIM's label converter) ---------------------------------
+
+
+def test_mask_degradations_change_the_outline_not_the_object():
+    mask = (disc(soft=False) > 0).astype(np.uint8)
+    blocky = downscale_mask(mask, 0.25)
+    assert blocky.dtype == np.uint8 and set(np.unique(blocky)) <= {0, 1}
+    assert (blocky != mask).any() and abs(int(blocky.sum()) - int(mask.sum())) < 0.2 * mask.sum()
+    line = np.zeros((32, 32), np.uint8)
+    line[10, 4:28] = 1
+    square = np.zeros((32, 32), np.uint8)
+    square[16:28, 16:28] = 1
+    smoothed = blur_mask(line | square, sigma=2.0)
+    assert not smoothed[10].any() and smoothed[20, 20] == 1  # thin part gone, body kept
+    cup = np.zeros((32, 32), np.uint8)
+    cup[8:24, 8:12] = cup[8:24, 20:24] = cup[20:24, 8:24] = 1  # a U: the gap is not convex
+    hull = convex_hull_mask(cup)
+    assert hull[12, 16] == 1 and (hull >= cup).all()
+    apart = np.zeros((32, 32), np.uint8)
+    apart[2:6, 2:6] = apart[26:30, 26:30] = 1
+    assert convex_hull_mask(apart)[16, 16] == 0  # a hull per part, not one around both
+
+
+def test_mask_degradations_off_draw_no_random_numbers():
+    mask = (disc(soft=False) > 0).astype(np.uint8)
+    rng = np.random.default_rng(0)
+    state = rng.bit_generator.state
+    assert degrade_coarse_mask(mask, PromptConfig(), rng, 64) is mask
+    assert rng.bit_generator.state == state
+    always = PromptConfig(
+        mask_downscale_probability=1.0,
+        mask_blur_probability=1.0,
+        mask_convex_hull_probability=1.0,
+    )
+    degraded = degrade_coarse_mask(mask, always, np.random.default_rng(0), 64)
+    assert degraded.any() and (degraded != mask).any()
+
+
+def test_mask_degradation_that_would_empty_the_mask_is_skipped():
+    speck = np.zeros((64, 64), np.uint8)
+    speck[30, 30] = 1  # down-scaling to a tenth averages it away
+    config = PromptConfig(mask_downscale_probability=1.0, mask_downscale=(0.1, 0.1))
+    assert np.array_equal(degrade_coarse_mask(speck, config, np.random.default_rng(0), 64), speck)
+
+
+def test_sampler_applies_mask_degradations():
+    alpha = disc(soft=False)
+    plain = PromptSampler()(alpha, np.random.default_rng(0), "disc")
+    config = PromptConfig(mask_downscale_probability=1.0, mask_downscale=(0.1, 0.1))
+    blocky = PromptSampler(config)(alpha, np.random.default_rng(0), "disc")
+    assert (blocky.coarse_mask != plain.coarse_mask).any()
+
+
+def test_bad_degradation_settings_are_rejected():
+    with pytest.raises(ValueError, match="mask_blur_probability"):
+        PromptConfig(mask_blur_probability=1.5)
+    with pytest.raises(ValueError, match="mask_downscale"):
+        PromptConfig(mask_downscale=(0.0, 0.5))
