@@ -1,6 +1,7 @@
 """``mattekit``: LightningCLI with registry aliases, plus commands beside fit/validate/test/predict.
 
     mattekit models [PATTERN]              list the registered families
+    mattekit grid experiments/NAME.yaml    run an ablation grid (experiments/README.md)
     mattekit fit --model baseline          train (any LightningCLI flag works)
     mattekit test --model baseline --ckpt_path runs/baseline/version_0/checkpoints/last.ckpt
     mattekit predict --model baseline --ckpt_path ... --prediction_writer.output_dir out/
@@ -11,8 +12,10 @@ aliases are rewritten to import paths before parsing, so both spellings work.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
+from collections.abc import Callable
 
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
@@ -21,7 +24,22 @@ from mattekit.callbacks import AlphaPNGWriter
 from mattekit.data.datamodule import MattingDataModule
 from mattekit.models import MODELS, MattingModule, get_model_entry, list_models
 
-EXTRA_COMMANDS = {"models": "list the registered model families"}
+
+def _handler(target: str) -> Callable[[list[str]], int | None]:
+    """``"module:function"`` imported on first use (command modules import this one)."""
+    module, function = target.split(":")
+    return lambda argv: getattr(importlib.import_module(module), function)(argv)
+
+
+# Commands beside LightningCLI's fit/validate/test/predict: name -> (help, handler(argv) -> code).
+EXTRA_COMMANDS: dict[str, tuple[str, Callable[[list[str]], int | None]]] = {
+    "models": ("list the registered model families", lambda argv: print_models(*argv[:1])),
+    "grid": ("run an ablation grid YAML", _handler("mattekit.pipelines.grid:grid_main")),
+    "convert-labels": (
+        "convert images + segmentation masks into mattes with a trained ZIM label converter",
+        _handler("mattekit.pipelines.label_conversion:convert_labels_main"),
+    ),
+}
 
 
 def resolve_model_aliases(argv: list[str]) -> list[str]:
@@ -102,16 +120,18 @@ def show_mattekit_logs(level: int = logging.INFO) -> None:
         package_logger.setLevel(level)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``mattekit`` console script (``argv`` defaults to ``sys.argv[1:]``)."""
+def main(argv: list[str] | None = None) -> int | None:
+    """Entry point of the ``mattekit`` console script (``argv`` defaults to ``sys.argv[1:]``).
+
+    Returns an extra command's exit code (the console script exits with it).
+    """
     show_mattekit_logs()
     from_command_line = argv is None
     argv = list(sys.argv[1:] if from_command_line else argv)
-    if argv and argv[0] == "models":
-        print_models(argv[1] if len(argv) > 1 else "*")
-        return
+    if argv and argv[0] in EXTRA_COMMANDS:
+        return EXTRA_COMMANDS[argv[0]][1](argv[1:])
     if not argv or argv[0] in ("-h", "--help"):
-        print("extra commands: " + "; ".join(f"{k}: {v}" for k, v in EXTRA_COMMANDS.items()))
+        print("extra commands: " + "; ".join(f"{k}: {v[0]}" for k, v in EXTRA_COMMANDS.items()))
     argv = resolve_model_aliases(argv)
     if from_command_line:
         # LightningCLI reads sys.argv itself, and warns when given both it and ``args``.
@@ -122,4 +142,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -72,18 +72,26 @@ def write_png_grid(grid: Tensor, path: str | Path) -> None:
     os.replace(temporary, path)
 
 
-def write_metrics_table(rows: list[Mapping[str, object]], path: str | Path) -> str:
+def write_metrics_table(
+    rows: list[Mapping[str, object]], path: str | Path, preamble: str = ""
+) -> str:
     """Write rows as ``path`` (.md) and its .csv sibling, atomically; return the Markdown.
 
     Floats are printed with 4 significant digits in the Markdown and full precision in the CSV.
+    ``preamble`` (Markdown, e.g. a title and the command that made the table) goes before the
+    table in the .md only, so the CSV stays plain rows.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = list(dict.fromkeys(key for row in rows for key in row))
-    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    # A "|" or a line break inside a cell (an error message, a string value) would end the row.
+    escape = lambda text: text.replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else escape(str(v))  # noqa: E731
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     lines += ["| " + " | ".join(fmt(row.get(c, "")) for c in columns) + " |" for row in rows]
     markdown = "\n".join(lines) + "\n"
+    if preamble:
+        markdown = preamble.rstrip("\n") + "\n\n" + markdown
     _write_text_atomic(path, markdown)
     with tempfile.NamedTemporaryFile(
         "w", dir=path.parent, suffix=".csv", delete=False, newline=""

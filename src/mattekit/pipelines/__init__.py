@@ -1,0 +1,1 @@
+"""Pipelines built on the CLI: ablation grids, label conversion."""
