@@ -3,18 +3,14 @@ import math
 import pytest
 import torch
 
-from mattekit.data.datamodule import MattingDataModule
-from mattekit.data.sample import collate_samples
 from mattekit.models.base import NonFiniteLossError
 from mattekit.models.baseline.lightning_model import Baseline
 from mattekit.models.prompting import choose_prompt_kinds, prompt_maps
 
 
-@pytest.fixture(scope="module")
-def batch():
-    data = MattingDataModule(image_size=32, batch_size=4, num_workers=0, synthetic_eval_samples=4)
-    dataset = data.dataset("val")
-    return collate_samples([dataset[i] for i in range(4)])
+@pytest.fixture
+def batch(synthetic_batch):
+    return synthetic_batch(32, 4)
 
 
 def tiny(**kwargs):
@@ -84,16 +80,7 @@ def test_predict_returns_original_size(batch):
     assert all(alpha.shape == (1, 45, 70) for _, alpha in predictions)
 
 
-def test_baseline_overfits_one_batch(batch):
+def test_baseline_overfits_one_batch(batch, train_on_batch):
     torch.manual_seed(0)
-    module = tiny(lr=1e-2)
-    optimizer = torch.optim.AdamW(module.parameter_groups())
-    losses = []
-    for _ in range(100):
-        module.train()
-        loss = module.training_step(batch, 0)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = train_on_batch(tiny(lr=1e-2), batch, steps=100)
     assert losses[-1] < 0.1 * losses[0]

@@ -12,8 +12,6 @@ from segment_anything.modeling import (
 )
 from torch import nn
 
-from mattekit.data.datamodule import MattingDataModule
-from mattekit.data.sample import collate_samples
 from mattekit.models.zim.lightning_model import ZIM, sam_prompts
 from mattekit.models.zim.predictor import ZimPredictor
 from mattekit.models.zim.torch_model import VARIANTS, build_zim, load_sam_weights
@@ -186,9 +184,8 @@ def test_wrong_checkpoint_is_a_clear_error(tmp_path):
         load_sam_weights(build_zim("tiny"), str(path))
 
 
-def test_prompt_conversion_and_resizing():
-    data = MattingDataModule(image_size=64, num_workers=0, synthetic_eval_samples=2)
-    batch = collate_samples([data.dataset("val")[i] for i in range(2)])
+def test_prompt_conversion_and_resizing(synthetic_batch):
+    batch = synthetic_batch(64, 2)
     coords, labels = sam_prompts(batch, ["box", "points"], (2.0, 2.0))
     assert labels[0, :2].tolist() == [2, 3] and (labels[0, 2:] == -1).all()
     assert torch.equal(coords[0, :2].flatten(), batch.box[0] * 2)
@@ -209,20 +206,10 @@ def test_masked_attention_switches():
         ZIM(variant="tiny", prompt_kinds=["mask"])
 
 
-def test_zim_overfits_one_batch():
+def test_zim_overfits_one_batch(synthetic_batch, train_on_batch):
     torch.manual_seed(0)
-    data = MattingDataModule(image_size=64, num_workers=0, synthetic_eval_samples=4)
-    batch = collate_samples([data.dataset("val")[i] for i in range(2)])
     module = ZIM(variant="tiny", lr=1e-2, prompt_kinds=["box"])
-    optimizer = torch.optim.AdamW(module.parameter_groups())
-    losses = []
-    for _ in range(20):
-        module.train()
-        loss = module.training_step(batch, 0)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = train_on_batch(module, synthetic_batch(64, 2), steps=20)
     assert losses[-1] < 0.25 * losses[0]
 
 

@@ -7,8 +7,6 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from mattekit.data.datamodule import MattingDataModule
-from mattekit.data.sample import collate_samples
 from mattekit.models.zim_converter.augmentations import apply_cutout, cutout_keep_mask
 from mattekit.models.zim_converter.backbone import build_hiera
 from mattekit.models.zim_converter.lightning_model import (
@@ -32,11 +30,9 @@ def tiny(**kwargs) -> ZIMLabelConverter:
     return ZIMLabelConverter(variant="tiny", image_size=32, **kwargs)
 
 
-@pytest.fixture(scope="module")
-def batch():
-    data = MattingDataModule(image_size=32, num_workers=0, synthetic_eval_samples=4)
-    dataset = data.dataset("val")
-    return collate_samples([dataset[i] for i in range(4)])
+@pytest.fixture
+def batch(synthetic_batch):
+    return synthetic_batch(32, 4)
 
 
 @pytest.mark.parametrize("size", [(32, 32), (45, 70)])
@@ -158,29 +154,19 @@ def test_rgb_checkpoint_gets_a_zero_mask_channel_and_a_resampled_grid(tmp_path):
         build_label_converter("tiny", 32, backbone_checkpoint=tmp_path / "nowhere.pth")
 
 
-def test_converter_learns_on_synthetic_data():
+def test_converter_learns_on_synthetic_data(synthetic_batch, train_on_batch):
     """Fast check: the loss on a batch falls and held-out L1 falls; the comparison with the
     input mask as the answer needs ~1000 steps (README: "Learning on synthetic data")."""
     torch.manual_seed(0)
-    data = MattingDataModule(image_size=32, num_workers=0, synthetic_eval_samples=8)
-    train, held_out = data.dataset("train"), data.dataset("val")
-    batch = collate_samples([train[i] for i in range(8)])
-    held = collate_samples([held_out[i] for i in range(8)])
+    batch, held = synthetic_batch(32, 8, stage="train"), synthetic_batch(32, 8)
     module = tiny(sga=False, stl=False, lr=3e-3)
-    optimizer = torch.optim.AdamW(module.parameter_groups())
 
     def held_out_l1() -> float:
         with torch.no_grad():
             return (module.eval()(held)["alpha"] - held.alpha).abs().mean().item()
 
     initial_l1 = held_out_l1()
-    losses = []
-    for _ in range(40):
-        loss = module.train().training_step(batch, 0)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = train_on_batch(module, batch, steps=40)
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
     assert held_out_l1() < 0.5 * initial_l1
 
