@@ -23,6 +23,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
 
 from mattekit.data.sample import MattingBatch
+from mattekit.metrics import resolve_preset
 from mattekit.models.evaluation import StageMetrics, at_original_size, scored_pairs
 from mattekit.nn.prompt_maps import box_mask
 from mattekit.visualize import prediction_grid, write_metrics_table, write_png_grid
@@ -152,7 +153,9 @@ class MattingModule(L.LightningModule):
         evaluation = self.evaluation[stage]
         options = {
             "at_original": self.hparams.eval_at_original_size,
-            "with_trimap": self.hparams.eval_with_trimap,
+            # Whole-image presets (zim, sdmatte) never look at a trimap: do not hand one over.
+            "with_trimap": self.hparams.eval_with_trimap
+            and resolve_preset(self.hparams.metric_preset).region == "trimap_unknown",
         }
         reference = None
         if evaluation.needs_reference:

@@ -55,11 +55,14 @@ def scored_pairs(
 
 
 def _computed(metrics) -> dict[str, float]:
+    """``{"SAD": ...}`` from a collection (or ``{"value": ...}`` from one metric); resets it."""
     with warnings.catch_warnings():  # an empty size bucket is expected, not a mistake
         warnings.filterwarnings("ignore", message=".*compute.*before.*update.*")
-        values = {name.split("/")[-1]: float(value) for name, value in metrics.compute().items()}
+        computed = metrics.compute()
     metrics.reset()
-    return values
+    if not isinstance(computed, dict):
+        return {"value": float(computed)}
+    return {name.split("/")[-1]: float(value) for name, value in computed.items()}
 
 
 class StageMetrics(nn.Module):
@@ -109,8 +112,7 @@ class StageMetrics(nn.Module):
             self.reference_row = _computed(self.reference)
         rows = [{"model": model_name, **{k.split("/")[-1]: v for k, v in values.items()}}]
         for size, metrics in self.sizes.items():
-            count = int(self.size_counts[size].compute())
-            self.size_counts[size].reset()
+            count = int(_computed(self.size_counts[size])["value"])
             size_values = _computed(metrics)
             if count:
                 rows.append({"model": f"{model_name} [{size}, n={count}]", **size_values})
