@@ -209,8 +209,13 @@ def test_masked_attention_switches():
 def test_zim_overfits_one_batch(synthetic_batch, train_on_batch):
     torch.manual_seed(0)
     module = ZIM(variant="tiny", lr=1e-2, prompt_kinds=["box"])
-    losses = train_on_batch(module, synthetic_batch(64, 2), steps=20)
-    assert losses[-1] < 0.25 * losses[0]
+    batch = synthetic_batch(64, 2)
+    # Predicting background everywhere already lowers the loss a lot (small objects): a model
+    # that really fits must go well below that, by using the prompt and the image.
+    background = module.compute_loss({"alpha": torch.zeros_like(batch.alpha)}, batch)
+    background_loss = sum(term.item() for term in background.values())
+    losses = train_on_batch(module, batch, steps=40)
+    assert losses[-1] < 0.5 * background_loss
 
 
 def test_predictor_returns_alpha_at_photo_size():
