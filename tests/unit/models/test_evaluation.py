@@ -3,6 +3,7 @@
 import cv2
 import numpy as np
 import pytest
+import torch
 from lightning import Trainer
 from torch import nn
 
@@ -81,3 +82,29 @@ def test_letterbox_scores_the_content_only(tmp_path):
     # Both only lose the edge to resampling; scoring the padding would add about 2.8 (SAD of
     # the disc) instead.
     assert 0 < letterboxed < 2 * stretch + 0.1
+
+
+def test_size_breakdown_buckets_by_object_size():
+    from mattekit.models.evaluation import StageMetrics
+
+    metrics = StageMetrics("test", "zim", size_breakdown=True)
+    targets = torch.zeros(3, 1, 100, 100)
+    targets[0, :, :5, :5] = 1  # 0.25 % of the image above 0.3: small
+    targets[1, :, :20, :20] = 1  # 4 %: medium
+    targets[2, :, :50] = 1  # 50 %: large
+    predictions = targets.clone()
+    predictions[2] = 0  # only the large one is wrong: SAD = 5000 / 1000
+    pairs = [(predictions[i : i + 1], targets[i : i + 1], None) for i in range(3)]
+    metrics.update(iter(pairs), iter(pairs))
+    values, rows = metrics.compute("ZIM", sanity_check=False)
+    labels = [row["model"] for row in rows]
+    assert labels == [
+        "ZIM",
+        "ZIM [S, n=1]",
+        "ZIM [M, n=1]",
+        "ZIM [L, n=1]",
+        "box as alpha (reference)",
+    ]
+    assert values["test/S/SAD"] == 0 and values["test/M/SAD"] == 0
+    assert values["test/L/SAD"] == pytest.approx(5.0)
+    assert values["test/SAD"] == pytest.approx(5.0 / 3)
