@@ -61,3 +61,31 @@ def test_grid_of_tiny_runs(tmp_path: Path, capsys):
     planned = capsys.readouterr().out
     assert "2 of 3 runs recorded" in planned and "# run 2 seed 0" in planned
     assert "# run 0 " not in planned and "# run 1 " not in planned
+
+
+def test_every_run_starts_from_the_pretrained_model(tmp_path: Path, capfd):
+    tiny_zim = ["--model=zim", "--model.variant=tiny"]
+    tiny_zim += [arg for arg in TINY if arg.startswith(("--data.", "--trainer."))]
+    spec = {
+        "name": "from_sam",
+        "pretrain": [*tiny_zim, "--model.objective=segmentation", "--model.decoder=sam"],
+        "base": [*tiny_zim, "--model.checkpoint={pretrain}"],
+        "grid": {"model.decoder": ["hierarchical"]},
+    }
+    grid_file = tmp_path / "from_sam.yaml"
+    grid_file.write_text(yaml.safe_dump(spec))
+    runs = tmp_path / "runs"
+    assert main(["grid", str(grid_file), "--runs_root", str(runs)]) == 0
+
+    made = yaml.safe_load((runs / "from_sam" / "pretrain" / "pretrain.json").read_text())
+    pretrained = Path(made["checkpoint"])
+    assert pretrained.is_file() and pretrained.is_relative_to(runs / "from_sam" / "pretrain")
+    # The run's model was built from the pretrained SAM: its decoder is new, the rest loaded.
+    log = capfd.readouterr().err
+    assert f"{pretrained}: " in log and "left at init: ['mask_decoder.pixel_decoder" in log
+    markdown = (tmp_path / "results" / "from_sam.md").read_text()
+    assert (
+        "--model.checkpoint={pretrain}" in markdown and "--model.objective=segmentation" in markdown
+    )
+    (row,) = [r for r in read_csv(tmp_path / "results" / "from_sam.csv") if r["run"] == "0"]
+    assert math.isfinite(float(row["SAD"])) and row["preset"] == "zim"

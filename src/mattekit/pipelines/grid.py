@@ -5,7 +5,8 @@
 Every combination of the ``grid:`` values (times every seed) is a run: ``mattekit fit`` with the
 base arguments plus the combination's overrides, then ``mattekit test`` on the fit's best (else
 last) checkpoint. Each run's test metrics become one row of ``<output>.csv`` / ``.md``; a rerun
-skips the runs already recorded. The file format and the table: ``experiments/README.md``.
+skips the runs already recorded. A grid may first pretrain one model that every run starts from
+(``pretrain:``). The file format and the table: ``experiments/README.md``.
 
 Each fit and each test runs in a fresh Python process (:mod:`mattekit.pipelines.grid_stage`),
 seeded by ``--seed_everything``: nothing one run leaves behind in a process reaches the next.
@@ -29,7 +30,13 @@ from tqdm import tqdm
 
 from mattekit.cli import show_mattekit_logs
 from mattekit.pipelines.grid_results import REFERENCE_RUN, GridResults
-from mattekit.pipelines.grid_spec import GridRun, GridSpec, load_grid_spec, render_value
+from mattekit.pipelines.grid_spec import (
+    PRETRAIN_PLACEHOLDER,
+    GridRun,
+    GridSpec,
+    load_grid_spec,
+    render_value,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +110,10 @@ def test_command(spec: GridSpec, run: GridRun, run_dir: str | Path, checkpoint: 
     ]
 
 
+def pretrain_command(spec: GridSpec, run_dir: str | Path) -> list[str]:
+    return ["fit", *GRID_DEFAULTS, *spec.pretrain, *_placement(run_dir, "fit", spec.seeds[0])]
+
+
 def shell_line(args: list[str]) -> str:
     return shlex.join(["mattekit", *args])
 
@@ -118,6 +129,16 @@ def describe(spec: GridSpec, grid_file: Path, runs_root: Path) -> str:
         f"`{key}` in " + ", ".join(f"`{render_value(v)}`" for v in values)
         for key, values in spec.grid.items()
     )
+    pretrain = []
+    if spec.pretrain:
+        pretrain_dir = runs_root / spec.name / "pretrain"
+        pretrain = [
+            f"`{PRETRAIN_PLACEHOLDER}` is the best (else last) checkpoint of one pretraining "
+            "run, made once before the grid:",
+            "",
+            f"    {shell_line(pretrain_command(spec, pretrain_dir))}",
+            "",
+        ]
     return "\n".join(
         [
             f"# Grid `{spec.name}`",
@@ -127,6 +148,7 @@ def describe(spec: GridSpec, grid_file: Path, runs_root: Path) -> str:
             f"    {fit}",
             f"    {test}",
             "",
+            *pretrain,
             f"Grid: {grid or '(none)'}; seeds {', '.join(map(str, spec.seeds))}.",
             "",
             "Test metrics of the fit's best (else last) checkpoint; `wall_s` is fit + test. "
@@ -159,6 +181,34 @@ def run_stage(args: list[str], summary: Path) -> dict:
         how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
         raise StageFailed(f"mattekit {args[0]} {how}")
     return result
+
+
+def ensure_pretrained(spec: GridSpec, runs_root: Path) -> str:
+    """The pretraining fit's checkpoint: reused when this command made it, else made now.
+
+    Raises:
+        StageFailed when the fit fails; ValueError when the folder holds the checkpoint of
+        another pretraining command (the grid file changed: delete the folder to redo it).
+    """
+    run_dir = runs_root / spec.name / "pretrain"
+    command = pretrain_command(spec, run_dir)
+    record = run_dir / "pretrain.json"
+    if record.exists():
+        made = json.loads(record.read_text())
+        if made["command"] != command:
+            raise ValueError(
+                f"{run_dir} holds the checkpoint of another pretraining command: "
+                f"{shell_line(made['command'])}; delete the folder to pretrain again"
+            )
+        if Path(made["checkpoint"]).is_file():
+            logger.info("grid %s: reusing the pretrained %s", spec.name, made["checkpoint"])
+            return made["checkpoint"]
+    logger.info("grid %s: pretraining in %s", spec.name, run_dir)
+    fit = run_stage(command, run_dir / "fit_summary.json")
+    if not fit["checkpoint"]:
+        raise StageFailed("the pretraining fit saved no checkpoint")
+    record.write_text(json.dumps({"command": command, "checkpoint": fit["checkpoint"]}))
+    return fit["checkpoint"]
 
 
 def _read_test_rows(log_dir: Path) -> tuple[dict, dict]:
@@ -244,11 +294,16 @@ def run_grid(
             header + f"\n\n{len(runs) - len(pending)} of {len(runs)} runs recorded in "
             f"{results.csv_path}; would run {len(pending)}:\n"
         )
+        if spec.pretrain:
+            pretrain_dir = runs_root / spec.name / "pretrain"
+            print(f"# pretrain\n{shell_line(pretrain_command(spec, pretrain_dir))}\n")
         for run in pending:
             run_dir = runs_root / spec.name / str(run.index)
             print(f"# {run.label}\n{shell_line(fit_command(spec, run, run_dir))}")
             print(shell_line(test_command(spec, run, run_dir, CHECKPOINT_PLACEHOLDER)) + "\n")
         return []
+    if spec.pretrain and pending:
+        spec = spec.with_pretrained(ensure_pretrained(spec, runs_root))
     failed = []
     bar = tqdm(total=len(runs), initial=len(runs) - len(pending), unit="run", file=sys.stderr)
     for run in pending:
@@ -305,7 +360,11 @@ def grid_main(argv: list[str]) -> int:
     except (OSError, ValueError, yaml.YAMLError) as error:
         parser.error(str(error))
     output = _output_stem(spec, args.grid_file, args.output)
-    failed = run_grid(spec, args.grid_file, output, args.runs_root, args.dry_run)
+    try:
+        failed = run_grid(spec, args.grid_file, output, args.runs_root, args.dry_run)
+    except (StageFailed, ValueError) as error:  # the pretraining every run needs
+        print(f"mattekit grid: {error}", file=sys.stderr)
+        return 1
     if not args.dry_run:
         print(f"results: {output}.md, {output}.csv")
     if failed:

@@ -6,6 +6,7 @@ seed, is a run. Format: ``experiments/README.md``.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -15,7 +16,9 @@ import yaml
 
 from mattekit.pipelines.grid_results import RunKey, run_key
 
-_SPEC_KEYS = {"name", "base", "seeds", "grid", "test"}
+_SPEC_KEYS = {"name", "base", "seeds", "grid", "test", "pretrain"}
+# Stands for the pretraining fit's checkpoint in the arguments of the runs.
+PRETRAIN_PLACEHOLDER = "{pretrain}"
 
 
 def render_value(value: object) -> str:
@@ -40,6 +43,10 @@ class GridSpec:
         grid: ``key -> values`` (``model.prompt_kinds -> [["box"], ["points"]]``), in file order.
         seeds: each combination runs once per seed.
         test: extra arguments of the ``test`` runs only (another test set, ...).
+        pretrain: arguments of one ``fit`` run before the grid, seeded by the first seed; its
+            best (else last) checkpoint replaces ``{pretrain}`` in ``base`` and ``test``, so
+            every run starts from the same weights (as every row of a paper's ablation starts
+            from the same pretrained model). Empty: no pretraining.
     """
 
     name: str
@@ -47,6 +54,12 @@ class GridSpec:
     grid: dict[str, tuple] = field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
     test: tuple[str, ...] = ()
+    pretrain: tuple[str, ...] = ()
+
+    def with_pretrained(self, checkpoint: str) -> GridSpec:
+        """This spec with ``{pretrain}`` replaced by ``checkpoint`` in the runs' arguments."""
+        fill = lambda args: tuple(a.replace(PRETRAIN_PLACEHOLDER, checkpoint) for a in args)  # noqa: E731
+        return dataclasses.replace(self, base=fill(self.base), test=fill(self.test))
 
     def combinations(self) -> list[dict[str, str]]:
         """The Cartesian product of the grid values, rendered, first key slowest."""
@@ -87,12 +100,25 @@ def load_grid_spec(path: str | Path) -> GridSpec:
         raise ValueError(f"{path}: 'seeds' must be a non-empty list of integers")
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"{path}: 'seeds' lists a seed twice: {seeds}")
+    base, test = _string_list(spec, "base", path), _string_list(spec, "test", path)
+    pretrain = _string_list(spec, "pretrain", path)
+    uses_pretrained = any(PRETRAIN_PLACEHOLDER in arg for arg in base + test)
+    if pretrain and not uses_pretrained:
+        raise ValueError(
+            f"{path}: 'pretrain' is given but no base or test argument uses its checkpoint "
+            f"(write {PRETRAIN_PLACEHOLDER} where it goes, e.g. --model.checkpoint={{pretrain}})"
+        )
+    if uses_pretrained and not pretrain:
+        raise ValueError(f"{path}: {PRETRAIN_PLACEHOLDER} is used but there is no 'pretrain' run")
+    if any(PRETRAIN_PLACEHOLDER in arg for arg in pretrain):
+        raise ValueError(f"{path}: the 'pretrain' run cannot use its own checkpoint")
     return GridSpec(
         name=str(spec.get("name") or path.stem),
-        base=_string_list(spec, "base", path),
+        base=base,
         grid=leaves,
         seeds=tuple(seeds),
-        test=_string_list(spec, "test", path),
+        test=test,
+        pretrain=pretrain,
     )
 
 

@@ -9,6 +9,8 @@ from torch import Tensor
 
 # Official releases wrap the state dict under one of these keys, or not at all.
 _WRAPPER_KEYS = ("model", "state_dict", "module")
+# Every mattekit family keeps its network in ``self.model`` (losses and metrics hold no weights).
+_FAMILY_NETWORK_PREFIX = "model."
 
 
 def load_state_dict(path: str | Path) -> dict[str, Tensor]:
@@ -16,7 +18,9 @@ def load_state_dict(path: str | Path) -> dict[str, Tensor]:
 
     Pickled checkpoints are read with ``torch.load(weights_only=True)``: a downloaded file cannot
     execute code. A state dict wrapped in ``{"model": ...}`` (or ``state_dict`` / ``module``) is
-    unwrapped.
+    unwrapped. A Lightning checkpoint of a mattekit family gives its network's state dict (the
+    family's ``model.`` prefix removed), so a network trained here initialises another run the
+    way an official checkpoint does.
 
     Raises:
         FileNotFoundError / ValueError naming the file.
@@ -32,9 +36,24 @@ def load_state_dict(path: str | Path) -> dict[str, Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle, zip and unsafe-global errors all mean "not loadable"
         raise ValueError(f"{path}: not a weights-only PyTorch checkpoint ({error})") from error
+    if isinstance(state, dict) and "pytorch-lightning_version" in state:
+        state = _family_network(state.get("state_dict"), path)
     for key in _WRAPPER_KEYS:
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise ValueError(f"{path}: expected a state dict of tensors")
     return state
+
+
+def _family_network(state: object, path: Path) -> dict[str, Tensor]:
+    """The ``model.`` entries of a Lightning checkpoint's state dict, prefix removed."""
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: a Lightning checkpoint without a state_dict")
+    prefix = _FAMILY_NETWORK_PREFIX
+    network = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    if not network:
+        raise ValueError(
+            f"{path}: a Lightning checkpoint with no '{prefix}' weights (not a mattekit family's)"
+        )
+    return network

@@ -1,5 +1,6 @@
 """Grid files: parsing, checks, the Cartesian product, value rendering and the commands."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,12 @@ def test_empty_grid_is_one_run_per_seed(tmp_path: Path):
         ({"seeds": ["a"]}, "'seeds'"),
         ({"base": "--model=baseline"}, "'base' must be a list"),
         ({"test": [1]}, "'test' must be a list"),
+        ({"pretrain": ["--model=zim"]}, "no base or test argument uses its checkpoint"),
+        ({"base": ["--model.checkpoint={pretrain}"]}, "there is no 'pretrain' run"),
+        (
+            {"base": ["--model.checkpoint={pretrain}"], "pretrain": ["--x={pretrain}"]},
+            "cannot use its own checkpoint",
+        ),
     ],
 )
 def test_bad_grid_files_name_the_problem(tmp_path: Path, spec, message):
@@ -140,3 +147,49 @@ def test_fit_and_test_commands(tmp_path: Path):
     assert extras > test.index("--data.name=a b")  # the test extras are the most specific
     assert "--trainer.logger.version=test" in test and "--seed_everything=7" in test
     assert test[-1] == "--ckpt_path=runs/g/5/fit/checkpoints/last.ckpt"
+
+
+def test_pretrain_checkpoint_fills_the_runs_arguments(tmp_path: Path):
+    spec = load_grid_spec(
+        write_grid(
+            tmp_path,
+            {
+                "base": ["--model=zim", "--model.checkpoint={pretrain}"],
+                "pretrain": ["--model=zim", "--model.objective=segmentation"],
+                "seeds": [3, 4],
+                "test": ["--model.checkpoint={pretrain}"],
+            },
+        )
+    )
+    command = grid.pretrain_command(spec, "runs/g/pretrain")
+    assert command[0] == "fit" and "--model.objective=segmentation" in command
+    assert command[-1] == "--seed_everything=3"  # the first seed
+    assert "--trainer.default_root_dir=runs/g/pretrain" in command
+    filled = spec.with_pretrained("runs/g/pretrain/fit/checkpoints/last.ckpt")
+    assert filled.base[1] == "--model.checkpoint=runs/g/pretrain/fit/checkpoints/last.ckpt"
+    assert filled.test == ("--model.checkpoint=runs/g/pretrain/fit/checkpoints/last.ckpt",)
+    assert spec.base[1] == "--model.checkpoint={pretrain}"  # the spec itself is unchanged
+
+
+def test_a_changed_pretrain_command_is_not_silently_reused(tmp_path: Path):
+    spec_file = write_grid(
+        tmp_path,
+        {"name": "g", "base": ["--model.checkpoint={pretrain}"], "pretrain": ["--model=zim"]},
+    )
+    spec = load_grid_spec(spec_file)
+    pretrain_dir = tmp_path / "runs" / "g" / "pretrain"
+    pretrain_dir.mkdir(parents=True)
+    checkpoint = pretrain_dir / "last.ckpt"
+    checkpoint.write_bytes(b"")
+    made = {"command": grid.pretrain_command(spec, pretrain_dir), "checkpoint": str(checkpoint)}
+    (pretrain_dir / "pretrain.json").write_text(json.dumps(made))
+    assert grid.ensure_pretrained(spec, tmp_path / "runs") == str(checkpoint)
+
+    changed = load_grid_spec(
+        write_grid(
+            tmp_path,
+            {"name": "g", "base": ["--model.checkpoint={pretrain}"], "pretrain": ["--model=x"]},
+        )
+    )
+    with pytest.raises(ValueError, match="another pretraining command"):
+        grid.ensure_pretrained(changed, tmp_path / "runs")

@@ -278,16 +278,22 @@ def build_zim(
 
 
 def load_sam_weights(model: Zim, path: str) -> LoadReport:
-    """Initialise ZIM from an official SAM checkpoint of the same size.
+    """Initialise ZIM from a SAM checkpoint of the same size.
 
-    Everything SAM has is copied; the hierarchical pixel decoder (new in ZIM) stays at its
-    random initialisation and SAM's transposed convolutions are dropped, or, with SAM's
-    decoder, those convolutions are loaded into it.
+    ``path`` is an official SAM checkpoint or a mattekit ZIM checkpoint (a Lightning
+    ``.ckpt``, or the network's state dict), for example the tiny SAM that the CPU-scale
+    ablations pretrain. Everything SAM has is copied. With the hierarchical decoder, the pixel
+    decoder (new in ZIM) stays at its random initialisation unless the checkpoint has one, and
+    SAM's transposed convolutions are dropped; with SAM's decoder they are loaded into it.
     """
     upscaling = "mask_decoder.output_upscaling."
+    own_upscaling = "mask_decoder.pixel_decoder.upscaling."
     if isinstance(model.mask_decoder.pixel_decoder, SamPixelDecoder):
-        renames = {upscaling: "mask_decoder.pixel_decoder.upscaling."}
-        return load_sam_checkpoint(model, path, renames=renames)
+        return load_sam_checkpoint(model, path, renames={upscaling: own_upscaling})
     return load_sam_checkpoint(
-        model, path, new_modules=("mask_decoder.pixel_decoder.",), dropped=(upscaling,)
+        model,
+        path,
+        renames={own_upscaling: upscaling},
+        new_modules=("mask_decoder.pixel_decoder.",),
+        dropped=(upscaling,),
     )
