@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
+import io
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
-from torchvision.io import write_png
+from torchvision.io import encode_png
 from torchvision.utils import draw_bounding_boxes, draw_keypoints, make_grid
 
+from mattekit.data.io import write_bytes_atomic
 from mattekit.data.sample import MattingBatch
 
 _POSITIVE, _NEGATIVE, _BOX = "#00ff00", "#ff2020", "#ffd000"
+
+
+def to_uint8(values: Tensor) -> Tensor:
+    """Values in [0, 1] (clamped) to the nearest of 0 ... 255."""
+    return (values.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
 
 
 def prompt_overlay(image: Tensor, points: Tensor, labels: Tensor, box: Tensor) -> Tensor:
@@ -29,7 +36,7 @@ def prompt_overlay(image: Tensor, points: Tensor, labels: Tensor, box: Tensor) -
     Returns:
         3 x H x W uint8.
     """
-    canvas = (image.clamp(0, 1) * 255).to(torch.uint8).cpu()
+    canvas = to_uint8(image).cpu()
     width = max(1, image.shape[-1] // 128)
     canvas = draw_bounding_boxes(canvas, box[None].cpu(), colors=_BOX, width=width)
     for label, colour in ((1, _POSITIVE), (0, _NEGATIVE)):
@@ -39,37 +46,77 @@ def prompt_overlay(image: Tensor, points: Tensor, labels: Tensor, box: Tensor) -
     return canvas
 
 
-def prediction_grid(batch: MattingBatch, prediction: Tensor, max_rows: int = 4) -> Tensor:
-    """One row per sample: image | prompt overlay | GT alpha | predicted alpha.
+SAMPLE_KEYS = ("image", "alpha", "points", "point_labels", "box")
+
+
+def logged_samples(batch: MattingBatch, prediction: Tensor, count: int) -> dict[str, Tensor]:
+    """The first ``count`` samples of a batch and their prediction, on the CPU.
+
+    What a prediction picture needs, as plain tensors: saved beside each run's picture, they
+    let pictures that compare runs on the same samples be drawn later (:func:`prediction_grid`).
+    """
+    samples = {key: getattr(batch, key)[:count].detach().cpu() for key in SAMPLE_KEYS}
+    samples["prediction"] = prediction[:count].detach().float().cpu()
+    return samples
+
+
+def prediction_grid(samples: Mapping[str, Tensor], predictions: Mapping[str, Tensor]) -> Tensor:
+    """One row per sample: image | prompt overlay | GT alpha | one column per prediction.
 
     Args:
-        batch: the batch the prediction was made on.
-        prediction: B x 1 x H x W alpha in [0, 1].
-        max_rows: at most this many samples.
+        samples: ``image`` B x 3 x H x W, ``alpha`` B x 1 x H x W, ``points`` B x N x 2,
+            ``point_labels`` B x N, ``box`` B x 4 (see :func:`logged_samples`).
+        predictions: column label -> B x 1 x H x W alpha in [0, 1]. Labels, when any is
+            non-empty, are written above their columns.
 
     Returns:
         3 x H' x W' uint8 grid.
     """
+    to_rgb = lambda t: to_uint8(t.expand(3, -1, -1))  # noqa: E731
     tiles = []
-    for i in range(min(max_rows, len(batch))):
-        to_rgb = lambda t: (t.detach().clamp(0, 1).expand(3, -1, -1) * 255).to(torch.uint8).cpu()  # noqa: E731
+    for i in range(len(samples["image"])):
+        image = samples["image"][i].cpu()
         tiles += [
-            to_rgb(batch.image[i]),
-            prompt_overlay(batch.image[i], batch.points[i], batch.point_labels[i], batch.box[i]),
-            to_rgb(batch.alpha[i]),
-            to_rgb(prediction[i].float()),
+            to_rgb(image),
+            prompt_overlay(
+                image, samples["points"][i], samples["point_labels"][i], samples["box"][i]
+            ),
+            to_rgb(samples["alpha"][i].cpu()),
+            *(to_rgb(prediction[i].cpu()) for prediction in predictions.values()),
         ]
-    return make_grid(tiles, nrow=4, padding=2, pad_value=255)
+    columns = 3 + len(predictions)
+    grid = make_grid(tiles, nrow=columns, padding=2, pad_value=255)
+    labels = ["image", "prompt", "GT", *predictions]
+    if not any(predictions):
+        return grid
+    return torch.cat([_header(labels, grid.shape[-1], columns), grid], dim=1)
+
+
+def _header(labels: list[str], width: int, columns: int) -> Tensor:
+    """A white strip with each label centred over its column: 3 x h x width uint8."""
+    font = ImageFont.load_default()
+    height = 4 + max(font.getbbox(label)[3] for label in labels)
+    strip = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(strip)
+    column_width = width / columns
+    for index, label in enumerate(labels):
+        text_width = draw.textlength(label, font=font)
+        draw.text(
+            (column_width * (index + 0.5) - text_width / 2, 2), label, fill="black", font=font
+        )
+    return torch.from_numpy(np.asarray(strip).copy()).permute(2, 0, 1)
 
 
 def write_png_grid(grid: Tensor, path: str | Path) -> None:
     """Write a 3 x H x W uint8 grid atomically (a reader never sees half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".png", delete=False) as handle:
-        temporary = handle.name
-    write_png(grid.cpu(), temporary)
-    os.replace(temporary, path)
+    write_bytes_atomic(path, encode_png(grid.cpu()).numpy().tobytes())
+
+
+def write_samples(samples: Mapping[str, Tensor], path: str | Path) -> None:
+    """Save :func:`logged_samples` atomically (read back with ``torch.load(weights_only=True)``)."""
+    buffer = io.BytesIO()
+    torch.save(dict(samples), buffer)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def write_metrics_table(
@@ -82,7 +129,6 @@ def write_metrics_table(
     table in the .md only, so the CSV stays plain rows.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     columns = list(dict.fromkeys(key for row in rows for key in row))
     # A "|" or a line break inside a cell (an error message, a string value) would end the row.
     escape = lambda text: text.replace("|", "\\|").replace("\n", " ")  # noqa: E731
@@ -92,18 +138,10 @@ def write_metrics_table(
     markdown = "\n".join(lines) + "\n"
     if preamble:
         markdown = preamble.rstrip("\n") + "\n\n" + markdown
-    _write_text_atomic(path, markdown)
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, suffix=".csv", delete=False, newline=""
-    ) as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(handle.name, path.with_suffix(".csv"))
+    write_bytes_atomic(path, markdown.encode())
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_bytes_atomic(path.with_suffix(".csv"), table.getvalue().encode())
     return markdown
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
-        handle.write(text)
-    os.replace(handle.name, path)

@@ -55,6 +55,7 @@ def test_grid_of_tiny_runs(tmp_path: Path, capsys):
     markdown = (tmp_path / "results" / "prompts.md").read_text()
     assert "mattekit fit --trainer.enable_progress_bar=false --model=baseline" in markdown
     assert markdown.count("| box as alpha (reference) |") == 1
+    assert (tmp_path / "results" / "prompts.png").is_file()  # the two runs side by side
 
     # A rerun would retry only the failed run, under its old index.
     assert main([*argv, "--dry_run"]) == 0

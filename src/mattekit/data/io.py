@@ -290,8 +290,7 @@ def write_png_atomic(path: str | Path, array: np.ndarray) -> None:
         path: destination ending in ``.png``; parent folders are created.
         array: uint8 or uint16; H x W (grey), H x W x 3 (RGB) or H x W x 4 (RGBA).
 
-    The bytes go to a temporary file in the destination folder (same file system), are flushed to
-    disk, then renamed over ``path`` with ``os.replace`` (atomic on POSIX and Windows).
+    Written by :func:`write_bytes_atomic`.
     """
     path = Path(path)
     if path.suffix.lower() != ".png":
@@ -309,12 +308,23 @@ def write_png_atomic(path: str | Path, array: np.ndarray) -> None:
     ok, encoded = cv2.imencode(".png", np.ascontiguousarray(array))
     if not ok:
         raise ValueError(f"{path}: PNG encoding failed")
+    write_bytes_atomic(path, encoded.tobytes())
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers never see a half-written file.
+
+    The bytes go to a temporary file in the destination folder (same file system; parent
+    folders are created), are flushed to disk, then renamed over ``path`` with ``os.replace``
+    (atomic on POSIX and Windows). Every file mattekit writes for users goes through here.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # A unique name opened with "xb" (not mkstemp) so the final file gets the usual umask mode.
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(temporary, "xb") as handle:
-            handle.write(encoded.tobytes())
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)

@@ -26,7 +26,13 @@ from mattekit.data.sample import MattingBatch
 from mattekit.metrics import resolve_preset
 from mattekit.models.evaluation import StageMetrics, at_original_size, scored_pairs
 from mattekit.nn.prompt_maps import box_mask
-from mattekit.visualize import prediction_grid, write_metrics_table, write_png_grid
+from mattekit.visualize import (
+    logged_samples,
+    prediction_grid,
+    write_metrics_table,
+    write_png_grid,
+    write_samples,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -216,10 +222,13 @@ class MattingModule(L.LightningModule):
     def _log_grid(self, batch: MattingBatch, alpha: Tensor, stage: str) -> None:
         if self.trainer.sanity_checking or not self.trainer.is_global_zero:
             return
-        grid = prediction_grid(batch, alpha, self.hparams.num_logged_images)
+        samples = logged_samples(batch, alpha, self.hparams.num_logged_images)
+        grid = prediction_grid(samples, {"": samples["prediction"]})
         if isinstance(self.logger, TensorBoardLogger):
             self.logger.experiment.add_image(f"{stage}/predictions", grid, self.global_step)
         write_png_grid(grid, self.output_dir / f"predictions_{stage}.png")
+        # The same samples as data, so that runs can later be compared side by side.
+        write_samples(samples, self.output_dir / f"predictions_{stage}.pt")
 
     # --- optimisation -------------------------------------------------------------------------
 

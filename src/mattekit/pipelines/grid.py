@@ -25,6 +25,7 @@ import time
 import traceback
 from pathlib import Path
 
+import torch
 import yaml
 from tqdm import tqdm
 
@@ -37,6 +38,7 @@ from mattekit.pipelines.grid_spec import (
     load_grid_spec,
     render_value,
 )
+from mattekit.visualize import SAMPLE_KEYS, prediction_grid, write_png_grid
 
 logger = logging.getLogger(__name__)
 
@@ -327,7 +329,40 @@ def run_grid(
         results.write(header)
         bar.update()
     bar.close()
+    figure = results.csv_path.with_suffix(".png")
+    if write_comparison_figure(spec, results, figure):
+        logger.info("grid %s: predictions side by side in %s", spec.name, figure)
     return failed
+
+
+def write_comparison_figure(spec: GridSpec, results: GridResults, path: Path) -> bool:
+    """One picture of the grid: the test samples of every run of the first seed, side by side.
+
+    Columns are labelled by the run's grid values. Drawn from each run's
+    ``test/predictions_test.pt``; nothing is drawn (False) unless at least two runs have one and
+    all of them predicted on the same images and prompts (a grid over data would not).
+    """
+    seed = spec.seeds[0]
+    columns: dict[str, torch.Tensor] = {}
+    reference = None
+    for row in results.runs:
+        if row.get("seed") != seed or row.get("error"):
+            continue
+        saved = Path(str(row["run_dir"])) / "test" / "predictions_test.pt"
+        if not saved.is_file():
+            continue
+        samples = torch.load(saved, map_location="cpu", weights_only=True)
+        if reference is None:
+            reference = samples
+        elif any(not torch.equal(samples[key], reference[key]) for key in SAMPLE_KEYS):
+            logger.info("grid %s: runs predicted on different samples, no figure", spec.name)
+            return False
+        label = ", ".join(f"{key.rsplit('.', 1)[-1]}={row[key]}" for key in spec.grid)
+        columns[label or f"run {row['run']}"] = samples["prediction"]
+    if reference is None or len(columns) < 2:
+        return False
+    write_png_grid(prediction_grid(reference, columns), path)
+    return True
 
 
 def _output_stem(spec: GridSpec, grid_file: Path, output: str | None) -> Path:

@@ -1,0 +1,75 @@
+"""Prediction pictures: layout, labels, the samples saved beside them, comparison figures."""
+
+from pathlib import Path
+
+import torch
+from torchvision.io import decode_png, read_file
+
+from mattekit.pipelines import grid
+from mattekit.pipelines.grid_results import GridResults
+from mattekit.pipelines.grid_spec import GridSpec
+from mattekit.visualize import logged_samples, prediction_grid, write_samples
+
+SIZE = 32
+
+
+def samples(synthetic_batch, count: int = 2) -> dict[str, torch.Tensor]:
+    batch = synthetic_batch(SIZE, count)
+    return logged_samples(batch, torch.full_like(batch.alpha, 0.25), count)
+
+
+def tile(grid: torch.Tensor, row: int, column: int, top: int = 0) -> torch.Tensor:
+    """The tile at (row, column) of a make_grid picture (padding 2) below a ``top`` header."""
+    y, x = top + 2 + row * (SIZE + 2), 2 + column * (SIZE + 2)
+    return grid[:, y : y + SIZE, x : x + SIZE]
+
+
+def test_one_row_per_sample_and_one_column_per_prediction(synthetic_batch):
+    logged = samples(synthetic_batch)
+    one = prediction_grid(logged, {"": logged["prediction"]})
+    assert one.shape == (3, 2 + 2 * (SIZE + 2), 2 + 4 * (SIZE + 2))  # no labels, no header
+    assert (tile(one, 1, 3) == round(0.25 * 255)).all()  # the prediction of sample 1
+    gt = (logged["alpha"][1].expand(3, -1, -1) * 255).round().to(torch.uint8)
+    assert torch.equal(tile(one, 1, 2), gt)
+
+    ones = torch.ones_like(logged["prediction"])
+    two = prediction_grid(logged, {"a": logged["prediction"], "b": ones})
+    top = two.shape[1] - one.shape[1]  # the label strip
+    assert top > 0 and two.shape[2] == 2 + 5 * (SIZE + 2)
+    assert (tile(two, 0, 4, top) == 255).all() and (tile(two, 0, 3, top) == 64).all()
+    assert (two[:, :top] < 128).any()  # the labels are written (dark text on white)
+
+
+def test_saved_samples_read_back_weights_only(synthetic_batch, tmp_path: Path):
+    logged = samples(synthetic_batch)
+    write_samples(logged, tmp_path / "predictions_test.pt")
+    loaded = torch.load(tmp_path / "predictions_test.pt", weights_only=True)
+    assert all(torch.equal(loaded[key], logged[key]) for key in logged)
+    assert [p.name for p in tmp_path.iterdir()] == ["predictions_test.pt"]  # no temporary left
+
+
+def fake_run(root: Path, index: int, logged: dict, prediction: float) -> dict:
+    run_dir = root / str(index)
+    write_samples(
+        {**logged, "prediction": torch.full_like(logged["prediction"], prediction)},
+        run_dir / "test" / "predictions_test.pt",
+    )
+    return {"run": index, "seed": 0, "model.decoder": f"d{index}", "run_dir": str(run_dir)}
+
+
+def test_comparison_figure_of_a_grid(synthetic_batch, tmp_path: Path):
+    spec = GridSpec(name="g", base=(), grid={"model.decoder": ("d0", "d1")})
+    results = GridResults(tmp_path / "g", ["model.decoder"])
+    logged = samples(synthetic_batch)
+    results.runs = [fake_run(tmp_path, 0, logged, 0.0), fake_run(tmp_path, 1, logged, 1.0)]
+    figure = tmp_path / "g.png"
+    assert grid.write_comparison_figure(spec, results, figure)
+    picture = decode_png(read_file(str(figure)))
+    top = picture.shape[1] - (2 + 2 * (SIZE + 2))
+    assert (tile(picture, 0, 3, top) == 0).all() and (tile(picture, 0, 4, top) == 255).all()
+
+    # Runs that saw other samples are not put side by side.
+    other = {**logged, "image": logged["image"].flip(-1)}
+    results.runs[1] = fake_run(tmp_path, 1, other, 1.0)
+    figure.unlink()
+    assert not grid.write_comparison_figure(spec, results, figure) and not figure.exists()
