@@ -16,6 +16,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Callable
+from contextlib import nullcontext
 
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
@@ -23,6 +24,7 @@ from lightning.pytorch.cli import LightningCLI
 from mattekit.callbacks import AlphaPNGWriter
 from mattekit.data.datamodule import MattingDataModule
 from mattekit.models import MODELS, MattingModule, get_model_entry, list_models
+from mattekit.models.base import restoring_from_checkpoint
 
 
 def _handler(target: str) -> Callable[[list[str]], int | None]:
@@ -92,6 +94,14 @@ class MattingCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(AlphaPNGWriter, "prediction_writer")
+
+    def instantiate_classes(self) -> None:
+        # With --ckpt_path every weight comes from that checkpoint: the files training started
+        # from (a SAM checkpoint, ...) are not read, and need not exist on this machine.
+        config = self.config.get(self.subcommand) if self.subcommand else None
+        restoring = config is not None and config.get("ckpt_path") is not None
+        with restoring_from_checkpoint() if restoring else nullcontext():
+            super().instantiate_classes()
 
 
 def print_models(pattern: str = "*") -> None:

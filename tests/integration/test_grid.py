@@ -1,6 +1,7 @@
 """A real grid: two tiny baseline runs and one that fails, each stage in its own process."""
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -90,3 +91,11 @@ def test_every_run_starts_from_the_pretrained_model(tmp_path: Path, capfd):
     )
     (row,) = [r for r in read_csv(tmp_path / "results" / "from_sam.csv") if r["run"] == "0"]
     assert math.isfinite(float(row["SAD"])) and row["preset"] == "zim"
+
+    # A trained run restores from its own checkpoint without the file it started from.
+    trained = json.loads((runs / "from_sam" / "0" / "fit_summary.json").read_text())["checkpoint"]
+    pretrained.unlink()
+    retest = ["test", *spec["base"], f"--ckpt_path={trained}", f"--trainer.default_root_dir={runs}"]
+    retest = [arg.replace("{pretrain}", str(pretrained)) for arg in retest]
+    assert main(retest) is None
+    assert f"{pretrained} is not read" in capfd.readouterr().err

@@ -8,12 +8,17 @@ A family subclasses it and fills three hooks, after torchgeo's trainers:
   (B x 1 x H x W in [0, 1]).
 
 Families whose loss terms need more than (pred, alpha, trimap) override :meth:`compute_loss`.
+Families that start from pretrained files pass their paths through :meth:`initial_weights`, so
+that restoring a trained checkpoint never needs those files.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Literal
 
@@ -40,6 +45,24 @@ logger = logging.getLogger(__name__)
 def run_dir(trainer: L.Trainer) -> Path:
     """The run's folder (the logger's version folder, else the root dir); a collective call."""
     return Path(trainer.log_dir or trainer.default_root_dir)
+
+
+_RESTORING = ContextVar("mattekit_restoring", default=False)
+
+
+@contextmanager
+def restoring_from_checkpoint() -> Iterator[None]:
+    """Modules built inside are about to receive every weight from a Lightning checkpoint.
+
+    They skip reading the files their training started from (a SAM or backbone checkpoint,
+    named in their hyperparameters): those may not exist where the trained model is used.
+    ``load_from_checkpoint`` and ``mattekit <command> --ckpt_path`` build modules inside.
+    """
+    token = _RESTORING.set(True)
+    try:
+        yield
+    finally:
+        _RESTORING.reset(token)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -101,6 +124,21 @@ class MattingModule(L.LightningModule):
         self.configure_losses()
         self.configure_metrics()
         self._freeze(freeze or [])
+
+    @classmethod
+    def load_from_checkpoint(cls, *args, **kwargs):
+        """Lightning's, inside :func:`restoring_from_checkpoint`."""
+        with restoring_from_checkpoint():
+            return super().load_from_checkpoint(*args, **kwargs)
+
+    def initial_weights(self, path: str | None) -> str | None:
+        """``path``, the file to initialise from; None when restoring from a checkpoint."""
+        if path is not None and _RESTORING.get():
+            logger.info(
+                "%s: restoring from a checkpoint, %s is not read", type(self).__name__, path
+            )
+            return None
+        return path
 
     # --- hooks for families -------------------------------------------------------------------
 

@@ -55,9 +55,7 @@ def load_converter(checkpoint_path: str | Path) -> ZIMLabelConverter:
     path = Path(checkpoint_path)
     if not path.is_file():
         raise FileNotFoundError(f"converter checkpoint not found: {path}")
-    model = ZIMLabelConverter.load_from_checkpoint(
-        path, map_location="cpu", backbone_checkpoint=None
-    )
+    model = ZIMLabelConverter.load_from_checkpoint(path, map_location="cpu")
     return model.eval()
 
 

@@ -281,3 +281,21 @@ def test_a_lightning_checkpoint_without_a_network_is_a_clear_error(tmp_path):
     torch.save({"pytorch-lightning_version": "2.6.0", "state_dict": {"w": torch.zeros(1)}}, path)
     with pytest.raises(ValueError, match=r"other\.ckpt.*no 'model\.' weights"):
         load_sam_weights(build_zim("tiny"), str(path))
+
+
+def test_a_trained_zim_restores_without_the_sam_file_it_started_from(sam_checkpoint, tmp_path):
+    _, sam_path = sam_checkpoint
+    started = tmp_path / "sam_tiny.pth"
+    started.write_bytes(sam_path.read_bytes())
+    trained = ZIM(variant="tiny", checkpoint=str(started))
+    with torch.no_grad():
+        trained.model.mask_decoder.iou_token.weight.add_(1.0)  # weights the SAM file lacks
+    saved = tmp_path / "trained.ckpt"
+    lightning_checkpoint(trained, saved)
+    started.unlink()
+    with pytest.raises(FileNotFoundError, match=r"sam_tiny\.pth"):
+        ZIM(variant="tiny", checkpoint=str(started))  # building anew does read it
+    restored = ZIM.load_from_checkpoint(saved)
+    assert restored.hparams.checkpoint == str(started)
+    for name, value in trained.model.state_dict().items():
+        assert torch.equal(restored.model.state_dict()[name], value), name

@@ -101,10 +101,10 @@ class ZIM(MattingModule):
         hp = self.hparams
         directions = tuple(hp.attention_directions or ["t2i"]) if hp.masked_attention else ()
         self.model = build_zim(hp.variant, directions, hp.decoder, hp.point_sigma)
-        if hp.checkpoint is not None:
-            load_sam_weights(self.model, hp.checkpoint)
-        else:
+        if hp.checkpoint is None:
             logger.info("ZIM %s: no SAM checkpoint given, starting from random weights", hp.variant)
+        elif (checkpoint := self.initial_weights(hp.checkpoint)) is not None:
+            load_sam_weights(self.model, checkpoint)
 
     def configure_losses(self) -> None:
         if self.hparams.objective == "segmentation":

@@ -88,9 +88,8 @@ class ZIMLabelConverter(MattingModule):
         )
 
     def configure_models(self) -> None:
-        self.model = build_label_converter(
-            self.hparams.variant, self.hparams.image_size, self.hparams.backbone_checkpoint
-        )
+        backbone = self.initial_weights(self.hparams.backbone_checkpoint)
+        self.model = build_label_converter(self.hparams.variant, self.hparams.image_size, backbone)
 
     def configure_losses(self) -> None:
         self.losses["l1"] = L1Loss()
