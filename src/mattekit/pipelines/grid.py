@@ -30,6 +30,7 @@ import yaml
 from tqdm import tqdm
 
 from mattekit.cli import show_mattekit_logs
+from mattekit.data.io import write_bytes_atomic
 from mattekit.pipelines.grid_results import REFERENCE_RUN, GridResults
 from mattekit.pipelines.grid_spec import (
     PRETRAIN_PLACEHOLDER,
@@ -112,6 +113,11 @@ def test_command(spec: GridSpec, run: GridRun, run_dir: str | Path, checkpoint: 
     ]
 
 
+def pretrain_dir(spec: GridSpec, runs_root: Path) -> Path:
+    """Where the grid's pretraining run lives."""
+    return runs_root / spec.name / "pretrain"
+
+
 def pretrain_command(spec: GridSpec, run_dir: str | Path) -> list[str]:
     return ["fit", *GRID_DEFAULTS, *spec.pretrain, *_placement(run_dir, "fit", spec.seeds[0])]
 
@@ -133,12 +139,11 @@ def describe(spec: GridSpec, grid_file: Path, runs_root: Path) -> str:
     )
     pretrain = []
     if spec.pretrain:
-        pretrain_dir = runs_root / spec.name / "pretrain"
         pretrain = [
             f"`{PRETRAIN_PLACEHOLDER}` is the best (else last) checkpoint of one pretraining "
             "run, made once before the grid:",
             "",
-            f"    {shell_line(pretrain_command(spec, pretrain_dir))}",
+            f"    {shell_line(pretrain_command(spec, pretrain_dir(spec, runs_root)))}",
             "",
         ]
     return "\n".join(
@@ -192,7 +197,7 @@ def ensure_pretrained(spec: GridSpec, runs_root: Path) -> str:
         StageFailed when the fit fails; ValueError when the folder holds the checkpoint of
         another pretraining command (the grid file changed: delete the folder to redo it).
     """
-    run_dir = runs_root / spec.name / "pretrain"
+    run_dir = pretrain_dir(spec, runs_root)
     command = pretrain_command(spec, run_dir)
     record = run_dir / "pretrain.json"
     if record.exists():
@@ -209,7 +214,8 @@ def ensure_pretrained(spec: GridSpec, runs_root: Path) -> str:
     fit = run_stage(command, run_dir / "fit_summary.json")
     if not fit["checkpoint"]:
         raise StageFailed("the pretraining fit saved no checkpoint")
-    record.write_text(json.dumps({"command": command, "checkpoint": fit["checkpoint"]}))
+    made = {"command": command, "checkpoint": fit["checkpoint"]}
+    write_bytes_atomic(record, json.dumps(made, indent=1).encode())
     return fit["checkpoint"]
 
 
@@ -297,8 +303,8 @@ def run_grid(
             f"{results.csv_path}; would run {len(pending)}:\n"
         )
         if spec.pretrain:
-            pretrain_dir = runs_root / spec.name / "pretrain"
-            print(f"# pretrain\n{shell_line(pretrain_command(spec, pretrain_dir))}\n")
+            command = pretrain_command(spec, pretrain_dir(spec, runs_root))
+            print(f"# pretrain\n{shell_line(command)}\n")
         for run in pending:
             run_dir = runs_root / spec.name / str(run.index)
             print(f"# {run.label}\n{shell_line(fit_command(spec, run, run_dir))}")
