@@ -119,6 +119,17 @@ def write_samples(samples: Mapping[str, Tensor], path: str | Path) -> None:
     write_bytes_atomic(path, buffer.getvalue())
 
 
+def markdown_table(rows: list[Mapping[str, object]]) -> str:
+    """Rows as a Markdown table: columns in order of first appearance, floats to 4 digits."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    # A "|" or a line break inside a cell (an error message, a string value) would end the row.
+    escape = lambda text: text.replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else escape(str(v))  # noqa: E731
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(fmt(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
 def write_metrics_table(
     rows: list[Mapping[str, object]], path: str | Path, preamble: str = ""
 ) -> str:
@@ -130,12 +141,7 @@ def write_metrics_table(
     """
     path = Path(path)
     columns = list(dict.fromkeys(key for row in rows for key in row))
-    # A "|" or a line break inside a cell (an error message, a string value) would end the row.
-    escape = lambda text: text.replace("|", "\\|").replace("\n", " ")  # noqa: E731
-    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else escape(str(v))  # noqa: E731
-    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-    lines += ["| " + " | ".join(fmt(row.get(c, "")) for c in columns) + " |" for row in rows]
-    markdown = "\n".join(lines) + "\n"
+    markdown = markdown_table(rows)
     if preamble:
         markdown = preamble.rstrip("\n") + "\n\n" + markdown
     write_bytes_atomic(path, markdown.encode())

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import csv
 import math
+import statistics
 from pathlib import Path
 
-from mattekit.visualize import write_metrics_table
+from mattekit.visualize import markdown_table, write_metrics_table
 
 # The label of the reference row in every mattekit metrics table, kept in the grid's too.
 REFERENCE_RUN = "box as alpha (reference)"
@@ -153,6 +154,49 @@ class GridResults:
         columns = [*_LEADING, *self.key_columns, *_DESCRIPTIVE, *metrics, *trailing]
         return [{column: row.get(column, "") for column in columns} for row in runs + references]
 
+    def seed_summary(self) -> list[dict]:
+        """Per combination of grid values and test set: the seeds and each metric's spread.
+
+        Cells read ``mean ± sample standard deviation`` over the finished runs (just the value
+        when there is one). Empty unless some combination has two or more seeds.
+        """
+        groups: dict[tuple, list[dict]] = {}
+        for row in sorted(self.runs, key=lambda row: row["run"]):
+            if not row.get("error"):
+                values = tuple(row.get(key, "") for key in (*self.key_columns, "test_set"))
+                groups.setdefault(values, []).append(row)
+        if not any(len(rows) > 1 for rows in groups.values()):
+            return []
+        fixed = {*_LEADING, *self.key_columns, *_DESCRIPTIVE, *_TRAILING}
+        summary = []
+        for values, rows in groups.items():
+            metrics = [c for c in dict.fromkeys(c for r in rows for c in r) if c not in fixed]
+            cells = {}
+            for name in metrics:
+                numbers = [r[name] for r in rows if isinstance(r.get(name), float)]
+                cells[name] = _spread(numbers)
+            keys = dict(zip((*self.key_columns, "test_set"), values, strict=True))
+            summary.append({**keys, "seeds": len(rows), **cells})
+        return summary
+
     def write(self, preamble: str) -> str:
-        """Rewrite the CSV and the Markdown (``preamble`` on top) atomically; return the latter."""
+        """Rewrite the CSV and the Markdown (``preamble`` on top) atomically; return the latter.
+
+        With several seeds per combination the Markdown also summarises them
+        (:meth:`seed_summary`) above the table of runs; the CSV holds the runs only.
+        """
+        summary = self.seed_summary()
+        if summary:
+            preamble = (
+                f"{preamble.rstrip()}\n\n## Mean ± standard deviation over seeds\n\n"
+                f"{markdown_table(summary)}\n## Runs"
+            )
         return write_metrics_table(self.table(), self.markdown_path, preamble=preamble)
+
+
+def _spread(numbers: list[float]) -> str:
+    if not numbers:
+        return ""
+    if len(numbers) == 1:
+        return f"{numbers[0]:.4g}"
+    return f"{statistics.mean(numbers):.4g} ± {statistics.stdev(numbers):.2g}"

@@ -97,6 +97,16 @@ def test_rows_and_reference_row(grid_file: Path, monkeypatch):
     assert "| 3 | 1 | 0.2 | synthetic_val | dim | 0.21 | 0.105 | 1.5 |" in markdown
 
 
+def test_seeds_are_summarised_as_mean_and_spread(grid_file: Path, monkeypatch):
+    assert run(grid_file, FakeRuns(), monkeypatch) == 0
+    markdown = (grid_file.parent / "results" / "lrs.md").read_text()
+    # SAD of lr 0.1: 0.10 (seed 0) and 0.11 (seed 1); sample std = 0.01 / sqrt(2) = 0.00707.
+    summary = "| 0.1 | synthetic_val | 2 | 0.105 ± 0.0071 | 0.0525 ± 0.0035 |"
+    assert "## Mean ± standard deviation over seeds" in markdown and summary in markdown
+    assert markdown.index(summary) < markdown.index("## Runs") < markdown.index("| 3 | 1 |")
+    assert "±" not in (grid_file.parent / "results" / "lrs.csv").read_text()
+
+
 def test_rerun_skips_recorded_runs_and_extends(grid_file: Path, monkeypatch):
     assert run(grid_file, FakeRuns(), monkeypatch) == 0
     again = FakeRuns()
@@ -228,3 +238,13 @@ def test_stage_errors_reach_the_summary(tmp_path: Path):
     assert run_stage(summary, ["fit", "--model=baseline", "--model.depth=oops"]) == 1
     result = json.loads(summary.read_text())
     assert "depth" in result["error"] and result["traceback"].startswith("Traceback")
+
+
+def test_one_seed_has_no_summary(tmp_path: Path):
+    results = GridResults(tmp_path / "one", ["model.lr"])
+    for index, lr in enumerate(["0.1", "0.2"]):
+        results.record({"run": index, "seed": 0, "model.lr": lr, "SAD": 0.1, "run_dir": "r"})
+    assert results.seed_summary() == []
+    results.record({"run": 2, "seed": 1, "model.lr": "0.2", "SAD": 0.3, "run_dir": "r"})
+    assert [row["seeds"] for row in results.seed_summary()] == [1, 2]
+    assert results.seed_summary()[0]["SAD"] == "0.1"  # one run: the value alone
