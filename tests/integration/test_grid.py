@@ -2,6 +2,7 @@
 
 import csv
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -65,7 +66,7 @@ def test_grid_of_tiny_runs(tmp_path: Path, capsys):
     assert "# run 0 " not in planned and "# run 1 " not in planned
 
 
-def test_every_run_starts_from_the_pretrained_model(tmp_path: Path, capfd):
+def test_every_run_starts_from_the_pretrained_model(tmp_path: Path, capfd, caplog):
     tiny_zim = ["--model=zim", "--model.variant=tiny"]
     tiny_zim += [arg for arg in TINY if arg.startswith(("--data.", "--trainer."))]
     spec = {
@@ -97,5 +98,6 @@ def test_every_run_starts_from_the_pretrained_model(tmp_path: Path, capfd):
     pretrained.unlink()
     retest = ["test", *spec["base"], f"--ckpt_path={trained}", f"--trainer.default_root_dir={runs}"]
     retest = [arg.replace("{pretrain}", str(pretrained)) for arg in retest]
-    assert main(retest) is None
-    assert f"{pretrained} is not read" in capfd.readouterr().err
+    with caplog.at_level(logging.INFO, logger="mattekit"):
+        assert main(retest) is None
+    assert f"{pretrained} is not read" in caplog.text
