@@ -93,18 +93,38 @@ def prediction_grid(samples: Mapping[str, Tensor], predictions: Mapping[str, Ten
 
 
 def _header(labels: list[str], width: int, columns: int) -> Tensor:
-    """A white strip with each label centred over its column: 3 x h x width uint8."""
+    """A white strip with each label centred over its column: 3 x h x width uint8.
+
+    A label is broken at ", " and, where a part is still wider than its column, between
+    characters, so that neighbouring labels never overlap.
+    """
     font = ImageFont.load_default()
-    height = 4 + max(font.getbbox(label)[3] for label in labels)
-    strip = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(strip)
     column_width = width / columns
-    for index, label in enumerate(labels):
-        text_width = draw.textlength(label, font=font)
-        draw.text(
-            (column_width * (index + 0.5) - text_width / 2, 2), label, fill="black", font=font
-        )
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength
+    fits = lambda text: measure(text, font=font) <= column_width - 4  # noqa: E731
+    wrapped = [_wrap(label, fits) for label in labels]
+    line_height = 2 + max(font.getbbox(label or " ")[3] for label in labels)
+    strip = Image.new("RGB", (width, 4 + line_height * max(map(len, wrapped))), "white")
+    draw = ImageDraw.Draw(strip)
+    for index, lines in enumerate(wrapped):
+        for number, line in enumerate(lines):
+            x = column_width * (index + 0.5) - measure(line, font=font) / 2
+            draw.text((x, 2 + number * line_height), line, fill="black", font=font)
     return torch.from_numpy(np.asarray(strip).copy()).permute(2, 0, 1)
+
+
+def _wrap(label: str, fits) -> list[str]:
+    """``label`` as lines that each satisfy ``fits`` (a single character always does)."""
+    lines = []
+    for part in label.split(", "):
+        line = ""
+        for character in part:
+            if line and not fits(line + character):
+                lines.append(line)
+                line = ""
+            line += character
+        lines.append(line)
+    return lines
 
 
 def write_png_grid(grid: Tensor, path: str | Path) -> None:

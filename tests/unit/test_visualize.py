@@ -18,10 +18,10 @@ def samples(synthetic_batch, count: int = 2) -> dict[str, torch.Tensor]:
     return logged_samples(batch, torch.full_like(batch.alpha, 0.25), count)
 
 
-def tile(grid: torch.Tensor, row: int, column: int, top: int = 0) -> torch.Tensor:
+def tile(grid: torch.Tensor, row: int, column: int, top: int = 0, size: int = SIZE) -> torch.Tensor:
     """The tile at (row, column) of a make_grid picture (padding 2) below a ``top`` header."""
-    y, x = top + 2 + row * (SIZE + 2), 2 + column * (SIZE + 2)
-    return grid[:, y : y + SIZE, x : x + SIZE]
+    y, x = top + 2 + row * (size + 2), 2 + column * (size + 2)
+    return grid[:, y : y + size, x : x + size]
 
 
 def test_one_row_per_sample_and_one_column_per_prediction(synthetic_batch):
@@ -65,11 +65,29 @@ def test_comparison_figure_of_a_grid(synthetic_batch, tmp_path: Path):
     figure = tmp_path / "g.png"
     assert grid.write_comparison_figure(spec, results, figure)
     picture = decode_png(read_file(str(figure)))
-    top = picture.shape[1] - (2 + 2 * (SIZE + 2))
-    assert (tile(picture, 0, 3, top) == 0).all() and (tile(picture, 0, 4, top) == 255).all()
+    size = grid.FIGURE_TILE  # small samples are drawn larger, to leave room for the labels
+    top = picture.shape[1] - (2 + 2 * (size + 2))
+    assert picture.shape[2] == 2 + 5 * (size + 2)
+    assert (tile(picture, 0, 3, top, size) == 0).all()
+    assert (tile(picture, 0, 4, top, size) == 255).all()
 
     # Runs that saw other samples are not put side by side.
     other = {**logged, "image": logged["image"].flip(-1)}
     results.runs[1] = fake_run(tmp_path, 1, other, 1.0)
     figure.unlink()
     assert not grid.write_comparison_figure(spec, results, figure) and not figure.exists()
+
+
+def test_long_labels_wrap_inside_their_columns(synthetic_batch):
+    logged = samples(synthetic_batch)
+    columns = {"a=1": logged["prediction"], "b=2": logged["prediction"]}
+    short = prediction_grid(logged, columns)
+    label = "decoder=hierarchical, attention_directions=t2i+i2t"
+    wrapped = prediction_grid(logged, {label: logged["prediction"], " ": logged["prediction"]})
+    assert wrapped.shape[2] == short.shape[2]  # same columns, same width
+    assert wrapped.shape[1] > short.shape[1] + 20  # the long label took several lines
+    header = wrapped[:, : wrapped.shape[1] - (2 + 2 * (SIZE + 2))]
+    column_width = wrapped.shape[2] / 5
+    ink = (header < 128).any(0).any(0).nonzero().flatten()
+    # The long label (column 3 of 5) stays within its column; the last column's label is blank.
+    assert 3 * column_width < ink.max() < 4 * column_width

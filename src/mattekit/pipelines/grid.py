@@ -26,6 +26,7 @@ import traceback
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
@@ -46,6 +47,7 @@ logger = logging.getLogger(__name__)
 # Before the base arguments, so a grid file can turn Lightning's per-run bars back on.
 GRID_DEFAULTS = ("--trainer.enable_progress_bar=false",)
 CHECKPOINT_PLACEHOLDER = "<best, else last checkpoint of the fit>"
+FIGURE_TILE = 128  # smallest tile side of the comparison figure, in pixels
 
 
 def plan_runs(spec: GridSpec, results: GridResults) -> list[GridRun]:
@@ -367,8 +369,25 @@ def write_comparison_figure(spec: GridSpec, results: GridResults, path: Path) ->
         columns[label or f"run {row['run']}"] = samples["prediction"]
     if reference is None or len(columns) < 2:
         return False
+    # Small training images would leave no room for the labels: draw tiles of 128 px or more.
+    scale = max(1.0, FIGURE_TILE / max(reference["image"].shape[-2:]))
+    if scale > 1:
+        reference, columns = _upscaled(reference, scale), _upscaled(columns, scale)
     write_png_grid(prediction_grid(reference, columns), path)
     return True
+
+
+def _upscaled(tensors: dict[str, torch.Tensor], scale: float) -> dict[str, torch.Tensor]:
+    """Images and alphas resized by ``scale``; prompt coordinates scaled to match."""
+    resized = {}
+    for key, value in tensors.items():
+        if value.ndim == 4:
+            resized[key] = F.interpolate(value.float(), scale_factor=scale, mode="bilinear")
+        elif key in ("points", "box"):
+            resized[key] = value * scale
+        else:
+            resized[key] = value
+    return resized
 
 
 def _output_stem(spec: GridSpec, grid_file: Path, output: str | None) -> Path:
