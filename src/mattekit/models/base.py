@@ -124,6 +124,7 @@ class MattingModule(L.LightningModule):
         self.configure_losses()
         self.configure_metrics()
         self._freeze(freeze or [])
+        self._check_prefixes("lr_multipliers", lr_multipliers or {})
 
     @classmethod
     def load_from_checkpoint(cls, *args, **kwargs):
@@ -270,11 +271,18 @@ class MattingModule(L.LightningModule):
 
     # --- optimisation -------------------------------------------------------------------------
 
-    def _freeze(self, prefixes: list[str]) -> None:
+    def _check_prefixes(self, argument: str, prefixes) -> None:
+        """Every prefix names some parameter: a typo must not silently change nothing."""
         names = [name for name, _ in self.named_parameters()]
         for prefix in prefixes:
             if not any(name.startswith(prefix) for name in names):
-                raise ValueError(f"freeze: no parameter name starts with '{prefix}'")
+                raise ValueError(
+                    f"{argument}: no parameter name starts with '{prefix}' "
+                    f"(names look like '{names[0]}')"
+                )
+
+    def _freeze(self, prefixes: list[str]) -> None:
+        self._check_prefixes("freeze", prefixes)
         for name, parameter in self.named_parameters():
             if any(name.startswith(prefix) for prefix in prefixes):
                 parameter.requires_grad_(False)

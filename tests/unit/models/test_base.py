@@ -43,8 +43,10 @@ def test_freeze_and_parameter_groups():
     assert head_weight["lr"] == pytest.approx(10 * module.hparams.lr)
     head_bias = next(g for g in groups if any(p is module.model.head.bias for p in g["params"]))
     assert head_bias["weight_decay"] == 0.0
-    with pytest.raises(ValueError, match=r"model\.nope"):
+    with pytest.raises(ValueError, match=r"freeze: .*'model\.nope'"):
         tiny(freeze=["model.nope"])
+    with pytest.raises(ValueError, match=r"lr_multipliers: .*'mask_decoder'"):
+        tiny(lr_multipliers={"mask_decoder": 10.0})  # the names start with "model."
 
 
 def test_unknown_prompt_kind_is_rejected():
