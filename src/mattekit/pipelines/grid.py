@@ -192,12 +192,16 @@ def run_stage(args: list[str], summary: Path) -> dict:
     return result
 
 
+class PretrainConflict(ValueError):
+    """The pretraining folder holds the checkpoint of another command than the grid's."""
+
+
 def ensure_pretrained(spec: GridSpec, runs_root: Path) -> str:
     """The pretraining fit's checkpoint: reused when this command made it, else made now.
 
     Raises:
-        StageFailed when the fit fails; ValueError when the folder holds the checkpoint of
-        another pretraining command (the grid file changed: delete the folder to redo it).
+        StageFailed when the fit fails; PretrainConflict when the folder holds the checkpoint
+        of another pretraining command (the grid file changed: delete the folder to redo it).
     """
     run_dir = pretrain_dir(spec, runs_root)
     command = pretrain_command(spec, run_dir)
@@ -205,7 +209,7 @@ def ensure_pretrained(spec: GridSpec, runs_root: Path) -> str:
     if record.exists():
         made = json.loads(record.read_text())
         if made["command"] != command:
-            raise ValueError(
+            raise PretrainConflict(
                 f"{run_dir} holds the checkpoint of another pretraining command: "
                 f"{shell_line(made['command'])}; delete the folder to pretrain again"
             )
@@ -422,7 +426,7 @@ def grid_main(argv: list[str]) -> int:
     output = _output_stem(spec, args.grid_file, args.output)
     try:
         failed = run_grid(spec, args.grid_file, output, args.runs_root, args.dry_run)
-    except (StageFailed, ValueError) as error:  # the pretraining every run needs
+    except (StageFailed, PretrainConflict) as error:  # the pretraining every run needs
         print(f"mattekit grid: {error}", file=sys.stderr)
         return 1
     if not args.dry_run:

@@ -138,6 +138,12 @@ class GridResults:
 
     # --- writing ------------------------------------------------------------------------------
 
+    def _metric_columns(self, rows: list[dict]) -> list[str]:
+        """The metric columns of ``rows`` (every column that is not bookkeeping), in order."""
+        fixed = {*_LEADING, *self.key_columns, *_DESCRIPTIVE, *_TRAILING}
+        seen = (column for row in rows for column in row)
+        return [column for column in dict.fromkeys(seen) if column not in fixed]
+
     def table(self) -> list[dict]:
         """Run rows by index, then the reference rows still in use, every row with every column.
 
@@ -147,9 +153,7 @@ class GridResults:
         runs = sorted(self.runs, key=lambda row: row["run"])
         labels = {row.get("test_set") for row in runs}
         references = [row for row in self.references if row["test_set"] in labels]
-        fixed = {*_LEADING, *self.key_columns, *_DESCRIPTIVE, *_TRAILING}
-        seen = (column for row in runs + references for column in row)
-        metrics = [column for column in dict.fromkeys(seen) if column not in fixed]
+        metrics = self._metric_columns(runs + references)
         trailing = [c for c in _TRAILING if c != "error" or any(r.get("error") for r in runs)]
         columns = [*_LEADING, *self.key_columns, *_DESCRIPTIVE, *metrics, *trailing]
         return [{column: row.get(column, "") for column in columns} for row in runs + references]
@@ -167,12 +171,10 @@ class GridResults:
                 groups.setdefault(values, []).append(row)
         if not any(len(rows) > 1 for rows in groups.values()):
             return []
-        fixed = {*_LEADING, *self.key_columns, *_DESCRIPTIVE, *_TRAILING}
         summary = []
         for values, rows in groups.items():
-            metrics = [c for c in dict.fromkeys(c for r in rows for c in r) if c not in fixed]
             cells = {}
-            for name in metrics:
+            for name in self._metric_columns(rows):
                 numbers = [r[name] for r in rows if isinstance(r.get(name), float)]
                 cells[name] = _spread(numbers)
             keys = dict(zip((*self.key_columns, "test_set"), values, strict=True))
