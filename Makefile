@@ -1,28 +1,36 @@
-# Every target works on a fresh machine after `make install`; CI (.ci/run) calls the same targets.
+# Every target works on a fresh clone: those that need the environment build it first (once).
+# CI (.ci/run) calls the same targets.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Written by a successful install: `make test` installs when it is missing or older than
+# pyproject.toml, and skips the install otherwise.
+INSTALLED := $(VENV)/.installed
 
 .PHONY: install test lint format quickstart clean
 
-install:  ## virtual environment + mattekit (editable) with dev tools
+install:  ## virtual environment + mattekit (editable) with dev tools; always reinstalls
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -e ".[dev]"
+	touch $(INSTALLED)
 
-test:  ## unit + integration tests, and the walkthrough notebook
+$(INSTALLED): pyproject.toml
+	$(MAKE) --no-print-directory install
+
+test: $(INSTALLED)  ## unit + integration tests, and the walkthrough notebook
 	$(BIN)/pytest -n 2 tests
 	$(BIN)/pytest --nbmake notebooks
 
-lint:
+lint: $(INSTALLED)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
-format:
+format: $(INSTALLED)
 	$(BIN)/ruff check --fix src tests benchmarks
 	$(BIN)/ruff format src tests benchmarks
 
-quickstart:  ## train the baseline on synthetic data (< 3 min on 2 CPU cores)
+quickstart: $(INSTALLED)  ## train the baseline on synthetic data (< 3 min on 2 CPU cores)
 	$(BIN)/mattekit fit --config configs/quickstart.yaml
 
 clean:

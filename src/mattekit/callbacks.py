@@ -1,4 +1,4 @@
-"""Callbacks the CLI installs: writing predicted alphas as PNGs."""
+"""Callbacks the CLI installs: the family-monitored checkpoint, alpha PNGs of predictions."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import logging
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import BasePredictionWriter
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 
 from mattekit.data.io import write_png_atomic
 from mattekit.models.base import run_dir
@@ -48,3 +49,27 @@ class AlphaPNGWriter(BasePredictionWriter):
     def on_predict_end(self, trainer, pl_module) -> None:
         if trainer.is_global_zero:
             logger.info("alpha PNGs written to %s", self.folder)
+
+
+class FamilyCheckpoint(ModelCheckpoint):
+    """Keeps the best checkpoint by the metric the family names, and ``last.ckpt``.
+
+    ``monitor`` and ``mode`` left at None are taken from the model's ``checkpoint_monitor``
+    (``("val/SAD", "min")`` for matting families; a segmentation family may choose another),
+    so one CLI default serves every family. Given explicitly, they win.
+    """
+
+    def __init__(self, monitor: str | None = None, mode: str | None = None, **kwargs) -> None:
+        super().__init__(monitor=monitor, mode=mode or "min", **kwargs)
+        self._mode_given = mode is not None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        family_monitor = getattr(pl_module, "checkpoint_monitor", None)
+        if self.monitor is None and family_monitor is not None:
+            monitor, mode = family_monitor
+            self.monitor = monitor
+            if not self._mode_given:
+                self.mode = mode
+                # What ModelCheckpoint's constructor derives from the mode.
+                self.kth_value = torch.tensor(torch.inf if mode == "min" else -torch.inf)
+        super().setup(trainer, pl_module, stage)

@@ -18,10 +18,9 @@ import sys
 from collections.abc import Callable
 from contextlib import nullcontext
 
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
-from mattekit.callbacks import AlphaPNGWriter
+from mattekit.callbacks import AlphaPNGWriter, FamilyCheckpoint
 from mattekit.data.datamodule import MattingDataModule
 from mattekit.models import MODELS, MattingModule, get_model_entry, list_models
 from mattekit.models.base import restoring_from_checkpoint
@@ -80,12 +79,7 @@ class MattingCLI(LightningCLI):
             trainer_defaults={
                 "default_root_dir": "runs",
                 "callbacks": [
-                    ModelCheckpoint(
-                        monitor="val/SAD",
-                        mode="min",
-                        save_last=True,
-                        filename="best-{epoch}-{step}",
-                    ),
+                    FamilyCheckpoint(save_last=True, filename="best-{epoch}-{step}"),
                 ],
             },
             args=args,
@@ -105,15 +99,23 @@ class MattingCLI(LightningCLI):
 
 
 def print_models(pattern: str = "*") -> None:
-    """The registry as a table: alias, class, prompts, summary."""
+    """The registry as a table: alias, class, prompts, loss terms, summary."""
     entries = list_models(pattern)
     if not entries:
         print(f"no model matches {pattern!r}; registered: {', '.join(MODELS)}")
         return
-    width = max(len(e.alias) for e in entries)
-    for entry in entries:
-        prompts = ",".join(entry.prompts)
-        print(f"{entry.alias:<{width}}  {entry.cls.__name__:<12} [{prompts}]  {entry.summary}")
+    rows = [
+        (entry.alias, entry.cls.__name__, "[" + ",".join(entry.prompts) + "]", entry.summary)
+        for entry in entries
+    ]
+    header = ("alias", "class", "prompts", "summary")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(3)]
+    for row in [header, *rows]:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+            + "  "
+            + row[3]
+        )
 
 
 def show_mattekit_logs(level: int = logging.INFO) -> None:

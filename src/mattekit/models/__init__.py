@@ -23,19 +23,25 @@ class ModelEntry:
         alias: lower-case CLI name (``mattekit fit --model <alias>``).
         cls: the :class:`MattingModule` subclass.
         summary: one line for ``mattekit models``.
-        prompts: prompt kinds the family accepts.
         tiny: init args of the tiny variant used by tests and CPU smoke runs.
+        paper_size: init args of the paper-size variant; the contract tests build it on the
+            meta device to check its structure.
     """
 
     alias: str
     cls: type[MattingModule]
     summary: str
-    prompts: tuple[str, ...]
     tiny: dict = field(default_factory=dict)
+    paper_size: dict = field(default_factory=dict)
 
     @property
     def class_path(self) -> str:
         return f"{self.cls.__module__}.{self.cls.__qualname__}"
+
+    @property
+    def prompts(self) -> tuple[str, ...]:
+        """Prompt kinds the family accepts (declared once, on the family class)."""
+        return self.cls.accepted_prompts
 
 
 MODELS: dict[str, ModelEntry] = {
@@ -45,22 +51,22 @@ MODELS: dict[str, ModelEntry] = {
             "baseline",
             Baseline,
             "small prompt-conditioned U-Net; smoke model and reference row",
-            ("points", "box", "mask"),
             tiny={"base_channels": 8, "depth": 2},
         ),
         ModelEntry(
             "zim",
             ZIM,
-            "ZIM: SAM + hierarchical pixel decoder + prompt-aware masked attention (CVPR 2025)",
-            ("points", "box"),
+            "ZIM: SAM + hierarchical pixel decoder + prompt-aware masked attention "
+            "(ICCV 2025 Highlight)",
             tiny={"variant": "tiny"},
+            paper_size={"variant": "vit_b"},
         ),
         ModelEntry(
             "zim_converter",
             ZIMLabelConverter,
             "ZIM's label converter: image + segmentation mask -> matte (Hiera, MGMatting PRN)",
-            ("mask",),
             tiny={"variant": "tiny", "image_size": 32},
+            paper_size={"variant": "hiera_base_plus"},
         ),
     ]
 }

@@ -1,43 +1,72 @@
-"""``MattingModule``: the train / val / test / predict loop every family reuses.
+"""``MattingModule``: the family contract and the train / val / test / predict loop.
 
-A family subclasses it and fills three hooks, after torchgeo's trainers:
+A family subclasses it and fills hooks, after torchgeo's trainers; everything else (steps,
+optimiser, schedules, evaluation, checkpoints) is shared.
 
-- :meth:`configure_models` builds ``self.model`` (a pure ``nn.Module`` from ``torch_model.py``);
-- :meth:`configure_losses` sets ``self.losses`` (name -> module) and ``self.loss_weights``;
-- :meth:`forward` maps a :class:`MattingBatch` to a dict holding at least ``"alpha"``
-  (B x 1 x H x W in [0, 1]).
+Required:
 
-Families whose loss terms need more than (pred, alpha, trimap) override :meth:`compute_loss`.
-Families that start from pretrained files pass their paths through :meth:`initial_weights`, so
-that restoring a trained checkpoint never needs those files.
+- :meth:`configure_models` builds the networks (``self.model``, a pure ``nn.Module`` from the
+  family's ``torch_model.py``; a teacher or a VAE beside it).
+- :meth:`configure_losses` declares the loss terms: ``{name: LossTerm(module, weight)}``; every
+  weight is settable as ``--model.loss_weights '{name: value}'``.
+- :meth:`forward` is inference: a :class:`MattingBatch` -> ``{"alpha": B x 1 x H x W in [0, 1],
+  ...}`` (``"alpha_logits"`` too when the alpha is a sigmoid: evaluation then resizes logits).
+
+Optional:
+
+- :meth:`training_outputs` (default: ``forward``) and :meth:`loss_terms` (default: every declared
+  module on ``(alpha, GT, trimap)``) form the training path; :meth:`loss_terms` returns raw
+  values by name and the base weights them. Validation scores ``forward``'s outputs and runs the
+  loss only with ``validation_loss=True``.
+- :meth:`configure_frozen`: frozen submodules (eval mode, no gradients, optionally left out of
+  checkpoints, see :mod:`mattekit.models.frozen`).
+- :meth:`transform_batch`: a per-batch transform on the device, before the step.
+- :meth:`reference_prediction` / ``reference_name``: the floor row of every metric table (the
+  prompt box by default; None for families without a spatial prompt).
+- :meth:`configure_extra_metrics`: metric collections on extra outputs.
+- ``checkpoint_monitor``: the metric and mode the best checkpoint is chosen by.
+- ``accepted_prompts``: prompt kinds the family takes (the registry shows them; checked by
+  :meth:`check_prompts`).
+
+Files a run starts from (a SAM ``.pth``, a timm backbone, a diffusers folder, a previous stage's
+checkpoint) go through :meth:`initial_weights`, so restoring a trained run never reads them.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
 
 from mattekit.data.sample import MattingBatch
 from mattekit.metrics import resolve_preset
-from mattekit.models.evaluation import StageMetrics, at_original_size, scored_pairs
-from mattekit.nn.prompt_maps import box_mask
-from mattekit.visualize import (
-    logged_samples,
-    prediction_grid,
-    write_metrics_table,
-    write_png_grid,
-    write_samples,
+from mattekit.models.evaluation import (
+    REFERENCE_NAME,
+    OutputMetrics,
+    StageMetrics,
+    alpha_at_original_size,
+    scored_pairs,
 )
+from mattekit.models.frozen import (
+    FrozenPart,
+    freeze_parts,
+    keep_frozen_in_eval,
+    with_unstored_parts,
+    without_unstored_parts,
+)
+from mattekit.models.image_logging import log_prediction_grid
+from mattekit.models.loss_terms import LossTerm, resolve_loss_weights, weighted_terms
+from mattekit.models.optimization import LRSchedule, check_prefixes, parameter_groups
+from mattekit.models.prompting import check_prompt_kinds
+from mattekit.nn.prompt_maps import box_mask
+from mattekit.visualize import write_metrics_table
 
 logger = logging.getLogger(__name__)
 
@@ -74,28 +103,40 @@ class MattingModule(L.LightningModule):
 
     Args:
         lr: peak learning rate of AdamW.
-        weight_decay: AdamW weight decay (never applied to norms and biases).
+        weight_decay: AdamW weight decay (never on norms, biases, embeddings, tokens and
+            position embeddings: :func:`~mattekit.models.optimization.no_weight_decay_names`).
         warmup_steps: linear warm-up from 0 to ``lr``.
         lr_schedule: decay after warm-up: ``"constant"``, ``"cosine"`` (to 0 at the last step),
             ``"exponential"`` (``lr_decay ** step``) or ``"poly"``
-            (``(1 - progress) ** poly_power``).
+            (``(1 - progress) ** poly_power``, with optional ``lr_milestones``).
         lr_decay: per-step factor of the exponential schedule.
         poly_power: exponent of the polynomial schedule.
-        freeze: parameter-name prefixes to freeze (e.g. ``["model.image_encoder"]``).
+        lr_milestones: ``[[step, factor], ...]``: from ``step`` on, the learning rate is
+            ``factor x lr`` (TeachDiffusionMatting's schedule; poly only).
+        freeze: submodule paths to freeze (e.g. ``["model.image_encoder"]``), beside the
+            family's own frozen parts.
         lr_multipliers: parameter-name prefix -> factor on ``lr`` (first match wins).
+        loss_weights: loss term -> weight, overriding the family's declared defaults
+            (the family docstring and README list its terms).
+        validation_loss: also compute the loss on validation batches (``val/loss``).
         metric_preset: matting metric definitions for val / test (``dim``, ``zim``, ``sdmatte``).
         eval_with_trimap: restrict metrics to the trimap's unknown band (DIM protocol) when the
             preset allows it; False evaluates the whole image.
-        eval_at_original_size: score predictions upsampled to each image's stored size against
+        eval_at_original_size: score predictions resized to each image's stored size against
             the stored GT (the benchmark protocol); False scores at the network input size.
         size_breakdown: also report metrics per object size (S / M / L by the fraction of GT
             above 0.3, ZIM's MicroMat-3K rule).
         loss_regions: losses weight the trimap's known and unknown regions separately (SDMatte);
             False computes them over the whole image (ZIM).
         nonfinite_loss: ``"raise"`` stops with the offending samples named; ``"skip"`` logs a
-            warning naming them and skips the optimiser step.
+            warning naming them and skips the optimiser step on every process.
         num_logged_images: samples in the image grid logged each validation / test epoch.
     """
+
+    #: Prompt kinds the family accepts (``mattekit.models.prompting.PROMPT_KINDS``).
+    accepted_prompts: ClassVar[tuple[str, ...]] = ()
+    #: Name of the reference row in metric tables; None: no reference row.
+    reference_name: ClassVar[str | None] = REFERENCE_NAME
 
     def __init__(
         self,
@@ -105,8 +146,11 @@ class MattingModule(L.LightningModule):
         lr_schedule: Literal["constant", "cosine", "exponential", "poly"] = "cosine",
         lr_decay: float = 0.999,
         poly_power: float = 0.9,
+        lr_milestones: list[tuple[int, float]] | None = None,
         freeze: list[str] | None = None,
         lr_multipliers: dict[str, float] | None = None,
+        loss_weights: dict[str, float] | None = None,
+        validation_loss: bool = False,
         metric_preset: Literal["dim", "zim", "sdmatte"] = "dim",
         eval_with_trimap: bool = True,
         eval_at_original_size: bool = True,
@@ -117,14 +161,25 @@ class MattingModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.losses = nn.ModuleDict()
-        self.loss_weights: dict[str, float] = {}
+        self.schedule = LRSchedule(
+            lr_schedule,
+            warmup_steps=warmup_steps,
+            decay=lr_decay,
+            power=poly_power,
+            milestones=tuple(tuple(m) for m in lr_milestones or ()),
+        )
         self.output_dir: Path | None = None  # set in setup(), on every rank
+        self._skip_optimizer_step = False
         self.configure_models()
-        self.configure_losses()
+        declared = self.configure_losses()
+        self.losses = nn.ModuleDict(
+            {name: term.module for name, term in declared.items() if term.module is not None}
+        )
+        self.loss_weights = resolve_loss_weights(declared, loss_weights)
         self.configure_metrics()
-        self._freeze(freeze or [])
-        self._check_prefixes("lr_multipliers", lr_multipliers or {})
+        self.frozen_parts = [*self.configure_frozen(), *(FrozenPart(p) for p in freeze or [])]
+        freeze_parts(self, self.frozen_parts)
+        check_prefixes(self, "lr_multipliers", lr_multipliers or {})
 
     @classmethod
     def load_from_checkpoint(cls, *args, **kwargs):
@@ -132,66 +187,135 @@ class MattingModule(L.LightningModule):
         with restoring_from_checkpoint():
             return super().load_from_checkpoint(*args, **kwargs)
 
-    def initial_weights(self, path: str | None) -> str | None:
-        """``path``, the file to initialise from; None when restoring from a checkpoint."""
-        if path is not None and _RESTORING.get():
+    def initial_weights(self, path: str | None, stored: bool = True) -> str | None:
+        """``path``, the file to initialise from; None when restoring a trained run.
+
+        Args:
+            stored: the weights read from ``path`` are saved in this run's checkpoints. False
+                for frozen parts kept out of checkpoints: their file is read every time.
+        """
+        if path is not None and stored and _RESTORING.get():
             logger.info(
                 "%s: restoring from a checkpoint, %s is not read", type(self).__name__, path
             )
             return None
         return path
 
+    def check_prompts(self, kinds: list[str], eval_kind: str) -> None:
+        """Raise a ValueError naming the argument when a kind is not one the family accepts."""
+        check_prompt_kinds(kinds, eval_kind, self.accepted_prompts)
+
     # --- hooks for families -------------------------------------------------------------------
 
     def configure_models(self) -> None:
-        """Build ``self.model``."""
+        """Build ``self.model`` (and any teacher, VAE, ...)."""
         raise NotImplementedError(f"{type(self).__name__} must implement configure_models")
 
-    def configure_losses(self) -> None:
-        """Fill ``self.losses`` and ``self.loss_weights``."""
+    def configure_losses(self) -> dict[str, LossTerm]:
+        """The loss terms by name, with their modules and default weights."""
         raise NotImplementedError(f"{type(self).__name__} must implement configure_losses")
 
-    def configure_metrics(self) -> None:
-        """Per evaluation stage: the model's metrics, the reference row, object sizes.
+    def configure_frozen(self) -> list[FrozenPart]:
+        """Submodules that never train (beside the user's ``freeze``)."""
+        return []
 
-        The reference row scores the filled prompt box as if it were the predicted alpha: the
-        floor any interactive model must clear, printed beside the model in every table.
-        """
-        preset, sizes = self.hparams.metric_preset, self.hparams.size_breakdown
-        self.evaluation = nn.ModuleDict(
-            {stage: StageMetrics(stage, preset, sizes) for stage in ("val", "test")}
-        )
+    def configure_extra_metrics(self) -> list[OutputMetrics]:
+        """Metric collections on outputs other than the alpha."""
+        return []
+
+    @property
+    def checkpoint_monitor(self) -> tuple[str, Literal["min", "max"]]:
+        """The logged metric the best checkpoint is chosen by, and whether lower is better."""
+        return "val/SAD", "min"
 
     def forward(self, batch: MattingBatch) -> dict[str, Tensor]:
         raise NotImplementedError(f"{type(self).__name__} must implement forward")
 
-    def compute_loss(self, outputs: dict[str, Tensor], batch: MattingBatch) -> dict[str, Tensor]:
-        """Weighted loss terms by name; the default feeds each loss (alpha, GT, trimap or None)."""
+    def training_outputs(self, batch: MattingBatch) -> dict[str, Tensor]:
+        """Outputs the training losses need (default: the inference outputs)."""
+        return self(batch)
+
+    def loss_terms(self, outputs: dict[str, Tensor], batch: MattingBatch) -> dict[str, Tensor]:
+        """Unweighted loss values by name; default: each declared module on the alpha.
+
+        Terms whose weight is 0 are not computed (a loss ablation costs nothing).
+        """
         trimap = batch.trimap if self.hparams.loss_regions else None
         return {
-            name: self.loss_weights.get(name, 1.0) * loss(outputs["alpha"], batch.alpha, trimap)
-            for name, loss in self.losses.items()
+            name: loss(outputs["alpha"], batch.alpha, trimap) for name, loss in self.active_losses()
         }
+
+    def active_losses(self) -> Iterator[tuple[str, nn.Module]]:
+        """``(name, module)`` of the declared loss modules whose weight is not 0."""
+        for name, loss in self.losses.items():
+            if self.loss_weights[name] != 0:
+                yield name, loss
+
+    def transform_batch(self, batch: MattingBatch, stage: str) -> MattingBatch:
+        """A family's per-batch transform, on the device (``stage``: train / val / test /
+        predict). Default: the batch unchanged."""
+        return batch
+
+    def reference_prediction(self, batch: MattingBatch) -> Tensor | None:
+        """The reference row's alpha, B x 1 x H x W: the filled prompt box by default."""
+        return box_mask(batch.box, tuple(batch.image.shape[-2:]))
 
     # --- steps --------------------------------------------------------------------------------
 
-    def training_step(self, batch: MattingBatch, batch_idx: int) -> Tensor | None:
-        terms = self.compute_loss(self(batch), batch)
-        loss = torch.stack(list(terms.values())).sum()
-        if not torch.isfinite(loss):
+    def on_after_batch_transfer(self, batch: MattingBatch, dataloader_idx: int) -> MattingBatch:
+        trainer = self._trainer
+        if trainer is None:
+            return batch
+        stage = (
+            "train" if trainer.training
+            else "val" if trainer.validating or trainer.sanity_checking
+            else "test" if trainer.testing
+            else "predict"
+        )  # fmt: skip
+        return self.transform_batch(batch, stage)
+
+    def weighted_loss(self, outputs: dict[str, Tensor], batch: MattingBatch):
+        """``(total, {name: weighted term})`` of the family's loss terms."""
+        terms = weighted_terms(self.loss_terms(outputs, batch), self.loss_weights)
+        if not terms:
+            raise ValueError(f"{type(self).__name__}: every loss weight is 0; nothing to train")
+        return torch.stack(list(terms.values())).sum(), terms
+
+    def training_step(self, batch: MattingBatch, batch_idx: int) -> Tensor:
+        loss, terms = self.weighted_loss(self.training_outputs(batch), batch)
+        finite = bool(torch.isfinite(loss))
+        # Every process must take the same decision: a skip on one rank alone would leave the
+        # others waiting in the gradient all-reduce.
+        if self._trainer is not None:
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if not finite:
             bad = [name for name, value in terms.items() if not torch.isfinite(value)]
             message = (
-                f"non-finite loss terms {bad} at step {self.global_step} "
-                f"on samples {batch.sample_id}"
+                f"non-finite loss terms {bad or '(on another process)'} at step "
+                f"{self.global_step} on samples {batch.sample_id}"
             )
             if self.hparams.nonfinite_loss == "raise":
                 raise NonFiniteLossError(message)
             logger.warning("%s; skipping this optimiser step", message)
-            return None
+            self._skip_optimizer_step = True
+            return self._zero_loss()
         size = len(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         self.log_dict({f"train/{k}": v for k, v in terms.items()}, batch_size=size)
         return loss
+
+    def _zero_loss(self) -> Tensor:
+        """A 0 that reaches every trainable parameter, so every process's backward (and the
+        gradient all-reduce) runs as usual; the step is then dropped."""
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        return torch.stack([p.sum() * 0 for p in trainable]).sum()
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self._skip_optimizer_step:
+            # Parameters without gradients are left untouched by AdamW: no update, no decay,
+            # no moment change: the step did not happen.
+            optimizer.zero_grad(set_to_none=True)
+            self._skip_optimizer_step = False
 
     def _evaluate(self, batch: MattingBatch, batch_idx: int, stage: str) -> dict[str, Tensor]:
         outputs = self(batch)
@@ -204,15 +328,20 @@ class MattingModule(L.LightningModule):
         }
         reference = None
         if evaluation.needs_reference:
-            box = box_mask(batch.box, tuple(batch.image.shape[-2:]))
-            reference = scored_pairs(box, batch, "nearest", **options)
-        prediction = outputs["alpha"].float()
-        evaluation.update(scored_pairs(prediction, batch, "bilinear", **options), reference)
-        terms = self.compute_loss(outputs, batch)
-        total = torch.stack(list(terms.values())).sum()
-        self.log(f"{stage}/loss", total, batch_size=len(batch), sync_dist=True)
+            reference_alpha = self.reference_prediction(batch)
+            if reference_alpha is not None:
+                reference = scored_pairs(reference_alpha, batch, "nearest", **options)
+        logits = "alpha_logits" in outputs
+        prediction = outputs["alpha_logits" if logits else "alpha"].float()
+        pairs = scored_pairs(prediction, batch, "bilinear", logits=logits, **options)
+        evaluation.update(pairs, reference)
+        evaluation.update_extra(outputs, batch)
+        if self.hparams.validation_loss:
+            total, _ = self.weighted_loss(outputs, batch)
+            self.log(f"{stage}/loss", total, batch_size=len(batch), sync_dist=True)
         if batch_idx == 0 and self.hparams.num_logged_images > 0:
-            self._log_grid(batch, outputs["alpha"], stage)
+            count = self.hparams.num_logged_images
+            log_prediction_grid(self, batch, outputs["alpha"], stage, count, self.output_dir)
         return outputs
 
     def validation_step(self, batch: MattingBatch, batch_idx: int) -> None:
@@ -231,11 +360,21 @@ class MattingModule(L.LightningModule):
 
     def predict_step(self, batch: MattingBatch, batch_idx: int) -> list[tuple[str, Tensor]]:
         """Alphas at each image's original size: ``[(sample_id, 1 x H x W), ...]``."""
-        alpha = self(batch)["alpha"].float()
-        alpha = at_original_size(alpha, batch.original_size, batch.content_size)
+        alpha = alpha_at_original_size(self(batch), batch)
         return list(zip(batch.sample_id, alpha, strict=True))
 
-    # --- logging ------------------------------------------------------------------------------
+    # --- evaluation ---------------------------------------------------------------------------
+
+    def configure_metrics(self) -> None:
+        """Per evaluation stage: the model's metrics, the reference row, object sizes, extras."""
+        preset, sizes = self.hparams.metric_preset, self.hparams.size_breakdown
+        extra = self.configure_extra_metrics()
+        self.evaluation = nn.ModuleDict(
+            {
+                stage: StageMetrics(stage, preset, sizes, self.reference_name, extra)
+                for stage in ("val", "test")
+            }
+        )
 
     def setup(self, stage: str) -> None:
         # ``trainer.log_dir`` broadcasts from rank 0: every rank must ask, so ask here, where
@@ -258,68 +397,28 @@ class MattingModule(L.LightningModule):
         rows = [{"model": row["model"], **common, **row} for row in rows]
         return write_metrics_table(rows, self.output_dir / f"metrics_{stage}.md")
 
-    def _log_grid(self, batch: MattingBatch, alpha: Tensor, stage: str) -> None:
-        if self.trainer.sanity_checking or not self.trainer.is_global_zero:
-            return
-        samples = logged_samples(batch, alpha, self.hparams.num_logged_images)
-        grid = prediction_grid(samples, {"": samples["prediction"]})
-        if isinstance(self.logger, TensorBoardLogger):
-            self.logger.experiment.add_image(f"{stage}/predictions", grid, self.global_step)
-        write_png_grid(grid, self.output_dir / f"predictions_{stage}.png")
-        # The same samples as data, so that runs can later be compared side by side.
-        write_samples(samples, self.output_dir / f"predictions_{stage}.pt")
+    # --- frozen parts and checkpoints ---------------------------------------------------------
+
+    def train(self, mode: bool = True) -> MattingModule:
+        super().train(mode)
+        keep_frozen_in_eval(self, getattr(self, "frozen_parts", []))
+        return self
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["state_dict"] = without_unstored_parts(
+            checkpoint["state_dict"], self.frozen_parts
+        )
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        state = with_unstored_parts(state_dict, self.state_dict(), self.frozen_parts)
+        return super().load_state_dict(state, strict=strict, assign=assign)
 
     # --- optimisation -------------------------------------------------------------------------
 
-    def _check_prefixes(self, argument: str, prefixes) -> None:
-        """Every prefix names some parameter: a typo must not silently change nothing."""
-        names = [name for name, _ in self.named_parameters()]
-        for prefix in prefixes:
-            if not any(name.startswith(prefix) for name in names):
-                raise ValueError(
-                    f"{argument}: no parameter name starts with '{prefix}' "
-                    f"(names look like '{names[0]}')"
-                )
-
-    def _freeze(self, prefixes: list[str]) -> None:
-        self._check_prefixes("freeze", prefixes)
-        for name, parameter in self.named_parameters():
-            if any(name.startswith(prefix) for prefix in prefixes):
-                parameter.requires_grad_(False)
-
     def parameter_groups(self) -> list[dict]:
         """Trainable parameters grouped by (lr multiplier, weight decay or not)."""
-        multipliers = self.hparams.lr_multipliers or {}
-        groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
-        for name, parameter in self.named_parameters():
-            if not parameter.requires_grad:
-                continue
-            factor = next((f for p, f in multipliers.items() if name.startswith(p)), 1.0)
-            # Norm scales and biases are 1-D; decaying them towards 0 only hurts.
-            groups.setdefault((factor, parameter.ndim > 1), []).append(parameter)
-        return [
-            {
-                "params": params,
-                "lr": self.hparams.lr * factor,
-                "weight_decay": self.hparams.weight_decay if decay else 0.0,
-            }
-            for (factor, decay), params in groups.items()
-        ]
-
-    def lr_factor(self, step: int, total_steps: int) -> float:
-        """Multiplier on the peak learning rate at optimiser step ``step``."""
-        warmup = self.hparams.warmup_steps
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        schedule = self.hparams.lr_schedule
-        if schedule == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * progress))
-        if schedule == "exponential":
-            return self.hparams.lr_decay ** (step - warmup)
-        if schedule == "poly":
-            return (1 - progress) ** self.hparams.poly_power
-        return 1.0
+        hp = self.hparams
+        return parameter_groups(self, hp.lr, hp.weight_decay, hp.lr_multipliers or {})
 
     def configure_optimizers(self):
         groups = self.parameter_groups()
@@ -328,7 +427,7 @@ class MattingModule(L.LightningModule):
         optimizer = torch.optim.AdamW(groups)
         total = int(self.trainer.estimated_stepping_batches)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: self.lr_factor(step, total)
+            optimizer, lambda step: self.schedule.factor(step, total)
         )
         return {
             "optimizer": optimizer,

@@ -1,11 +1,18 @@
-import math
+"""The family contract of ``MattingModule``: losses, frozen parts, hooks, non-finite steps."""
 
 import pytest
 import torch
+from lightning import Trainer
+from torch import nn
 
+from mattekit.callbacks import FamilyCheckpoint
+from mattekit.metrics import segmentation_metrics
 from mattekit.models.base import NonFiniteLossError
 from mattekit.models.baseline.lightning_model import Baseline
-from mattekit.models.prompting import choose_prompt_kinds, prompt_maps
+from mattekit.models.evaluation import OutputMetrics, at_original_size
+from mattekit.models.frozen import FrozenPart
+from mattekit.models.loss_terms import LossTerm
+from mattekit.models.prompting import prompt_maps
 
 
 @pytest.fixture
@@ -17,60 +24,209 @@ def tiny(**kwargs):
     return Baseline(base_channels=8, depth=2, **kwargs)
 
 
-@pytest.mark.parametrize(
-    ("schedule", "step", "expected"),
-    [
-        ("constant", 50, 1.0),
-        ("cosine", 10, 1.0),  # first step after warm-up
-        ("cosine", 60, 0.5),  # half way through the decay
-        ("poly", 60, 0.5**0.9),
-        ("exponential", 12, 0.999**2),
-    ],
-)
-def test_lr_schedules(schedule, step, expected):
-    module = tiny(warmup_steps=10, lr_schedule=schedule)
-    assert math.isclose(module.lr_factor(step, total_steps=110), expected, rel_tol=1e-9)
-    assert math.isclose(module.lr_factor(4, total_steps=110), 0.5)  # warm-up: (4 + 1) / 10
+def fit(module, tmp_path, steps=3, **trainer_args):
+    from mattekit.data.datamodule import MattingDataModule
+
+    data = MattingDataModule(
+        image_size=32, batch_size=2, num_workers=0, synthetic_train_samples=8,
+        synthetic_eval_samples=2,
+    )  # fmt: skip
+    trainer = Trainer(
+        accelerator="cpu", max_steps=steps, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=tmp_path, num_sanity_val_steps=0,
+        **trainer_args,
+    )  # fmt: skip
+    trainer.fit(module, data)
+    return trainer
 
 
-def test_freeze_and_parameter_groups():
+# --- losses -----------------------------------------------------------------------------------
+
+
+def test_loss_weights_are_declared_and_overridable(batch):
+    module = tiny(loss_weights={"laplacian": 0.0})
+    assert module.loss_weights == {"l1": 1.0, "laplacian": 0.0}
+    total, terms = module.weighted_loss(module.training_outputs(batch), batch)
+    assert list(terms) == ["l1"]  # a weight of 0 is not even computed
+    assert torch.allclose(total, terms["l1"])
+    doubled = tiny(loss_weights={"l1": 2.0, "laplacian": 0.0})
+    doubled.load_state_dict(module.state_dict())
+    torch.manual_seed(0)
+    _, terms_2 = doubled.weighted_loss(doubled(batch), batch)
+    _, terms_1 = module.weighted_loss(module(batch), batch)
+    assert torch.allclose(terms_2["l1"], 2 * terms_1["l1"])
+    with pytest.raises(ValueError, match=r"loss_weights: unknown loss term\(s\) \['lapalcian'\]"):
+        tiny(loss_weights={"lapalcian": 0.0})
+
+
+def test_undeclared_loss_term_is_an_error(batch):
+    module = tiny()
+    module.loss_terms = lambda outputs, b: {
+        "l1": outputs["alpha"].mean(),
+        "extra": 0 * outputs["alpha"].mean(),
+    }
+    with pytest.raises(KeyError, match="extra"):
+        module.weighted_loss(module(batch), batch)
+
+
+def test_training_and_inference_paths_differ(batch):
+    module = tiny(prompt_kinds=["points"], eval_prompt="box")
+    torch.manual_seed(0)
+    train_maps = prompt_maps(batch, ["points"] * 4)
+    box_maps = prompt_maps(batch, ["box"] * 4)
+    with torch.no_grad():
+        trained = module.training_outputs(batch)["alpha"]
+        inferred = module(batch)["alpha"]
+        assert torch.equal(trained, module.model(batch.image, train_maps).sigmoid())
+        assert torch.equal(inferred, module.model(batch.image, box_maps).sigmoid())
+
+
+def test_non_finite_loss_names_the_samples_or_skips_the_step(batch):
+    module = tiny()
+    module.loss_terms = lambda outputs, b: {"l1": outputs["alpha"].mean() * float("nan")}
+    with pytest.raises(NonFiniteLossError, match=batch.sample_id[0]):
+        module.training_step(batch, 0)
+    skipping = tiny(nonfinite_loss="skip")
+    skipping.loss_terms = module.loss_terms
+    optimizer = torch.optim.AdamW(skipping.parameter_groups())
+    before = {k: v.clone() for k, v in skipping.state_dict().items()}
+    loss = skipping.training_step(batch, 0)
+    assert loss.item() == 0.0
+    loss.backward()  # reaches every parameter: under DDP every rank's all-reduce still runs
+    assert all(p.grad is not None for p in skipping.parameters())
+    skipping.on_before_optimizer_step(optimizer)
+    optimizer.step()
+    after = skipping.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # no update, no weight decay
+
+
+# --- frozen parts -----------------------------------------------------------------------------
+
+
+class BaselineWithTeacher(Baseline):
+    """A baseline distilled from a BatchNorm teacher that never trains (TeachDiffusionMatting)."""
+
+    teacher_file: str | None = None
+
+    def configure_models(self) -> None:
+        super().configure_models()
+        self.teacher = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4))
+        path = self.initial_weights(self.teacher_file, stored=False)
+        if path is not None:
+            self.teacher.load_state_dict(torch.load(path, weights_only=True))
+
+    def configure_frozen(self) -> list[FrozenPart]:
+        return [FrozenPart("teacher", in_checkpoint=False)]
+
+    def configure_losses(self) -> dict:
+        return {**super().configure_losses(), "distill": LossTerm(None, 0.1)}
+
+    def loss_terms(self, outputs, batch):
+        features = self.teacher(batch.image)  # in train mode, BatchNorm would update its stats
+        target = features.mean(1, keepdim=True).sigmoid()
+        return {
+            **super().loss_terms(outputs, batch),
+            "distill": (outputs["alpha"] - target).abs().mean(),
+        }
+
+
+def test_frozen_part_keeps_batchnorm_statistics_and_weights(tmp_path):
+    teacher_file = tmp_path / "teacher.pt"
+    reference = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4))
+    reference[1].running_mean.fill_(0.3)
+    torch.save(reference.state_dict(), teacher_file)
+    BaselineWithTeacher.teacher_file = str(teacher_file)
+    module = BaselineWithTeacher(base_channels=8, depth=2)
+    before = {k: v.clone() for k, v in module.teacher.state_dict().items()}
+    in_optimiser = {id(p) for g in module.parameter_groups() for p in g["params"]}
+    assert not any(id(p) in in_optimiser for p in module.teacher.parameters())
+
+    trainer = fit(module, tmp_path, steps=3)
+    assert trainer.global_step == 3
+    assert not module.teacher.training  # model.train() at the start of fit did not switch it
+    for key, value in module.teacher.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert module.teacher[1].num_batches_tracked == 0
+
+    # Left out of the checkpoint, re-read from its own file on restore.
+    trainer.save_checkpoint(tmp_path / "run.ckpt")
+    saved = torch.load(tmp_path / "run.ckpt", weights_only=True)["state_dict"]
+    assert not any(key.startswith("teacher.") for key in saved)
+    restored = BaselineWithTeacher.load_from_checkpoint(tmp_path / "run.ckpt")
+    assert torch.equal(restored.teacher[1].running_mean, reference[1].running_mean)
+    for key, value in module.model.state_dict().items():
+        assert torch.equal(restored.model.state_dict()[key], value), key
+
+
+def test_freeze_names_submodules():
     module = tiny(freeze=["model.stem"], lr_multipliers={"model.head": 10.0})
     assert not any(p.requires_grad for p in module.model.stem.parameters())
-    groups = module.parameter_groups()
-    grouped = {id(p) for g in groups for p in g["params"]}
+    assert not module.train().model.stem.training
+    grouped = {id(p) for g in module.parameter_groups() for p in g["params"]}
     assert grouped == {id(p) for p in module.parameters() if p.requires_grad}
-    head_weight = next(g for g in groups if any(p is module.model.head.weight for p in g["params"]))
-    assert head_weight["lr"] == pytest.approx(10 * module.hparams.lr)
-    head_bias = next(g for g in groups if any(p is module.model.head.bias for p in g["params"]))
-    assert head_bias["weight_decay"] == 0.0
-    with pytest.raises(ValueError, match=r"freeze: .*'model\.nope'"):
+    with pytest.raises(ValueError, match=r"freeze: no submodule named 'model\.nope'"):
         tiny(freeze=["model.nope"])
     with pytest.raises(ValueError, match=r"lr_multipliers: .*'mask_decoder'"):
         tiny(lr_multipliers={"mask_decoder": 10.0})  # the names start with "model."
 
 
-def test_unknown_prompt_kind_is_rejected():
+# --- hooks ------------------------------------------------------------------------------------
+
+
+def test_unknown_or_unaccepted_prompt_kind_is_rejected():
     with pytest.raises(ValueError, match="prompt_kinds"):
         tiny(prompt_kinds=["scribble"])
+    with pytest.raises(ValueError, match="eval_prompt"):
+        tiny(eval_prompt="text")  # a known kind the baseline does not take
 
 
 def test_prompt_maps_keep_only_the_chosen_kind(batch):
-    maps = prompt_maps(batch, ["points", "box", "mask", "box"])
+    maps = prompt_maps(batch, ["points", "box", "mask", "none"])
     assert maps.shape == (4, 3, 32, 32)
     assert torch.equal(maps[0, 0], batch.point_map[0, 0]) and maps[0, 1:].abs().sum() == 0
     assert maps[1, 1].sum() > 0 and maps[1, [0, 2]].abs().sum() == 0
     assert torch.equal(maps[2, 2], batch.coarse_mask[2, 0])
-    assert choose_prompt_kinds(3, ["points"], training=False, eval_kind="box") == ["box"] * 3
+    assert maps[3].abs().sum() == 0
 
 
-def test_non_finite_loss_names_the_samples(batch):
-    module = tiny()
-    module.compute_loss = lambda outputs, b: {"l1": torch.tensor(float("nan"))}
-    with pytest.raises(NonFiniteLossError, match=batch.sample_id[0]):
-        module.training_step(batch, 0)
-    skipping = tiny(nonfinite_loss="skip")
-    skipping.compute_loss = module.compute_loss
-    assert skipping.training_step(batch, 0) is None
+class HookedBaseline(Baseline):
+    reference_name = None
+    seen_stages: list
+
+    def transform_batch(self, batch, stage):
+        self.seen_stages.append(stage)
+        batch.image = batch.image.flip(-1) if stage == "train" else batch.image
+        return batch
+
+    def configure_extra_metrics(self):
+        return [OutputMetrics("alpha", "seg_mask", segmentation_metrics)]
+
+    @property
+    def checkpoint_monitor(self):
+        return "val/alpha/maxF", "max"
+
+
+def test_batch_transform_extra_metrics_monitor_and_no_reference(tmp_path):
+    HookedBaseline.seen_stages = []
+    module = HookedBaseline(base_channels=8, depth=2)
+    checkpoint = FamilyCheckpoint(save_last=True)
+    trainer = fit(module, tmp_path, steps=2, callbacks=[checkpoint], val_check_interval=2)
+    assert {"train", "val"} <= set(HookedBaseline.seen_stages)
+    assert checkpoint.monitor == "val/alpha/maxF" and checkpoint.mode == "max"
+    assert checkpoint.best_model_path  # chosen by the family's metric
+    assert "val/alpha/maxF" in trainer.callback_metrics
+    table = (tmp_path / "metrics_val.md").read_text()
+    assert "alpha/maxF" in table and "(reference)" not in table
+
+
+def test_logits_are_resized_before_the_sigmoid():
+    logits = torch.tensor([[[[-8.0, 8.0]]]])  # 1 x 1 x 1 x 2: a sharp edge
+    sizes, content = torch.tensor([[1, 4]]), torch.tensor([[1, 2]])
+    from_logits = at_original_size(logits, sizes, content, logits=True)[0]
+    from_alpha = at_original_size(logits.sigmoid(), sizes, content)[0]
+    expected = torch.nn.functional.interpolate(logits, (1, 4), mode="bilinear").sigmoid()[0]
+    assert torch.allclose(from_logits, expected)
+    assert (from_logits - from_alpha).abs().max() > 0.1  # the two conventions differ
 
 
 def test_predict_returns_original_size(batch):
