@@ -3,9 +3,12 @@
 Guards against collectives called from rank-0-only code (a deadlock, hence the timeout).
 """
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import torch
 
 
 def test_fit_under_ddp_writes_outputs(tmp_path: Path):
@@ -22,3 +25,42 @@ def test_fit_under_ddp_writes_outputs(tmp_path: Path):
     run = tmp_path / "lightning_logs" / "version_0"
     assert (run / "checkpoints" / "last.ckpt").exists()
     assert "SAD" in (run / "metrics_val.md").read_text()
+
+
+NAN_ON_RANK_1 = '''
+import torch
+from mattekit.models.baseline.lightning_model import Baseline
+
+
+class NanOnRankOne(Baseline):
+    """The baseline whose loss is NaN on rank 1 at the first step only."""
+
+    def loss_terms(self, outputs, batch):
+        terms = super().loss_terms(outputs, batch)
+        if self.global_rank == 1 and self.global_step == 0:
+            terms["l1"] = terms["l1"] * float("nan")
+        return terms
+'''
+
+
+def test_a_skipped_step_on_one_rank_does_not_hang(tmp_path: Path):
+    (tmp_path / "nan_family.py").write_text(NAN_ON_RANK_1)
+    command = [
+        sys.executable, "-m", "mattekit.cli", "fit", "--model", "nan_family.NanOnRankOne",
+        "--model.base_channels=8", "--model.depth=2", "--model.nonfinite_loss=skip",
+        "--data.image_size=32", "--data.batch_size=2", "--data.num_workers=0",
+        "--data.synthetic_train_samples=16", "--data.synthetic_eval_samples=4",
+        "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp",
+        "--trainer.max_steps=3", "--trainer.enable_progress_bar=false",
+        f"--trainer.default_root_dir={tmp_path}",
+    ]  # fmt: skip
+    environment = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=180, env=environment
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "skipping this optimiser step" in result.stderr
+    checkpoint = torch.load(
+        tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True
+    )
+    assert checkpoint["global_step"] == 3
