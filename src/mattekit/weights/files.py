@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -11,6 +12,38 @@ from torch import Tensor
 _WRAPPER_KEYS = ("model", "state_dict", "module")
 # Every mattekit family keeps its network in ``self.model`` (losses and metrics hold no weights).
 _FAMILY_NETWORK_PREFIX = "model."
+
+
+def read_weights_only(path: Path) -> object:
+    """``torch.load(path, weights_only=True)``, memory-mapped (multi-GB files stay on disk).
+
+    Raises:
+        ValueError naming the file when it is not a weights-only PyTorch file.
+    """
+    try:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as error:
+            if "mmap" not in str(error):
+                raise
+            # Files in torch's legacy (pre-zip) format cannot be memory-mapped.
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle, zip and unsafe-global errors all mean "not loadable"
+        raise ValueError(f"{path}: not a weights-only PyTorch checkpoint ({error})") from error
+
+
+def map_prefixes(state: Mapping[str, Tensor], prefixes: Mapping[str, str]) -> dict[str, Tensor]:
+    """Entries under each source prefix, renamed to the target prefix; the others dropped.
+
+    ``{"model.": ""}`` gives a mattekit family's network from its Lightning ``state_dict``.
+    """
+    mapped: dict[str, Tensor] = {}
+    for key, value in state.items():
+        for source, target in prefixes.items():
+            if key.startswith(source):
+                mapped[target + key[len(source) :]] = value
+                break
+    return mapped
 
 
 def load_state_dict(path: str | Path) -> dict[str, Tensor]:
@@ -32,10 +65,7 @@ def load_state_dict(path: str | Path) -> dict[str, Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(path))
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # pickle, zip and unsafe-global errors all mean "not loadable"
-        raise ValueError(f"{path}: not a weights-only PyTorch checkpoint ({error})") from error
+    state = read_weights_only(path)
     if isinstance(state, dict) and "pytorch-lightning_version" in state:
         state = _family_network(state.get("state_dict"), path)
     for key in _WRAPPER_KEYS:
@@ -51,7 +81,7 @@ def _family_network(state: object, path: Path) -> dict[str, Tensor]:
     if not isinstance(state, dict):
         raise ValueError(f"{path}: a Lightning checkpoint without a state_dict")
     prefix = _FAMILY_NETWORK_PREFIX
-    network = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    network = map_prefixes(state, {prefix: ""})
     if not network:
         raise ValueError(
             f"{path}: a Lightning checkpoint with no '{prefix}' weights (not a mattekit family's)"

@@ -11,10 +11,10 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
-from mattekit.weights.sam import LoadReport
+from mattekit.weights.files import map_prefixes, read_weights_only
+from mattekit.weights.report import LoadReport
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +28,7 @@ def read_lightning_state_dict(path: str | Path) -> dict[str, Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as error:  # pickle, zip and unsafe-global errors all mean "not loadable"
-        raise ValueError(f"{path}: not a weights-only PyTorch checkpoint ({error})") from error
+    checkpoint = read_weights_only(path)
     state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
@@ -61,12 +58,7 @@ def load_submodule(
         not filled, or when a shape differs.
     """
     state = read_lightning_state_dict(path)
-    mapped: dict[str, Tensor] = {}
-    for key, value in state.items():
-        for source, target in prefixes.items():
-            if key.startswith(source):
-                mapped[target + key[len(source) :]] = value
-                break
+    mapped = map_prefixes(state, prefixes)
     own = module.state_dict()
     missing = [k for k in own if k not in mapped]
     unexpected = [k for k in mapped if k not in own]

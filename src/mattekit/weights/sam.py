@@ -4,34 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch import nn
 
 from mattekit.weights.files import load_state_dict
+from mattekit.weights.report import LoadReport
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class LoadReport:
-    """What a checkpoint filled: loaded keys, new modules left at init, checkpoint keys unused."""
-
-    loaded: list[str] = field(default_factory=list)
-    left_at_init: list[str] = field(default_factory=list)
-    unused: list[str] = field(default_factory=list)
-
-    def summary(self) -> str:
-        return (
-            f"{len(self.loaded)} tensors loaded; left at init: {_modules(self.left_at_init)}; "
-            f"unused: {_modules(self.unused)}"
-        )
-
-
-def _modules(keys: list[str]) -> list[str]:
-    """Parameter names folded to their module (three name levels), for a readable report."""
-    return sorted({".".join(key.split(".")[:3]) for key in keys})
 
 
 def load_sam_checkpoint(
