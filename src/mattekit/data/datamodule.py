@@ -23,6 +23,11 @@ logger = logging.getLogger(__name__)
 Sources = MattingSource | list[MattingSource] | None
 
 
+def _pair(size: int | Sequence[int]) -> tuple[int, int]:
+    """``(H, W)`` from a side or a pair."""
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
 def _as_list(sources: Sources) -> list[MattingSource]:
     if sources is None:
         return []
@@ -33,16 +38,21 @@ class MattingDataModule(L.LightningDataModule):
     """Shared data for every family: sources, augmentation, prompts, mixing and loaders.
 
     With no sources given, every stage uses the built-in synthetic scenes (seeded, download-free):
-    training on ``synthetic_train_samples`` scenes, validation / test / predict on
-    ``synthetic_eval_samples`` held-out scenes (a different seed).
+    training on ``synthetic_train_samples`` scenes of seed ``seed``, validation / test / predict
+    on ``synthetic_eval_samples`` held-out scenes of seed ``seed + 1``, rendered at the evaluation
+    size. The test (and predict) scenes are named ``synthetic_test`` and are the validation
+    scenes of the same ``seed``: pass another ``--data.seed`` to ``test`` (as the grids do) to
+    test on scenes that did not choose the checkpoint.
 
     Args:
         train: training source(s); several are mixed by ``weights`` or ``schedule``.
         val: validation source(s); each is evaluated in full.
         test: test source(s) (default: the validation sources).
         predict: prediction source(s) (default: the test sources).
-        image_size: network input ``H`` (square) or ``(H, W)``.
-        resize: how evaluation fits images to ``image_size``: ``stretch`` or ``letterbox``
+        image_size: network input ``H`` (square) or ``(H, W)`` for training.
+        eval_image_size: network input for val / test / predict (default: ``image_size``);
+            SDMatte trains at 512 and evaluates at 1024.
+        resize: how evaluation fits images to ``eval_image_size``: ``stretch`` or ``letterbox``
             (SAM's convention, for SAM-based families on real photos).
         batch_size: training batch size.
         eval_batch_size: batch size for val / test / predict (default: ``batch_size``).
@@ -65,6 +75,7 @@ class MattingDataModule(L.LightningDataModule):
         test: Sources = None,
         predict: Sources = None,
         image_size: int | tuple[int, int] = 512,
+        eval_image_size: int | tuple[int, int] | None = None,
         resize: Literal["stretch", "letterbox"] = "stretch",
         batch_size: int = 8,
         eval_batch_size: int | None = None,
@@ -84,7 +95,8 @@ class MattingDataModule(L.LightningDataModule):
         cv2.setNumThreads(0)
         if weights is not None and schedule is not None:
             raise ValueError("give either weights or schedule for mixing sources, not both")
-        self.image_size = (image_size, image_size) if isinstance(image_size, int) else image_size
+        self.image_size = _pair(image_size)
+        self.eval_image_size = _pair(image_size if eval_image_size is None else eval_image_size)
         self.resize = resize
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
@@ -96,14 +108,21 @@ class MattingDataModule(L.LightningDataModule):
         self.augment = augment
         self.seed = seed
 
-        def synthetic(count: int, seed: int, name: str) -> list[MattingSource]:
-            return [SyntheticSource(count, image_size=self.image_size, seed=seed, name=name)]
+        def synthetic(count: int, seed: int, name: str, size: tuple[int, int]) -> list:
+            return [SyntheticSource(count, image_size=size, seed=seed, name=name)]
 
+        def held_out(name: str) -> list[MattingSource]:
+            return synthetic(synthetic_eval_samples, seed + 1, name, self.eval_image_size)
+
+        train_scenes = synthetic(synthetic_train_samples, seed, "synthetic", self.image_size)
         self.sources = {
-            "train": _as_list(train) or synthetic(synthetic_train_samples, seed, "synthetic"),
-            "val": _as_list(val) or synthetic(synthetic_eval_samples, seed + 1, "synthetic_val"),
+            "train": _as_list(train) or train_scenes,
+            "val": _as_list(val) or held_out("synthetic_val"),
         }
-        self.sources["test"] = _as_list(test) or self.sources["val"]
+        # Test defaults to the validation sources. The default synthetic ones are the same scenes
+        # (a scene depends on seed, index and size, never on the name) under the stage's name, so
+        # the grid's test with another --data.seed is not labelled as validation data.
+        self.sources["test"] = _as_list(test) or _as_list(val) or held_out("synthetic_test")
         self.sources["predict"] = _as_list(predict) or self.sources["test"]
         names = [source.name for source in self.sources["train"]]
         if len(set(names)) != len(names):
@@ -112,7 +131,8 @@ class MattingDataModule(L.LightningDataModule):
     def dataset(self, stage: str) -> ConcatDataset:
         """The stage's sources behind the shared pipeline, concatenated."""
         train = stage == "train"
-        transform = MattingTransform(self.image_size, train, self.augment, self.resize)
+        size = self.image_size if train else self.eval_image_size
+        transform = MattingTransform(size, train, self.augment, self.resize)
         keep_original = stage in ("val", "test")
         return ConcatDataset(
             [

@@ -37,7 +37,7 @@ class PromptConfig:
         trimap_width: range of the unknown band's half width (fraction of side).
         use_source_trimap: keep a trimap shipped by the source instead of sampling one.
         use_source_prompts: keep points / box shipped by the source (MicroMat-3K) instead of
-            sampling them.
+            sampling them; every click of the source is kept, even beyond ``max_points``.
         mask_downscale_probability: chance that the coarse mask is down-scaled then up-scaled
             (blocky, rounded outlines: a low-resolution segmentation).
         mask_downscale: range of the down-scaling factor (0.1 = a tenth of the side).
@@ -91,7 +91,7 @@ class PromptConfig:
 
     @property
     def max_points(self) -> int:
-        """Padded length of the point tensors."""
+        """Padded length of the point tensors (a source's own clicks may make them longer)."""
         return self.positive_points[1] + self.negative_points[1]
 
 
@@ -100,7 +100,8 @@ class Prompts:
     """Prompts for one sample at the network input size (H x W).
 
     Attributes:
-        points: max_points x 2 float32 ``(x, y)``; ``labels`` max_points int64 (1 / 0 / -1 padding).
+        points: M x 2 float32 ``(x, y)``; ``labels`` M int64 (1 / 0, then -1 padding); M is
+            ``max_points``, or the number of a source's clicks when it ships more.
         box: 4 float32 ``(x0, y0, x1, y1)``.
         coarse_mask: H x W uint8 {0, 1}.
         trimap: H x W uint8 {0, 128, 255}.
@@ -346,13 +347,22 @@ class PromptSampler:
         return Prompts(padded_points, padded_labels, box.astype(np.float32), coarse_mask, trimap)
 
     def _padded(self, points: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Source points (N x 3) truncated / padded to ``max_points`` rows, labels -1 as padding."""
-        padded_points = np.zeros((self.config.max_points, 2), np.float32)
-        padded_labels = np.full(self.config.max_points, -1, np.int64)
-        if points is not None:
-            kept = points[: self.config.max_points]
-            padded_points[: len(kept)] = kept[:, :2]
-            padded_labels[: len(kept)] = kept[:, 2].astype(np.int64)
+        """Every real click of ``points`` (N x 3), in order, then padding to ``max_points`` rows.
+
+        A source's clicks are its fixed prompts (MicroMat-3K keeps up to 50): all of them reach
+        the model, so the result has ``max(max_points, clicks)`` rows. Rows labelled -1 (padding,
+        or clicks the crop pushed out of the image) are dropped before padding, so padding only
+        ever trails the clicks. Padding is label -1 at ``(0, 0)``, as collation pads a batch.
+
+        Returns:
+            points: M x 2 float32 ``(x, y)``; labels: M int64 (1 / 0, then -1).
+        """
+        clicks = points[points[:, 2] >= 0] if points is not None else np.zeros((0, 3), np.float32)
+        length = max(self.config.max_points, len(clicks))
+        padded_points = np.zeros((length, 2), np.float32)
+        padded_labels = np.full(length, -1, np.int64)
+        padded_points[: len(clicks)] = clicks[:, :2]
+        padded_labels[: len(clicks)] = clicks[:, 2].astype(np.int64)
         return padded_points, padded_labels
 
     def _from_source_prompts(self, size, trimap, points, box) -> Prompts:

@@ -8,11 +8,19 @@ type every model family consumes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from mattekit.data.collate import (
+    collate_dataclass,
+    move_dataclass,
+    padded,
+    per_sample,
+    stacked,
+)
 
 
 @dataclass
@@ -76,12 +84,16 @@ class MattingBatch:
     """A collated batch: what every model family receives (B samples, network size H x W).
 
     Images and maps are float tensors in [0, 1]; coordinates are pixels of the network input.
+    Each field's metadata says how samples are collated into it and moved
+    (:mod:`mattekit.data.collate`): a new field is declared here and nowhere else.
 
     Attributes:
         image: B x 3 x H x W.
         alpha: B x 1 x H x W ground-truth matte.
         trimap: B x 1 x H x W in {0, 0.5, 1} (given by the source or sampled from the alpha).
         points: B x N x 2 ``(x, y)``; ``point_labels`` B x N: 1 positive, 0 negative, -1 padding.
+            N is the batch's longest sample (at least ``PromptConfig.max_points``; more when a
+            source ships more clicks); shorter samples are padded with label -1 at ``(0, 0)``.
         point_map: B x 1 x H x W, max over positive points of a Gaussian at each click.
         box: B x 4 ``(x0, y0, x1, y1)``.
         coarse_mask: B x 1 x H x W binary coarse mask sampled from the alpha.
@@ -100,67 +112,40 @@ class MattingBatch:
             trimap, else the sampled one resized (nearest) to the stored size.
     """
 
-    image: Tensor
-    alpha: Tensor
-    trimap: Tensor
-    points: Tensor
-    point_labels: Tensor
-    point_map: Tensor
-    box: Tensor
-    coarse_mask: Tensor
-    seg_mask: Tensor
-    is_transparent: Tensor
-    original_size: Tensor
-    content_size: Tensor
-    text: list[str] = field(default_factory=list)
-    sample_id: list[str] = field(default_factory=list)
-    source: list[str] = field(default_factory=list)
-    fg: Tensor | None = None
-    bg: Tensor | None = None
-    original_alpha: list[Tensor] | None = None
-    original_trimap: list[Tensor] | None = None
+    image: Tensor = field(metadata=stacked())
+    alpha: Tensor = field(metadata=stacked())
+    trimap: Tensor = field(metadata=stacked())
+    points: Tensor = field(metadata=padded(0.0))
+    point_labels: Tensor = field(metadata=padded(-1))
+    point_map: Tensor = field(metadata=stacked())
+    box: Tensor = field(metadata=stacked())
+    coarse_mask: Tensor = field(metadata=stacked())
+    seg_mask: Tensor = field(metadata=stacked())
+    is_transparent: Tensor = field(metadata=stacked())
+    original_size: Tensor = field(metadata=stacked())
+    content_size: Tensor = field(metadata=stacked())
+    text: list[str] = field(default_factory=list, metadata=per_sample())
+    sample_id: list[str] = field(default_factory=list, metadata=per_sample())
+    source: list[str] = field(default_factory=list, metadata=per_sample())
+    fg: Tensor | None = field(default=None, metadata=stacked(optional=True))
+    bg: Tensor | None = field(default=None, metadata=stacked(optional=True))
+    original_alpha: list[Tensor] | None = field(default=None, metadata=per_sample(optional=True))
+    original_trimap: list[Tensor] | None = field(default=None, metadata=per_sample(optional=True))
 
     def __len__(self) -> int:
         return self.image.shape[0]
 
     def to(self, device: torch.device | str) -> MattingBatch:
-        """Copy with every tensor moved to ``device``."""
-
-        def move(value):
-            if isinstance(value, Tensor):
-                return value.to(device)
-            if isinstance(value, list) and value and isinstance(value[0], Tensor):
-                return [v.to(device) for v in value]
-            return value
-
-        return MattingBatch(**{f.name: move(getattr(self, f.name)) for f in fields(self)})
+        """Copy (same class) with every tensor moved to ``device``."""
+        return move_dataclass(self, device)
 
 
-TENSOR_FIELDS = (
-    "image",
-    "alpha",
-    "trimap",
-    "points",
-    "point_labels",
-    "point_map",
-    "box",
-    "coarse_mask",
-    "seg_mask",
-    "is_transparent",
-    "original_size",
-    "content_size",
-)
-LIST_FIELDS = ("text", "sample_id", "source")
+def collate_samples(
+    samples: list[dict], batch_type: type[MattingBatch] = MattingBatch
+) -> MattingBatch:
+    """Per-sample dicts (from :class:`~mattekit.data.dataset.MattingDataset`) as one batch.
 
-
-def collate_samples(samples: list[dict]) -> MattingBatch:
-    """Stack per-sample dicts (as produced by :class:`~mattekit.data.dataset.MattingDataset`)."""
-    batch = {name: torch.stack([s[name] for s in samples]) for name in TENSOR_FIELDS}
-    batch.update({name: [s[name] for s in samples] for name in LIST_FIELDS})
-    for name in ("fg", "bg"):
-        values = [s.get(name) for s in samples]
-        batch[name] = None if any(v is None for v in values) else torch.stack(values)
-    for name in ("original_alpha", "original_trimap"):  # sizes differ: kept as lists
-        values = [s.get(name) for s in samples]
-        batch[name] = None if any(v is None for v in values) else values
-    return MattingBatch(**batch)
+    Each field is collated by the rule declared on it (:mod:`mattekit.data.collate`); pass a
+    subclass of :class:`MattingBatch` as ``batch_type`` to collate its extra fields too.
+    """
+    return collate_dataclass(batch_type, samples)

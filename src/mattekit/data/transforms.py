@@ -18,6 +18,7 @@ import albumentations as A
 import cv2
 import numpy as np
 
+from mattekit.data.letterbox import LetterboxResize
 from mattekit.data.sample import RawSample
 
 logger = logging.getLogger(__name__)
@@ -79,8 +80,9 @@ class MattingTransform:
         train: random augmentation when True; a plain resize otherwise.
         config: training augmentation ranges.
         resize: how evaluation fits an image to ``size``: ``"stretch"`` (resize, aspect not
-            kept) or ``"letterbox"`` (SAM's convention: longest side to fit, zero padding at the
-            bottom-right; predictions are cropped to the content before resizing back).
+            kept) or ``"letterbox"`` (SAM's convention: longest side to fit with antialiased
+            bilinear, see :mod:`mattekit.data.letterbox`, black padding at the bottom-right;
+            predictions are cropped to the content before resizing back).
     """
 
     def __init__(
@@ -145,8 +147,11 @@ class MattingTransform:
         points = box = None
         if raw.points is not None:
             points = np.concatenate([moved[: len(raw.points)], raw.points[:, 2:3]], axis=1)
-            outside = (points[:, 0] < 0) | (points[:, 0] > out_w - 1)
-            outside |= (points[:, 1] < 0) | (points[:, 1] > out_h - 1)
+            # A click is outside when it leaves the image's extent [0, W) x [0, H), not the
+            # span of pixel centres: scaling maps the last centre (W_in - 1) to
+            # (W_in - 1) * W / W_in, past W - 1 when shrinking, and that click is still real.
+            outside = (points[:, 0] < 0) | (points[:, 0] >= out_w)
+            outside |= (points[:, 1] < 0) | (points[:, 1] >= out_h)
             points[outside, 2] = -1
         if raw.box is not None:
             corners = moved[-2:]
@@ -200,8 +205,11 @@ def _fit(size: tuple[int, int], resize: str) -> list:
     """Transforms that fit a whole image into ``size``."""
     if resize == "stretch":
         return [A.Resize(*size)]
+    # SAM's letterbox: antialiased resize, then black RGB padding at the bottom-right. SAM pads
+    # after normalising (0 in normalised space); SAM-based models zero the padding themselves
+    # after normalising, using content_size, so black RGB here is not what they see.
     return [
-        A.LongestMaxSize(max_size_hw=size),
+        LetterboxResize(size),
         A.PadIfNeeded(*size, position="top_left", border_mode=cv2.BORDER_CONSTANT, fill=0),
     ]
 

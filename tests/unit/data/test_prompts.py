@@ -70,13 +70,21 @@ def test_coarse_mask_never_empty_for_thin_object():
     assert mask.any() and mask[10, 5:25].all()
 
 
-def test_source_prompts_kept_and_truncated():
+def test_source_prompts_keep_every_click_beyond_max_points():
     points = np.array([[1, 2, 1], [3, 4, 0]], np.float32)
     box = np.array([0, 0, 10, 10], np.float32)
-    cfg = PromptConfig(positive_points=(1, 1), negative_points=(0, 0))
+    cfg = PromptConfig(positive_points=(1, 1), negative_points=(0, 0))  # max_points 1
     prompts = PromptSampler(cfg)(disc(), np.random.default_rng(0), "x", points=points, box=box)
-    assert prompts.points.tolist() == [[1, 2]] and prompts.labels.tolist() == [1]
+    assert prompts.points.tolist() == [[1, 2], [3, 4]] and prompts.labels.tolist() == [1, 0]
     assert prompts.box.tolist() == [0, 0, 10, 10]
+
+
+def test_source_prompts_padded_to_max_points_after_the_clicks():
+    # A click the crop pushed out (label -1) is dropped: padding only trails the real clicks.
+    points = np.array([[1, 2, 1], [9, 9, -1], [3, 4, 0]], np.float32)
+    prompts = PromptSampler()(disc(), np.random.default_rng(0), "x", points=points)
+    assert prompts.labels.tolist() == [1, 0, -1, -1, -1, -1, -1]  # max_points 7
+    assert prompts.points.tolist() == [[1, 2], [3, 4]] + [[0, 0]] * 5
 
 
 def test_empty_alpha_is_an_error_naming_the_sample():
