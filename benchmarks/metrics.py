@@ -1,12 +1,16 @@
 """Time the five "dim" matting metrics against the slow numpy/scipy reference, on real-size pairs.
 
-    .venv/bin/python benchmarks/metrics.py [--data PATH] [--scale 0.5] [--repeats 3] [--threads 1]
+    .venv/bin/python benchmarks/metrics.py [--data PATH | --synthetic N] [--scale 0.5]
+                                           [--repeats 3] [--threads 1]
 
-Data: the alphamatting.com low-resolution training images (``input/``, ``gt/``, ``trimap1/``);
-the prediction is pymatting's closed-form matting run on a copy downscaled by ``--scale`` and
-resized back, quantised to 8 bits like a saved PNG. Nothing is cached. Without the folder, random
-synthetic pairs of the same size are used. Values must agree with the reference (SAD, MSE, MAD,
-Grad to 1e-6 relative, Conn to 1e-5); the script exits with status 1 if they do not.
+Data: the alphamatting.com low-resolution training images (``input/``, ``gt/``, ``trimap1/``),
+by default in ``../shared/data/alphamatting-lowres-dev`` next to the repository (found from this
+script's location, whatever the working directory); a missing folder is an error naming the path
+and ``--data``. The prediction is pymatting's closed-form matting run on a copy downscaled by
+``--scale`` and resized back, quantised to 8 bits like a saved PNG. Nothing is cached.
+``--synthetic N`` times N random 800 x 600 pairs instead (no data needed). Values must agree with
+the reference (SAD, MSE, MAD, Grad to 1e-6 relative, Conn to 1e-5); the script exits with status
+1 if they do not.
 
 Both sides start from the same float32 (H, W) alphas and uint8 trimap and run on one thread by
 default (the reference is single-threaded numpy / scipy); the mattekit side is the full
@@ -37,7 +41,9 @@ from mattekit.metrics import (
     reference,
 )
 
-DEFAULT_DATA = Path("/work/shared/data/alphamatting-lowres-dev")
+REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = REPOSITORY_ROOT.parent / "shared" / "data" / "alphamatting-lowres-dev"
+ALPHAMATTING_FOLDERS = ("input", "gt", "trimap1")
 RELATIVE_TOLERANCE = {"SAD": 1e-6, "MSE": 1e-6, "MAD": 1e-6, "Grad": 1e-6, "Conn": 1e-5}
 Pair = tuple[str, np.ndarray, np.ndarray, np.ndarray]  # name, pred, gt (H, W) f32, trimap u8
 
@@ -171,11 +177,15 @@ def print_table(per_pair: list[dict], repeats: int) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="alphamatting folder")
+    parser.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help=f"alphamatting folder ({DEFAULT_DATA})"
+    )
     parser.add_argument("--scale", type=float, default=0.5, help="pymatting working scale")
     parser.add_argument("--repeats", type=int, default=3, help="timings per metric, best kept")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
-    parser.add_argument("--synthetic", type=int, default=8, help="pairs when --data is missing")
+    parser.add_argument(
+        "--synthetic", type=int, default=0, help="time N synthetic pairs instead of --data"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch and OpenCV threads")
     args = parser.parse_args()
     # The reference is single-threaded numpy/scipy; one thread each compares like with like
@@ -183,11 +193,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
 
-    if (args.data / "gt").is_dir():
-        pairs = alphamatting_pairs(args.data, args.scale, args.limit)
-    else:
-        print(f"{args.data} not found: using {args.synthetic} synthetic 800x600 pairs")
+    if args.synthetic > 0:
         pairs = synthetic_pairs(args.synthetic)
+    else:
+        missing = [f"{name}/" for name in ALPHAMATTING_FOLDERS if not (args.data / name).is_dir()]
+        if missing:
+            parser.error(
+                f"no alphamatting data at {args.data.resolve()} (missing {', '.join(missing)}); "
+                "pass the folder with --data PATH, or --synthetic N for synthetic pairs"
+            )
+        pairs = alphamatting_pairs(args.data, args.scale, args.limit)
     per_pair = [time_pair(pair, args.repeats) for pair in tqdm(pairs, desc="timing", unit="pair")]
     sys.exit(0 if print_table(per_pair, args.repeats) else 1)
 

@@ -23,14 +23,21 @@ class L1Loss(RegionWeightedLoss):
 
 
 class GradientLoss(RegionWeightedLoss):
-    """L1 between the spatial gradients of pred and target (ZIM uses L1 + 10 x this).
+    """ZIM's gradient loss (paper eq. 3): ``|d_x pred - d_x target| + |d_y pred - d_y target|``,
+    summed over the two components and averaged over pixels (ZIM trains with L1 + 10 x this).
 
-    Gradients are ``kornia.filters.spatial_gradient(mode="sobel")``: 3 x 3 Sobel with replicated
-    borders. With ``normalized=True`` (default) each output estimates the derivative itself
-    (a ramp of slope s gives s; s / 2 on the first and last pixel along the ramp); with
-    ``normalized=False`` the raw Sobel response, 8 s. The loss is the mean over pixels *and* the
-    two components (d/dx, d/dy); region weighting as in :class:`L1Loss`, on gradients computed
-    from the whole image (so a region's border sees its neighbours, as a gradient should).
+    The derivatives are ``kornia.filters.spatial_gradient(mode="sobel")``: the 3 x 3 Sobel
+    kernel ``[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]`` (and its transpose for d/dy), correlated
+    with the image, borders replicated. With ``normalized=True`` (default) kornia divides the
+    kernel by its absolute sum, 8, so each output estimates the derivative itself: a ramp of
+    slope s per pixel gives s inside the image and s / 2 on its first and last pixel along the
+    ramp (the replicated border flattens one side). With ``normalized=False`` the raw Sobel
+    response, 8 s. So a ramp of slope s against a flat target costs s per interior pixel, and a
+    diagonal ramp of slope s along both axes costs 2 s.
+
+    Region weighting as in :class:`L1Loss` (each pixel counted once, its two components summed),
+    on gradients computed from the whole image, so a region's border sees its neighbours, as a
+    gradient should.
 
     ``forward(pred, target, trimap=None)``: pred, target B x 1 x H x W.
     """
@@ -42,12 +49,10 @@ class GradientLoss(RegionWeightedLoss):
         self.normalized = normalized
 
     def _region_loss(self, pred: Tensor, target: Tensor, mask: Tensor | None) -> Tensor:
-        # B x C x 2 x H x W; the region mask gains the component axis to broadcast over it
+        # spatial_gradient gives B x C x 2 x H x W; eq. 3 sums the (d/dx, d/dy) errors per pixel
         pred_grad = spatial_gradient(pred, mode="sobel", normalized=self.normalized)
         target_grad = spatial_gradient(target, mode="sobel", normalized=self.normalized)
-        return masked_mean(
-            (pred_grad - target_grad).abs(), None if mask is None else mask.unsqueeze(2)
-        )
+        return masked_mean((pred_grad - target_grad).abs().sum(dim=2), mask)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, normalized={self.normalized}"

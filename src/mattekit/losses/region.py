@@ -64,6 +64,20 @@ class RegionWeightedLoss(nn.Module):
         check_same_shape("target", target, "pred", pred)
         return self._weighted_by_region(pred, target, trimap)
 
+    def in_region(self, pred: Tensor, target: Tensor, region: Tensor | None) -> Tensor:
+        """The loss over one region only (a mean over its pixels; 0 when it is empty).
+
+        Args:
+            pred, target: B x 1 x H x W.
+            region: B x 1 x H x W mask, 1 inside (bool or float); None: the whole image.
+        """
+        check_image("pred", pred)
+        check_same_shape("target", target, "pred", pred)
+        if region is not None:
+            check_map_for("region", region, "pred", pred)
+            region = region.to(pred.dtype)
+        return self._region_loss(pred, target, region)
+
     def _weighted_by_region(self, pred: Tensor, target: Tensor, trimap: Tensor | None) -> Tensor:
         if trimap is None:
             return self._region_loss(pred, target, None)

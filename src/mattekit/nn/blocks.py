@@ -5,10 +5,20 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 
+def group_count(channels: int, max_groups: int = 8) -> int:
+    """The largest number of GroupNorm groups <= ``max_groups`` that divides ``channels``.
+
+    GroupNorm needs ``channels % groups == 0``: 12 channels get 6 groups, 20 get 5, 7 get 7
+    (one per channel), 64 get 8; a prime above ``max_groups`` (11) gets a single group.
+    """
+    return max(g for g in range(1, min(max_groups, channels) + 1) if channels % g == 0)
+
+
 class ConvNormAct(nn.Sequential):
     """Conv2d -> GroupNorm -> GELU, padding chosen to keep the spatial size at stride 1.
 
-    GroupNorm rather than BatchNorm because matting batches are small (often 1-4 per GPU).
+    GroupNorm rather than BatchNorm because matting batches are small (often 1-4 per GPU); its
+    group count is :func:`group_count` of the output channels (at most ``groups``).
     """
 
     def __init__(
@@ -21,7 +31,7 @@ class ConvNormAct(nn.Sequential):
     ) -> None:
         super().__init__(
             nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, bias=False),
-            nn.GroupNorm(min(groups, out_channels), out_channels),
+            nn.GroupNorm(group_count(out_channels, groups), out_channels),
             nn.GELU(),
         )
 

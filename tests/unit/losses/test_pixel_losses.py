@@ -61,22 +61,47 @@ def test_trimap_values_snap_to_the_nearest_level():
 
 def test_gradient_of_a_ramp_uses_normalized_sobel_with_replicated_border():
     # slope 1 along x over 2 pixels: with the replicated border every pixel sees
-    # (right - left) / 2 = (1 - 0) / 2 = 0.5 in d/dx and 0 in d/dy; the mean over
-    # 4 pixels x 2 components is 4 * 0.5 / 8 = 0.25
+    # (right - left) / 2 = (1 - 0) / 2 = 0.5 in d/dx and 0 in d/dy; per pixel 0.5 + 0
     pred = image([[0.0, 1.0], [0.0, 1.0]])
     target = torch.zeros_like(pred)
-    assert GradientLoss()(pred, target).item() == pytest.approx(0.25)
-    # raw Sobel responses are 8x the derivative: 0.5 * 8 = 4 -> 16 / 8 = 2
-    assert GradientLoss(normalized=False)(pred, target).item() == pytest.approx(2.0)
+    assert GradientLoss()(pred, target).item() == pytest.approx(0.5)
+    # raw Sobel responses are 8x the derivative: 0.5 * 8 = 4 per pixel
+    assert GradientLoss(normalized=False)(pred, target).item() == pytest.approx(4.0)
+
+
+def test_gradient_of_an_interior_ramp_is_its_slope():
+    # slope 0.25 along x over 5 columns: normalised Sobel gives the slope itself inside
+    # ((x + 1) - (x - 1)) * 0.25 * (1 + 2 + 1) / 8 = 0.25, and half of it on the two border
+    # columns; mean over the 5 columns (every row alike) = (3 * 0.25 + 2 * 0.125) / 5 = 0.2
+    pred = torch.arange(5.0).mul(0.25).expand(1, 1, 3, 5)
+    assert GradientLoss()(pred, torch.zeros_like(pred)).item() == pytest.approx(0.2)
+
+
+def test_gradient_of_a_step():
+    # step 0 | 1 between columns 1 and 2: the central difference (right - left) / 2 is 0.5 on
+    # the two columns beside the step, 0 on the outer ones -> 4 * 0.5 / 8 pixels = 0.25
+    pred = image([[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]])
+    assert GradientLoss()(pred, torch.zeros_like(pred)).item() == pytest.approx(0.25)
+
+
+def test_gradient_sums_the_x_and_y_terms_as_zim_eq_3():
+    # f = 0.1 x + 0.2 y on 4 x 4: d/dx is 0.1 on the inner columns and 0.05 on the border
+    # columns (mean 0.075); d/dy is 0.2 inside and 0.1 on the border rows (mean 0.15). ZIM's
+    # eq. 3 adds the two per pixel: 0.075 + 0.15 = 0.225 (averaging them would give 0.1125)
+    ys, xs = torch.meshgrid(torch.arange(4.0), torch.arange(4.0), indexing="ij")
+    pred = (0.1 * xs + 0.2 * ys)[None, None]
+    assert GradientLoss()(pred, torch.zeros_like(pred)).item() == pytest.approx(0.225)
+    # the loss is of the gradient difference: the same ramp in the target costs nothing
+    assert GradientLoss()(pred, pred.clone()).item() == pytest.approx(0.0)
 
 
 def test_gradient_region_weighting():
     # ramp 0, 0.1, 0.2, 0.3 along x: d/dx is 0.05 at both ends (replicated border), 0.1 inside
     pred = image([[0.0, 0.1, 0.2, 0.3], [0.0, 0.1, 0.2, 0.3]])
     trimap = image([[0.5, 1.0, 1.0, 0.0], [0.5, 1.0, 1.0, 0.0]])
-    # unknown (column 0): 2 pixels x 2 components, d/dx 0.05 twice -> 0.1 / 4 = 0.025
-    # known (columns 1-3): 6 pixels x 2 components, d/dx (0.1 + 0.1 + 0.05) per row -> 0.5 / 12
-    expected = 2.0 * 0.025 + 0.5 / 12
+    # unknown (column 0): 2 pixels, d/dx + d/dy = 0.05 each -> mean 0.05
+    # known (columns 1-3): 6 pixels, (0.1 + 0.1 + 0.05) per row -> 0.5 / 6
+    expected = 2.0 * 0.05 + 0.5 / 6
     loss = GradientLoss(unknown_weight=2.0)(pred, torch.zeros_like(pred), trimap)
     assert loss.item() == pytest.approx(expected)
 

@@ -18,30 +18,28 @@ class GroundTruthOracle(MattingModule):
     def configure_models(self) -> None:
         self.model = nn.Linear(1, 1)
 
-    def configure_losses(self) -> None:
-        pass
+    def configure_losses(self) -> dict:
+        return {}
 
     def forward(self, batch):
         return {"alpha": batch.alpha + 0 * self.model.weight.sum()}
 
-    def compute_loss(self, outputs, batch):
-        return {"zero": outputs["alpha"].sum() * 0}
 
-
-def validate(data, **kwargs):
+def validate(data, root, **kwargs):
+    """Validation results of the oracle; run files (metric tables, grids) go under ``root``."""
     trainer = Trainer(
         accelerator="cpu",
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        default_root_dir="/tmp/mattekit-eval-test",
+        default_root_dir=root,
     )
     return trainer.validate(GroundTruthOracle(**kwargs), data, verbose=False)[0]
 
 
-def test_same_size_scores_exactly_zero():
+def test_same_size_scores_exactly_zero(tmp_path):
     data = MattingDataModule(image_size=32, batch_size=4, num_workers=0, synthetic_eval_samples=4)
-    results = validate(data)
+    results = validate(data, tmp_path / "runs")
     assert all(results[f"val/{name}"] == 0 for name in ("SAD", "MSE", "MAD", "Grad", "Conn"))
 
 
@@ -55,8 +53,10 @@ def test_metrics_use_the_stored_resolution(tmp_path):
     source = ImageAlphaFolder(str(tmp_path))
     data = MattingDataModule(val=source, image_size=32, batch_size=1, num_workers=0)
 
-    stored = validate(data, eval_with_trimap=False)
-    network = validate(data, eval_with_trimap=False, eval_at_original_size=False)
+    stored = validate(data, tmp_path / "stored", eval_with_trimap=False)
+    network = validate(
+        data, tmp_path / "network", eval_with_trimap=False, eval_at_original_size=False
+    )
     assert network["val/SAD"] == 0  # the oracle is exact at the network size...
     # ...but at 90 x 120 the 32 px prediction's edge is blurred: SAD counts the stored pixels.
     assert stored["val/SAD"] > 0.05
@@ -77,8 +77,8 @@ def test_letterbox_scores_the_content_only(tmp_path):
     assert item["image"][:, 24:].abs().sum() == 0  # padding at the bottom
 
     stretched = MattingDataModule(val=source, image_size=32, num_workers=0)
-    letterboxed = validate(letterbox, eval_with_trimap=False)["val/SAD"]
-    stretch = validate(stretched, eval_with_trimap=False)["val/SAD"]
+    letterboxed = validate(letterbox, tmp_path / "letterbox", eval_with_trimap=False)["val/SAD"]
+    stretch = validate(stretched, tmp_path / "stretch", eval_with_trimap=False)["val/SAD"]
     # Both only lose the edge to resampling; scoring the padding would add about 2.8 (SAD of
     # the disc) instead.
     assert 0 < letterboxed < 2 * stretch + 0.1

@@ -17,7 +17,9 @@ from mattekit.models.zim_converter.torch_model import (
     VARIANTS,
     build_label_converter,
     count_parameters,
+    dilate,
     progressive_refinement,
+    uncertain_band,
 )
 from mattekit.pipelines.label_conversion import convert_folder, convert_labels_main, load_converter
 
@@ -43,10 +45,47 @@ def test_outputs_at_stride_one_in_unit_range(size):
     mask[..., 10:30, 10:30] = 1
     with torch.no_grad():
         outputs = network(torch.rand(2, 3, *size), mask)
-    assert set(outputs) == {"alpha", "alpha_os8", "alpha_os4", "alpha_os1"}
-    for alpha in outputs.values():
-        assert alpha.shape == (2, 1, *size)
-        assert alpha.min() >= 0 and alpha.max() <= 1
+    alphas = {"alpha", "alpha_os8", "alpha_os4", "alpha_os1"}
+    assert set(outputs) == alphas | {"band_os4", "band_os1"}
+    for name in alphas:
+        assert outputs[name].shape == (2, 1, *size)
+        assert outputs[name].min() >= 0 and outputs[name].max() <= 1
+    for name in ("band_os4", "band_os1"):
+        assert outputs[name].shape == (2, 1, *size) and outputs[name].dtype == torch.bool
+
+
+def test_dilation_is_opencvs_with_mgmattings_elliptical_kernels():
+    # MGMatting dilates with cv2.getStructuringElement(MORPH_ELLIPSE, (k, k)), k in 1..29; even
+    # sizes included (anchor k // 2), each sample with its own size
+    generator = torch.Generator().manual_seed(0)
+    mask = torch.rand(4, 1, 40, 50, generator=generator) > 0.995
+    mask[0, 0, 0, 0] = mask[1, 0, 39, 49] = True  # kernels reaching past the border
+    for sizes in ([1, 2, 3, 4], [29, 14, 15, 7], [6, 29, 1, 10], [15] * 4):
+        grown = dilate(mask, sizes)
+        for i, size in enumerate(sizes):
+            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+            expected = cv2.dilate(mask[i, 0].numpy().astype(np.uint8), kernel)
+            assert np.array_equal(grown[i, 0].numpy(), expected.astype(bool)), (i, size)
+
+
+@pytest.mark.parametrize("size", [1, 7, 14, 15, 29])
+def test_band_of_kernel_size_k_around_a_step_edge_is_k_pixels_wide(size):
+    alpha = torch.zeros(1, 1, 40, 60)
+    alpha[..., 30:] = 1
+    alpha[..., 29] = 0.5  # the step's one uncertain column
+    band = uncertain_band(alpha, [size])
+    columns = band[0, 0].any(dim=0).nonzero().flatten()
+    assert band[0, 0, 20].sum() == size  # a row away from the top and bottom borders
+    # OpenCV's anchor is size // 2: an even kernel reaches one pixel further right than left
+    assert columns.min() == 29 - (size - 1) // 2 and columns.max() == 29 + size // 2
+
+
+def test_band_sizes_are_mgmattings_kernel_sizes():
+    network = build_label_converter("tiny", image_size=32)
+    assert network.eval()._band_sizes(3) == ([15] * 3, [7] * 3)
+    torch.manual_seed(0)
+    first, second = network.train()._band_sizes(2000)  # one draw per sample
+    assert (min(first), max(first)) == (1, 29) and (min(second), max(second)) == (1, 14)
 
 
 def test_prn_replaces_only_the_uncertain_band():
@@ -55,14 +94,56 @@ def test_prn_replaces_only_the_uncertain_band():
     coarse[..., 2, 2] = 0.5  # the only uncertain pixel
     finer = torch.full_like(coarse, 0.3)
     finest = torch.full_like(coarse, 0.7)
-    fused = progressive_refinement(coarse, finer, finest, radii=(1, 0))
+    fused, band_os4, band_os1 = progressive_refinement(coarse, finer, finest, ([3], [1]))
     band = torch.zeros_like(coarse, dtype=torch.bool)
-    band[..., 1:4, 1:4] = True  # the uncertain pixel dilated by 1
+    band[..., 2, 1:4] = band[..., 1:4, 2] = True  # the 3 x 3 ellipse is a cross
+    assert torch.equal(band_os4, band) and torch.equal(band_os1, band)
     assert torch.equal(fused[~band], coarse[~band])
     assert torch.allclose(fused[band], torch.tensor(0.7))  # 0.3 is uncertain: stride 1 wins
     # A certain stride-4 answer stops the refinement: stride 1 is not consulted.
-    fused = progressive_refinement(coarse, torch.ones_like(coarse), finest, radii=(1, 0))
-    assert torch.equal(fused[band], torch.ones(9)) and torch.equal(fused[~band], coarse[~band])
+    fused, _, band_os1 = progressive_refinement(coarse, torch.ones_like(coarse), finest, ([3], [1]))
+    assert not band_os1.any()
+    assert torch.equal(fused[band], torch.ones(5)) and torch.equal(fused[~band], coarse[~band])
+
+
+def _one_uncertain_pixel() -> torch.Tensor:
+    """1 x 1 x 8 x 8 matte, 0 except 0.5 at (2, 2)."""
+    target = torch.zeros(1, 1, 8, 8)
+    target[..., 2, 2] = 0.5
+    return target
+
+
+def _loss_outputs(finest: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Outputs whose stride-8 and stride-4 answers are exact; only ``finest`` can err. The
+    stride-4 band (kernel size 1) is then the pixel (2, 2), the stride-1 band (kernel size 3)
+    the 5-pixel cross around it."""
+    target = _one_uncertain_pixel()
+    fused, band_os4, band_os1 = progressive_refinement(target, target, finest, ([1], [3]))
+    return {
+        "alpha": fused,
+        "alpha_os8": target,
+        "alpha_os4": target,
+        "alpha_os1": finest,
+        "band_os4": band_os4,
+        "band_os1": band_os1,
+        "target": target,
+    }
+
+
+def test_finer_losses_are_computed_only_in_their_bands(batch):
+    module = tiny()
+    outside = _one_uncertain_pixel()
+    # an error outside the stride-1 band (a 5-pixel cross at (2, 2)), far enough that its
+    # gradient does not reach the band either
+    outside[..., 6, 6] = 1.0
+    terms = module.loss_terms(_loss_outputs(outside), batch)
+    assert set(terms) == {"l1", "grad"}
+    assert all(value.item() == 0 for value in terms.values())
+    inside = _one_uncertain_pixel()
+    inside[..., 2, 3] = 1.0  # an error of 1 on one of the band's 5 pixels
+    terms = module.loss_terms(_loss_outputs(inside), batch)
+    # only the stride-1 output errs: mean over its band (1 / 5), times its weight 0.5
+    assert terms["l1"].item() == pytest.approx(0.5 / 5)
 
 
 def test_sga_cuts_the_same_region_from_mask_and_target():
@@ -83,7 +164,7 @@ def test_sga_cuts_the_same_region_from_mask_and_target():
 def test_sga_in_training_only(batch):
     module = tiny(sga_probability=1.0, stl=False)
     torch.manual_seed(0)
-    outputs = module.train()(batch)
+    outputs = module.train().training_outputs(batch)
     cut = (outputs["input_mask"] != batch.coarse_mask) | (outputs["target"] != batch.alpha)
     assert cut.any()
     assert (outputs["input_mask"][cut] == 0).all() and (outputs["target"][cut] == 0).all()
@@ -97,20 +178,20 @@ def test_stl_target_is_the_input_mask_for_coarse_sources(batch):
     assert set(batch.source) == {"synthetic_val"}
     module = tiny(sga=False, coarse_sources=["synthetic_val"]).train()
     assert module.stl_probability == 0.0
-    outputs = module(batch)
+    outputs = module.training_outputs(batch)
     assert torch.equal(outputs["target"], batch.coarse_mask)
     assert torch.equal(outputs["input_mask"], batch.coarse_mask)
-    fine = tiny(sga=False, coarse_sources=["ade20k"]).train()(batch)
+    fine = tiny(sga=False, coarse_sources=["ade20k"]).train().training_outputs(batch)
     assert torch.equal(fine["target"], batch.alpha)
 
 
 def test_stl_probability_makes_synthetic_coarse_samples(batch):
     assert tiny().stl_probability == SYNTHETIC_STL_PROBABILITY
-    outputs = tiny(sga=False, stl_probability=1.0).train()(batch)
+    outputs = tiny(sga=False, stl_probability=1.0).train().training_outputs(batch)
     binarised = (batch.alpha >= 0.5).float()
     assert torch.equal(outputs["input_mask"], binarised)
     assert torch.equal(outputs["target"], binarised)
-    off = tiny(sga=False, stl=False, stl_probability=1.0).train()(batch)
+    off = tiny(sga=False, stl=False, stl_probability=1.0).train().training_outputs(batch)
     assert torch.equal(off["target"], batch.alpha)
 
 
@@ -155,8 +236,9 @@ def test_rgb_checkpoint_gets_a_zero_mask_channel_and_a_resampled_grid(tmp_path):
 
 
 def test_converter_learns_on_synthetic_data(synthetic_batch, train_on_batch):
-    """Fast check: the loss on a batch falls and held-out L1 falls; the comparison with the
-    input mask as the answer needs ~1000 steps (README: "Learning on synthetic data")."""
+    """Fast check: the loss on a batch halves and held-out L1 halves within 60 steps; the
+    comparison with the input mask as the answer needs ~1000 steps (README: "Learning on
+    synthetic data")."""
     torch.manual_seed(0)
     batch, held = synthetic_batch(32, 8, stage="train"), synthetic_batch(32, 8)
     module = tiny(sga=False, stl=False, lr=3e-3)
@@ -166,7 +248,7 @@ def test_converter_learns_on_synthetic_data(synthetic_batch, train_on_batch):
             return (module.eval()(held)["alpha"] - held.alpha).abs().mean().item()
 
     initial_l1 = held_out_l1()
-    losses = train_on_batch(module, batch, steps=40)
+    losses = train_on_batch(module, batch, steps=60)
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
     assert held_out_l1() < 0.5 * initial_l1
 

@@ -10,6 +10,7 @@ from torch import Tensor
 from mattekit.data.sample import MattingBatch
 from mattekit.losses import GradientLoss, L1Loss
 from mattekit.models.base import MattingModule
+from mattekit.models.loss_terms import LossTerm
 from mattekit.models.zim_converter.augmentations import (
     apply_cutout,
     cutout_keep_mask,
@@ -18,7 +19,7 @@ from mattekit.models.zim_converter.augmentations import (
 from mattekit.models.zim_converter.torch_model import VARIANTS, build_label_converter
 
 # MGMatting weighs its stride-1 output twice its stride-4 and stride-8 ones; normalised here so
-# that the total has the scale of one output's loss.
+# that the total has the scale of one output's loss (MGMatting divides the 1 : 1 : 2 sum by 5).
 OUTPUT_WEIGHTS = {"alpha_os8": 0.25, "alpha_os4": 0.25, "alpha_os1": 0.5}
 
 # Without coarse sources, this fraction of samples is made coarse from the binarised alpha, so
@@ -28,6 +29,9 @@ SYNTHETIC_STL_PROBABILITY = 0.2
 
 class ZIMLabelConverter(MattingModule):
     """ZIM's label converter: image + segmentation mask -> matte (how SA1B-Matte was made).
+
+    Loss terms (``--model.loss_weights``): ``l1`` (1.0) and ``grad`` (10.0, the paper's lambda).
+    The reference row of its tables hands the input mask back as the matte.
 
     The input mask is the batch's ``coarse_mask`` (sampled from the GT alpha by the shared prompt
     sampler; its degradations are ``data.prompts.mask_*``); no other prompt is used.
@@ -46,7 +50,6 @@ class ZIMLabelConverter(MattingModule):
         stl_probability: chance per sample of a synthetic coarse sample (input mask and target
             set to the binarised alpha); default 0.0 when ``coarse_sources`` are given, else
             0.2 (the stand-in for ADE20K's coarse masks on data without any).
-        grad_weight: weight of the gradient loss beside L1 (the paper's lambda = 10).
         lr: peak AdamW learning rate (the paper's 1e-3; the schedule's default is cosine, as in
             the paper).
         metric_preset: ZIM's metric definitions, as in its converter ablation (Table 2).
@@ -54,6 +57,9 @@ class ZIMLabelConverter(MattingModule):
             (and the ``zim`` preset ignores one anyway).
         **kwargs: :class:`MattingModule` arguments (optimiser, schedule, metrics, ...).
     """
+
+    accepted_prompts = ("mask",)
+    reference_name = "input mask as alpha (reference)"
 
     def __init__(
         self,
@@ -65,7 +71,6 @@ class ZIMLabelConverter(MattingModule):
         stl: bool = True,
         coarse_sources: list[str] | None = None,
         stl_probability: float | None = None,
-        grad_weight: float = 10.0,
         lr: float = 1e-3,
         metric_preset: Literal["dim", "zim", "sdmatte"] = "zim",
         eval_with_trimap: bool = False,
@@ -91,10 +96,13 @@ class ZIMLabelConverter(MattingModule):
         backbone = self.initial_weights(self.hparams.backbone_checkpoint)
         self.model = build_label_converter(self.hparams.variant, self.hparams.image_size, backbone)
 
-    def configure_losses(self) -> None:
-        self.losses["l1"] = L1Loss()
-        self.losses["grad"] = GradientLoss()
-        self.loss_weights = {"l1": 1.0, "grad": self.hparams.grad_weight}
+    def configure_losses(self) -> dict[str, LossTerm]:
+        # The paper's L1 + lambda x L_grad, lambda = 10, on each stride's output.
+        return {"l1": LossTerm(L1Loss()), "grad": LossTerm(GradientLoss(), 10.0)}
+
+    def reference_prediction(self, batch: MattingBatch) -> Tensor:
+        """The input mask handed back unchanged: the converter's real floor."""
+        return batch.coarse_mask
 
     def training_pair(self, batch: MattingBatch) -> tuple[Tensor, Tensor]:
         """Input mask and target matte of a training batch after STL and SGA (B x 1 x H x W)."""
@@ -112,22 +120,31 @@ class ZIMLabelConverter(MattingModule):
         return mask, target
 
     def forward(self, batch: MattingBatch) -> dict[str, Tensor]:
-        """The converter's outputs (``"alpha"`` and the three strides, B x 1 x H x W) plus the
-        ``"input_mask"`` it saw and the ``"target"`` it is scored against."""
-        if self.training:
-            mask, target = self.training_pair(batch)
-        else:
-            mask, target = batch.coarse_mask, batch.alpha
+        """The converter's outputs for the batch's coarse masks: ``"alpha"`` and the three
+        strides (B x 1 x H x W), the PRN bands ``"band_os4"`` / ``"band_os1"`` (B x 1 x H x W
+        bool), the ``"input_mask"`` it saw and the ``"target"`` (the GT)."""
+        outputs = self.model(batch.image, batch.coarse_mask)
+        return {**outputs, "input_mask": batch.coarse_mask, "target": batch.alpha}
+
+    def training_outputs(self, batch: MattingBatch) -> dict[str, Tensor]:
+        """As :meth:`forward`, on the input masks and targets after STL and SGA."""
+        mask, target = self.training_pair(batch)
         outputs = self.model(batch.image, mask)
         return {**outputs, "input_mask": mask, "target": target}
 
-    def compute_loss(self, outputs: dict[str, Tensor], batch: MattingBatch) -> dict[str, Tensor]:
-        """L1 + ``grad_weight`` x gradient on each stride's output, over the whole image (the
-        converter has no trimap), against the STL / SGA target."""
+    def loss_terms(self, outputs: dict[str, Tensor], batch: MattingBatch) -> dict[str, Tensor]:
+        """``l1`` and ``grad``, each summed over the three strides' outputs against
+        ``outputs["target"]`` (the STL / SGA target in training) with :data:`OUTPUT_WEIGHTS`,
+        each output over its region as in MGMatting's trainer (the converter has no trimap):
+        stride 8 over the whole image, strides 4 and 1 only in the PRN band where each was
+        taken (a mean over the band's pixels, 0 when it is empty; gradients are still taken
+        over the whole image)."""
+        regions = {"alpha_os8": None, "alpha_os4": "band_os4", "alpha_os1": "band_os1"}
         return {
-            f"{name}_{output.removeprefix('alpha_')}": output_weight
-            * self.loss_weights[name]
-            * loss(outputs[output], outputs["target"], None)
-            for output, output_weight in OUTPUT_WEIGHTS.items()
-            for name, loss in self.losses.items()
+            name: sum(
+                weight * loss.in_region(outputs[output], outputs["target"], outputs.get(region))
+                for output, weight in OUTPUT_WEIGHTS.items()
+                for region in [regions[output]]
+            )
+            for name, loss in self.active_losses()
         }

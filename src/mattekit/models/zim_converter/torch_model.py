@@ -5,16 +5,20 @@ a B x 4 x H x W input, go through a Hiera encoder (features at strides 4-32) and
 stem (strides 1 and 2, for detail the transformer's stride-4 patches cannot see). An upsampling
 decoder with skip connections predicts alpha at strides 8, 4 and 1, fused by MGMatting's
 Progressive Refinement: a finer prediction replaces the coarser one only within the coarser
-one's uncertain band. Unlike MGMatting, the mask also joins every decoder scale (see
-:class:`UpBlock`).
+one's uncertain band, which is also where the finer prediction's loss is computed. Unlike
+MGMatting, the mask also joins every decoder scale (see :class:`UpBlock`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
@@ -27,6 +31,12 @@ logger = logging.getLogger(__name__)
 
 # A prediction within this distance of 0 or 1 counts as certain (MGMatting: 1 / 255).
 CERTAINTY_TOLERANCE = 1.0 / 255.0
+
+# MGMatting's refinement bands are dilations by an elliptical kernel whose SIZE (diameter, in
+# full-resolution pixels) it draws per sample: at test 15 for the stride-8 band and 7 after the
+# stride-4 step (its widths 30 and 15, halved); in training uniform in 1..29 and 1..14.
+EVAL_BAND_SIZES = (15, 7)
+TRAIN_BAND_SIZES = (29, 14)
 
 
 @dataclass(frozen=True)
@@ -141,38 +151,105 @@ class ProgressiveDecoder(nn.Module):
         return logits8, logits4, self.head1(x)
 
 
-def uncertain_band(alpha: Tensor, radius: int) -> Tensor:
-    """Where ``alpha`` is neither 0 nor 1, dilated by ``radius`` pixels.
+@cache
+def _elliptical_runs(size: int) -> tuple[tuple[int, int, tuple[int, ...]], ...]:
+    """OpenCV's ``MORPH_ELLIPSE`` element of this size (MGMatting's), as horizontal runs.
+
+    Returns:
+        ``(first, last, rows)`` per distinct run: the run covers column offsets ``first`` to
+        ``last`` from the anchor (``size // 2``, OpenCV's), in every row offset of ``rows``.
+        An ellipse is convex, so each of its rows is one run.
+    """
+    element = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    anchor = size // 2
+    runs: dict[tuple[int, int], list[int]] = {}
+    for row in range(size):
+        columns = np.flatnonzero(element[row])
+        if columns.size:
+            run = (int(columns[0]) - anchor, int(columns[-1]) - anchor)
+            runs.setdefault(run, []).append(row - anchor)
+    return tuple((first, last, tuple(rows)) for (first, last), rows in runs.items())
+
+
+def _dilate_by_ellipse(mask: Tensor, size: int) -> Tensor:
+    """N x 1 x H x W bool mask dilated by the ``size`` ellipse (see :func:`dilate`)."""
+    height, width = mask.shape[-2:]
+    reach = size // 2  # the anchor: no offset of the element lies further from it
+    # prefix sums along x with a leading 0: a run's window sum is a difference of two of them,
+    # O(H W) per run whatever its length (int32: exact)
+    counts = F.pad(mask.to(torch.int32), (reach + 1, reach)).cumsum(-1)
+    grown = torch.zeros_like(mask)
+    for first, last, rows in _elliptical_runs(size):
+        start, stop = first + reach, last + reach + 1
+        covered = (counts[..., stop : stop + width] - counts[..., start : start + width]) > 0
+        for dy in rows:  # grown(y) |= covered(y + dy), within the image
+            low, high = max(0, -dy), min(height, height - dy)
+            grown[..., low:high, :] |= covered[..., low + dy : high + dy, :]
+    return grown
+
+
+def dilate(mask: Tensor, kernel_sizes: Sequence[int]) -> Tensor:
+    """Binary dilation of each sample by an elliptical kernel of its own size, as ``cv2.dilate``
+    with ``cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))`` (MGMatting's bands).
+
+    The element is applied unflipped about OpenCV's anchor ``size // 2``, so a lone pixel grows
+    to exactly ``size`` pixels along each axis, one more to the right / below than to the left /
+    above for an even size. Computed as a union of shifted horizontal runs, each from prefix
+    sums: O(H W size) per sample, exact in any precision, and no host synchronisation.
+
+    Args:
+        mask: B x 1 x H x W bool.
+        kernel_sizes: B kernel sizes (diameters) >= 1; 1 leaves the sample unchanged.
+
+    Returns:
+        B x 1 x H x W bool.
+    """
+    if len(kernel_sizes) != len(mask) or min(kernel_sizes) < 1:
+        raise ValueError(f"need {len(mask)} kernel sizes >= 1, got {list(kernel_sizes)}")
+    if len(set(kernel_sizes)) == 1:
+        return _dilate_by_ellipse(mask, kernel_sizes[0])
+    # sample by sample: integer slices stay on the device, where a list index would be copied
+    # there and synchronise
+    return torch.cat([_dilate_by_ellipse(mask[i : i + 1], k) for i, k in enumerate(kernel_sizes)])
+
+
+def uncertain_band(alpha: Tensor, kernel_sizes: Sequence[int]) -> Tensor:
+    """Where ``alpha`` is neither 0 nor 1 (MGMatting: 1/255 < alpha < 254/255), dilated by an
+    elliptical kernel of each sample's size: around a straight edge the band is the uncertain
+    run widened by ``size - 1`` pixels, so a one-pixel uncertain line becomes ``size`` wide.
 
     Args:
         alpha: B x 1 x H x W in [0, 1].
-        radius: dilation radius in pixels (0: no dilation).
+        kernel_sizes: B kernel sizes (diameters, pixels) >= 1.
 
     Returns:
         B x 1 x H x W bool.
     """
     uncertain = (alpha > CERTAINTY_TOLERANCE) & (alpha < 1 - CERTAINTY_TOLERANCE)
-    if radius <= 0:
-        return uncertain
-    dilated = F.max_pool2d(uncertain.float(), 2 * radius + 1, stride=1, padding=radius)
-    return dilated > 0
+    return dilate(uncertain, kernel_sizes)
 
 
 def progressive_refinement(
-    alpha_os8: Tensor, alpha_os4: Tensor, alpha_os1: Tensor, radii: tuple[int, int]
-) -> Tensor:
+    alpha_os8: Tensor,
+    alpha_os4: Tensor,
+    alpha_os1: Tensor,
+    kernel_sizes: tuple[Sequence[int], Sequence[int]],
+) -> tuple[Tensor, Tensor, Tensor]:
     """MGMatting's PRN: each finer alpha replaces the fused one only in its uncertain band.
 
     Args:
         alpha_os8, alpha_os4, alpha_os1: B x 1 x H x W predictions (all at full size).
-        radii: dilation radii (pixels) of the stride-8 band and of the band after the stride-4
-            step.
+        kernel_sizes: per-sample kernel sizes (B each) of the stride-8 band and of the band
+            after the stride-4 step.
 
     Returns:
-        B x 1 x H x W fused alpha.
+        The B x 1 x H x W fused alpha, and the two bands (B x 1 x H x W bool) where the stride-4
+        and the stride-1 predictions were taken: MGMatting computes their losses there only.
     """
-    alpha = torch.where(uncertain_band(alpha_os8, radii[0]), alpha_os4, alpha_os8)
-    return torch.where(uncertain_band(alpha, radii[1]), alpha_os1, alpha)
+    band_os4 = uncertain_band(alpha_os8, kernel_sizes[0])
+    alpha = torch.where(band_os4, alpha_os4, alpha_os8)
+    band_os1 = uncertain_band(alpha, kernel_sizes[1])
+    return torch.where(band_os1, alpha_os1, alpha), band_os4, band_os1
 
 
 class LabelConverter(nn.Module):
@@ -182,10 +259,11 @@ class LabelConverter(nn.Module):
         encoder: Hiera encoder over the 4-channel input.
         stem: detail stem over the same input.
         decoder: progressive decoder over both.
-        band_radii: PRN band radii in pixels, in evaluation, of the stride-8 band and of the band
-            after the stride-4 step; training draws each uniformly from 1 to twice this, per
-            batch. MGMatting's 15 / 7 (random up to 30 / 15 in training): pixels and not
-            fractions of the image, because a coarse output's error scales with its stride.
+        band_sizes: PRN kernel sizes (diameters, pixels) in evaluation, of the stride-8 band and
+            of the band after the stride-4 step (MGMatting's 15 and 7).
+        train_band_sizes: in training each sample draws its kernel sizes uniformly from 1 to
+            these (MGMatting's 29 and 14). Pixels and not fractions of the image, because a
+            coarse output's error scales with its stride.
     """
 
     def __init__(
@@ -193,20 +271,27 @@ class LabelConverter(nn.Module):
         encoder: HieraEncoder,
         stem: DetailStem,
         decoder: ProgressiveDecoder,
-        band_radii: tuple[int, int] = (15, 7),
+        band_sizes: tuple[int, int] = EVAL_BAND_SIZES,
+        train_band_sizes: tuple[int, int] = TRAIN_BAND_SIZES,
     ) -> None:
         super().__init__()
         self.encoder = encoder
         self.stem = stem
         self.decoder = decoder
-        self.band_radii = band_radii
+        self.band_sizes = band_sizes
+        self.train_band_sizes = train_band_sizes
         self.register_buffer("mean", torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("std", torch.tensor(IMAGENET_DEFAULT_STD).view(1, 3, 1, 1), False)
 
-    def _radii(self) -> tuple[int, int]:
+    def _band_sizes(self, batch: int) -> tuple[list[int], list[int]]:
+        """Kernel sizes of the two PRN bands, one per sample (random in training)."""
         if not self.training:
-            return self.band_radii
-        first, second = (int(torch.randint(1, 2 * r + 1, ())) for r in self.band_radii)
+            first, second = ([size] * batch for size in self.band_sizes)
+        else:
+            first, second = (
+                torch.randint(1, largest + 1, (batch,)).tolist()
+                for largest in self.train_band_sizes
+            )
         return first, second
 
     def forward(self, image: Tensor, mask: Tensor) -> dict[str, Tensor]:
@@ -219,7 +304,9 @@ class LabelConverter(nn.Module):
 
         Returns:
             ``"alpha"``: B x 1 x H x W fused matte in [0, 1]; ``"alpha_os8"``, ``"alpha_os4"``,
-            ``"alpha_os1"``: the three predictions, each upsampled to B x 1 x H x W.
+            ``"alpha_os1"``: the three predictions, each upsampled to B x 1 x H x W;
+            ``"band_os4"``, ``"band_os1"``: B x 1 x H x W bool, where PRN took the stride-4 and
+            the stride-1 prediction (where their losses belong).
         """
         x = torch.cat([(image - self.mean) / self.std, mask.to(image.dtype)], dim=1)
         logits = self.decoder(self.encoder(x), self.stem(x), x[:, 3:])
@@ -230,12 +317,16 @@ class LabelConverter(nn.Module):
             F.interpolate(logit.sigmoid(), size=size, mode="bilinear", align_corners=False)
             for logit in logits
         ]
-        fused = progressive_refinement(*alphas, radii=self._radii())
+        fused, band_os4, band_os1 = progressive_refinement(
+            *alphas, kernel_sizes=self._band_sizes(len(x))
+        )
         return {
             "alpha": fused,
             "alpha_os8": alphas[0],
             "alpha_os4": alphas[1],
             "alpha_os1": alphas[2],
+            "band_os4": band_os4,
+            "band_os1": band_os1,
         }
 
 
