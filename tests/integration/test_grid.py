@@ -1,4 +1,5 @@
-"""A real grid: two tiny baseline runs and one that fails, each stage in its own process."""
+"""A real grid: two tiny baseline runs and one that fails; a chain of tiny ZIM stages. Each fit
+and test in its own process."""
 
 import csv
 import json
@@ -49,7 +50,7 @@ def test_grid_of_tiny_runs(tmp_path: Path, capsys):
     for row in (box, points, reference):
         assert all(math.isfinite(float(row[name])) for name in METRICS)
     assert box["SAD"] != points["SAD"]  # trained on other prompts, so other weights
-    assert box["test_set"] == points["test_set"] == reference["test_set"] == "synthetic_val"
+    assert box["test_set"] == points["test_set"] == reference["test_set"] == "synthetic_test"
     assert reference["run"] == REFERENCE_RUN and box["preset"] == "dim"
     assert "prompt_kinds must be a non-empty subset" in failed["error"] and failed["SAD"] == ""
     assert (runs / "prompts" / "0" / "fit" / "checkpoints" / "last.ckpt").exists()
@@ -66,38 +67,63 @@ def test_grid_of_tiny_runs(tmp_path: Path, capsys):
     assert "# run 0 " not in planned and "# run 1 " not in planned
 
 
-def test_every_run_starts_from_the_pretrained_model(tmp_path: Path, capfd, caplog):
+def test_a_chain_of_stages_each_from_the_last(tmp_path: Path, capfd, caplog):
+    """Two stages made once (a segmenter, then a matter started from it) and runs that are a
+    stage themselves (started from the matter), tested on their own checkpoint."""
     tiny_zim = ["--model=zim", "--model.variant=tiny"]
     tiny_zim += [arg for arg in TINY if arg.startswith(("--data.", "--trainer."))]
+    sam = [*tiny_zim, "--model.decoder=sam"]
     spec = {
-        "name": "from_sam",
-        "pretrain": [*tiny_zim, "--model.objective=segmentation", "--model.decoder=sam"],
-        "base": [*tiny_zim, "--model.checkpoint={pretrain}"],
-        "grid": {"model.decoder": ["hierarchical"]},
+        "name": "chain",
+        "stages": [
+            {"name": "segmenter", "args": [*sam, "--model.objective=segmentation"]},
+            {"name": "matter", "args": [*sam, "--model.checkpoint={segmenter}"]},
+        ],
+        "base": tiny_zim,
+        "run_stages": [{"name": "tuned", "args": ["--model.checkpoint={matter}"]}],
+        "grid": {"tuned:model.decoder": ["hierarchical"]},
     }
-    grid_file = tmp_path / "from_sam.yaml"
+    grid_file = tmp_path / "chain.yaml"
     grid_file.write_text(yaml.safe_dump(spec))
     runs = tmp_path / "runs"
-    assert main(["grid", str(grid_file), "--runs_root", str(runs)]) == 0
+    argv = ["grid", str(grid_file), "--runs_root", str(runs)]
+    assert main(argv) == 0
 
-    made = yaml.safe_load((runs / "from_sam" / "pretrain" / "pretrain.json").read_text())
-    pretrained = Path(made["checkpoint"])
-    assert pretrained.is_file() and pretrained.is_relative_to(runs / "from_sam" / "pretrain")
-    # The run's model was built from the pretrained SAM: its decoder is new, the rest loaded.
+    records = {
+        name: json.loads((runs / "chain" / name / f"{name}.json").read_text())
+        for name in ("segmenter", "matter")
+    }
+    segmenter, matter = (Path(records[name]["checkpoint"]) for name in ("segmenter", "matter"))
+    assert segmenter.is_file() and segmenter.is_relative_to(runs / "chain" / "segmenter")
+    assert f"--model.checkpoint={segmenter}" in records["matter"]["command"]
+    assert records["matter"]["inputs"] == {"segmenter": records["segmenter"]["made_at"]}
+    # The matter loaded the segmenter whole; the run's new decoder starts at init, the rest
+    # from the matter.
     log = capfd.readouterr().err
-    assert f"{pretrained}: " in log and "left at init: ['mask_decoder.pixel_decoder" in log
-    markdown = (tmp_path / "results" / "from_sam.md").read_text()
-    assert (
-        "--model.checkpoint={pretrain}" in markdown and "--model.objective=segmentation" in markdown
-    )
-    (row,) = [r for r in read_csv(tmp_path / "results" / "from_sam.csv") if r["run"] == "0"]
+    assert f"{segmenter}: " in log and f"{matter}: " in log
+    assert "left at init: ['mask_decoder.pixel_decoder" in log
+    (row,) = [r for r in read_csv(tmp_path / "results" / "chain.csv") if r["run"] == "0"]
+    assert row["tuned:model.decoder"] == "hierarchical"
     assert math.isfinite(float(row["SAD"])) and row["preset"] == "zim"
+    tuned = json.loads((runs / "chain" / "0" / "tuned" / "tuned.json").read_text())
+    assert tuned["inputs"] == {"matter": records["matter"]["made_at"]}
+    assert (runs / "chain" / "0" / "test" / "metrics_test.csv").is_file()
+    markdown = (tmp_path / "results" / "chain.md").read_text()
+    assert markdown.index("of stage `segmenter`") < markdown.index("of stage `matter`")
+
+    assert main([*argv, "--dry_run"]) == 0
+    assert "1 of 1 runs recorded" in capfd.readouterr().out
 
     # A trained run restores from its own checkpoint without the file it started from.
-    trained = json.loads((runs / "from_sam" / "0" / "fit_summary.json").read_text())["checkpoint"]
-    pretrained.unlink()
-    retest = ["test", *spec["base"], f"--ckpt_path={trained}", f"--trainer.default_root_dir={runs}"]
-    retest = [arg.replace("{pretrain}", str(pretrained)) for arg in retest]
+    matter.unlink()
+    retest = [
+        "test",
+        *tiny_zim,
+        f"--model.checkpoint={matter}",
+        "--model.decoder=hierarchical",
+        f"--ckpt_path={tuned['checkpoint']}",
+        f"--trainer.default_root_dir={runs}",
+    ]
     with caplog.at_level(logging.INFO, logger="mattekit"):
         assert main(retest) is None
-    assert f"{pretrained} is not read" in caplog.text
+    assert f"{matter} is not read" in caplog.text

@@ -5,7 +5,7 @@ from pathlib import Path
 import torch
 from torchvision.io import decode_png, read_file
 
-from mattekit.pipelines import grid
+from mattekit.pipelines import grid_figure
 from mattekit.pipelines.grid_results import GridResults
 from mattekit.pipelines.grid_spec import GridSpec
 from mattekit.visualize import logged_samples, prediction_grid, write_samples
@@ -63,9 +63,9 @@ def test_comparison_figure_of_a_grid(synthetic_batch, tmp_path: Path):
     logged = samples(synthetic_batch)
     results.runs = [fake_run(tmp_path, 0, logged, 0.0), fake_run(tmp_path, 1, logged, 1.0)]
     figure = tmp_path / "g.png"
-    assert grid.write_comparison_figure(spec, results, figure)
+    assert grid_figure.write_comparison_figure(spec, results, figure)
     picture = decode_png(read_file(str(figure)))
-    size = grid.FIGURE_TILE  # small samples are drawn larger, to leave room for the labels
+    size = grid_figure.FIGURE_TILE  # small samples are drawn larger, to leave room for the labels
     top = picture.shape[1] - (2 + 2 * (size + 2))
     assert picture.shape[2] == 2 + 5 * (size + 2)
     assert (tile(picture, 0, 3, top, size) == 0).all()
@@ -75,7 +75,7 @@ def test_comparison_figure_of_a_grid(synthetic_batch, tmp_path: Path):
     other = {**logged, "image": logged["image"].flip(-1)}
     results.runs[1] = fake_run(tmp_path, 1, other, 1.0)
     figure.unlink()
-    assert not grid.write_comparison_figure(spec, results, figure) and not figure.exists()
+    assert not grid_figure.write_comparison_figure(spec, results, figure) and not figure.exists()
 
 
 def test_long_labels_wrap_inside_their_columns(synthetic_batch):

@@ -12,10 +12,21 @@ import math
 import statistics
 from pathlib import Path
 
+from mattekit.models.evaluation import REFERENCE_NAME
 from mattekit.visualize import markdown_table, write_metrics_table
 
-# The label of the reference row in every mattekit metrics table, kept in the grid's too.
-REFERENCE_RUN = "box as alpha (reference)"
+# The default label of the reference row of a mattekit metrics table, kept in the grid's too;
+# a family may name its own (the label converter's input mask): any label ending in
+# REFERENCE_SUFFIX is a reference row.
+REFERENCE_RUN = REFERENCE_NAME
+REFERENCE_SUFFIX = "(reference)"
+
+
+def is_reference(label: object) -> bool:
+    """Whether a row's ``run`` / ``model`` label names a reference row."""
+    return str(label).endswith(REFERENCE_SUFFIX)
+
+
 _LEADING = ("run", "seed")
 _DESCRIPTIVE = ("test_set", "preset")
 _TRAILING = ("wall_s", "run_dir", "error")
@@ -84,7 +95,7 @@ class GridResults:
             keys = set(self.key_columns)
             for raw in reader:
                 row = {column: _parse(column, value, keys) for column, value in raw.items()}
-                if row.get("run") == REFERENCE_RUN:
+                if is_reference(row.get("run")):
                     # Only its label and metrics: the blank run columns are no scores to match.
                     self.references.append({k: v for k, v in row.items() if v != ""})
                 else:
@@ -111,17 +122,33 @@ class GridResults:
         self.runs = [r for r in self.runs if run_key(r, self.key_columns) != key]
         self.runs.append(row)
 
-    def test_set_label(self, name: str, preset: str, reference: dict[str, float]) -> str:
+    def test_set_label(
+        self,
+        name: str,
+        preset: str,
+        reference: dict[str, float] | None,
+        reference_label: str = REFERENCE_RUN,
+    ) -> str:
         """The label of the test set whose reference row is ``reference``; adds the row if new.
 
-        Runs on the same test data, scored with the same preset, share one reference row. The
-        label is the test data's name, with ``#2``, ``#3`` when the same name scores differently
-        (another image size, trimap setting or prompt sampling).
+        Runs on the same test data, scored with the same preset, share one reference row
+        (labelled ``reference_label``, the family's). The label is the test data's name, with
+        ``#2``, ``#3`` when the same name scores differently (another image size, trimap
+        setting or prompt sampling). A family without a reference row (``reference`` None)
+        gets the plain name: nothing tells its test sets apart.
         """
+        if reference is None:
+            return name
         for row in self.references:
             same_name = row["test_set"] == name or str(row["test_set"]).startswith(f"{name}#")
             metrics = {k: v for k, v in row.items() if k not in ("run", *_DESCRIPTIVE)}
-            if same_name and row["preset"] == preset and _same_metrics(metrics, reference):
+            same_reference = row["run"] == reference_label
+            if (
+                same_name
+                and same_reference
+                and row["preset"] == preset
+                and _same_metrics(metrics, reference)
+            ):
                 return row["test_set"]
         taken = {row["test_set"] for row in self.references}
         label, count = name, 1
@@ -129,7 +156,7 @@ class GridResults:
             count += 1
             label = f"{name}#{count}"
         self.references.append(
-            {"run": REFERENCE_RUN, "test_set": label, "preset": preset, **reference}
+            {"run": reference_label, "test_set": label, "preset": preset, **reference}
         )
         return label
 

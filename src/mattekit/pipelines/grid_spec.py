@@ -1,7 +1,9 @@
 """The grid file of ``mattekit grid``: parsing, checking, and the runs it describes.
 
 A grid file names a base command and ``grid:`` leaves; every combination of the leaves, once per
-seed, is a run. Format: ``experiments/README.md``.
+seed, is a run. Before the runs, a chain of named training stages (``stages:``, or ``pretrain:``
+for one) may be made once; each run may itself be a chain (``run_stages:``). Checkpoints pass
+down a chain as ``{name}`` placeholders. Format: ``experiments/README.md``.
 """
 
 from __future__ import annotations
@@ -9,16 +11,23 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from mattekit.pipelines.grid_placeholders import NAME, fill, placeholders
 from mattekit.pipelines.grid_results import RunKey, run_key
 
-_SPEC_KEYS = {"name", "base", "seeds", "grid", "test", "pretrain"}
-# Stands for the pretraining fit's checkpoint in the arguments of the runs.
-PRETRAIN_PLACEHOLDER = "{pretrain}"
+_SPEC_KEYS = {"name", "base", "seeds", "grid", "test", "pretrain", "stages", "run_stages"}
+_STAGE_KEYS = {"name", "args"}
+# ``pretrain: [args]`` is the one-stage chain of this name (so ``{pretrain}`` is its checkpoint).
+PRETRAIN = "pretrain"
+# A grid key ``<run stage>:<argument>`` overrides that run stage only.
+SCOPE_SEPARATOR = ":"
+# The run's test lives in ``<run>/test/``: no run stage may take that folder.
+_RESERVED_RUN_STAGE_NAMES = {"test"}
 
 
 def render_value(value: object) -> str:
@@ -34,19 +43,40 @@ def render_value(value: object) -> str:
 
 
 @dataclass(frozen=True)
+class Stage:
+    """One ``fit`` of a chain; its best (else last) checkpoint is ``{name}`` to later stages.
+
+    Attributes:
+        name: names the placeholder and the stage's folder.
+        args: the fit's arguments; ``{earlier stage}`` stands for that stage's checkpoint.
+    """
+
+    name: str
+    args: tuple[str, ...]
+
+    @property
+    def uses(self) -> list[str]:
+        """The stages whose checkpoints this one starts from, in order of first mention."""
+        return placeholders(self.args)
+
+
+@dataclass(frozen=True)
 class GridSpec:
     """A parsed grid file.
 
     Attributes:
         name: names the results (``<name>.csv/.md``) and the runs folder.
-        base: arguments every ``fit`` and ``test`` gets (flags or ``--config`` files).
-        grid: ``key -> values`` (``model.prompt_kinds -> [["box"], ["points"]]``), in file order.
+        base: arguments every run's ``fit`` (each run stage's) and ``test`` get.
+        grid: ``key -> values`` (``model.prompt_kinds -> [["box"], ["points"]]``), in file order;
+            a key ``<run stage>:<argument>`` applies to that run stage only.
         seeds: each combination runs once per seed.
         test: extra arguments of the ``test`` runs only (another test set, ...).
-        pretrain: arguments of one ``fit`` run before the grid, seeded by the first seed; its
-            best (else last) checkpoint replaces ``{pretrain}`` in ``base`` and ``test``, so
-            every run starts from the same weights (as every row of a paper's ablation starts
-            from the same pretrained model). Empty: no pretraining.
+        stages: fits made once, in order, before the runs, each seeded by the first seed (so
+            every row of an ablation starts from the same weights, as in a paper's table); their
+            checkpoints fill ``{name}`` in later stages, ``base``, ``test`` and ``run_stages``.
+            ``pretrain:`` in the file is the one stage named ``pretrain``.
+        run_stages: when given, each run is this chain of fits (``base`` + the stage's args +
+            the run's overrides) and tests the last one; else each run is one fit.
     """
 
     name: str
@@ -54,12 +84,24 @@ class GridSpec:
     grid: dict[str, tuple] = field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
     test: tuple[str, ...] = ()
-    pretrain: tuple[str, ...] = ()
+    stages: tuple[Stage, ...] = ()
+    run_stages: tuple[Stage, ...] = ()
 
-    def with_pretrained(self, checkpoint: str) -> GridSpec:
-        """This spec with ``{pretrain}`` replaced by ``checkpoint`` in the runs' arguments."""
-        fill = lambda args: tuple(a.replace(PRETRAIN_PLACEHOLDER, checkpoint) for a in args)  # noqa: E731
-        return dataclasses.replace(self, base=fill(self.base), test=fill(self.test))
+    @property
+    def stages_the_runs_use(self) -> set[str]:
+        """The shared stages whose checkpoints the runs read (in base, test or a run stage)."""
+        run_stage_args = [arg for stage in self.run_stages for arg in stage.args]
+        used = placeholders([*self.base, *self.test, *run_stage_args])
+        return set(used) & {stage.name for stage in self.stages}
+
+    def with_checkpoints(self, checkpoints: Mapping[str, str]) -> GridSpec:
+        """This spec with ``{name}`` replaced by ``checkpoints[name]`` in ``base`` and ``test``.
+
+        Run stages keep their placeholders: they also name run stages, filled run by run.
+        """
+        return dataclasses.replace(
+            self, base=fill(self.base, checkpoints), test=fill(self.test, checkpoints)
+        )
 
     def combinations(self) -> list[dict[str, str]]:
         """The Cartesian product of the grid values, rendered, first key slowest."""
@@ -68,11 +110,92 @@ class GridSpec:
         return [{k: render_value(v) for k, v in zip(keys, combo, strict=True)} for combo in values]
 
 
-def _string_list(spec: dict, key: str, path: Path) -> tuple[str, ...]:
+def _string_list(spec: dict, key: str, where: str) -> tuple[str, ...]:
     value = spec.get(key) or []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValueError(f"{path}: '{key}' must be a list of command-line arguments (strings)")
+        raise ValueError(f"{where}: '{key}' must be a list of command-line arguments (strings)")
     return tuple(value)
+
+
+def _parse_stages(spec: dict, key: str, path: Path) -> tuple[Stage, ...]:
+    """The ``stages`` or ``run_stages`` list: ``{name, args}`` mappings, names unique."""
+    entries = spec.get(key) or []
+    if not isinstance(entries, list):
+        raise ValueError(f"{path}: '{key}' must be a list of {{name, args}} mappings")
+    stages = []
+    for entry in entries:
+        if not isinstance(entry, dict) or set(entry) - _STAGE_KEYS or "name" not in entry:
+            raise ValueError(f"{path}: each of '{key}' is a mapping with keys 'name' and 'args'")
+        name = entry["name"]
+        if not isinstance(name, str) or not NAME.fullmatch(name):
+            raise ValueError(
+                f"{path}: {key} name {name!r} must be an identifier (letters, digits, _; not "
+                "starting with a digit): it names a placeholder and a folder"
+            )
+        stages.append(Stage(name, _string_list(entry, "args", f"{path}: {key} '{name}'")))
+    return tuple(stages)
+
+
+def _check_uses(stage: Stage, earlier: list[str], later: list[str], path: Path) -> None:
+    """Refuse placeholders that name no stage, the stage itself, or a stage made after it."""
+    for name in stage.uses:
+        if name == stage.name:
+            raise ValueError(f"{path}: stage '{name}' cannot use its own checkpoint {{{name}}}")
+        if name in later:
+            raise ValueError(
+                f"{path}: stage '{stage.name}' uses {{{name}}}, which is made after it: stages "
+                "are made in the order listed and each can use only earlier ones (so no cycles)"
+            )
+        if name not in earlier:
+            known = ", ".join(earlier) or "none"
+            raise ValueError(
+                f"{path}: stage '{stage.name}' uses {{{name}}}, which names no stage ({known})"
+            )
+
+
+def _check_base_uses(key: str, args: tuple[str, ...], shared: list[str], path: Path) -> None:
+    """``base`` and ``test`` are the same for every run stage: only the grid's stages exist
+    before all of them."""
+    for name in placeholders(args):
+        if name not in shared:
+            known = ", ".join(shared) or "none"
+            raise ValueError(
+                f"{path}: '{key}' uses {{{name}}}, which names none of the grid's stages "
+                f"({known}); a run stage's checkpoint goes in a later run stage's args"
+            )
+
+
+def _check_chains(spec: GridSpec, path: Path) -> None:
+    """Every placeholder names an earlier stage; every stage's checkpoint is used."""
+    shared = [stage.name for stage in spec.stages]
+    chained = [stage.name for stage in spec.run_stages]
+    both = sorted(set(shared) & set(chained))
+    if len(set(shared)) != len(shared) or len(set(chained)) != len(chained) or both:
+        raise ValueError(f"{path}: stage names must be unique across stages and run_stages")
+    reserved = sorted(set(chained) & _RESERVED_RUN_STAGE_NAMES)
+    if reserved:
+        raise ValueError(f"{path}: a run stage cannot be named {reserved[0]} (the run's test)")
+    for i, stage in enumerate(spec.stages):
+        _check_uses(stage, shared[:i], [*shared[i:], *chained], path)
+    for i, stage in enumerate(spec.run_stages):
+        _check_uses(stage, [*shared, *chained[:i]], chained[i:], path)
+    _check_base_uses("base", spec.base, shared, path)
+    _check_base_uses("test", spec.test, shared, path)
+
+    used = {name for stage in (*spec.stages, *spec.run_stages) for name in stage.uses}
+    used |= set(placeholders((*spec.base, *spec.test)))
+    # The last run stage is the one tested: used by the run's test.
+    for stage in (*spec.stages, *spec.run_stages[:-1]):
+        if stage.name not in used:
+            raise ValueError(
+                f"{path}: stage '{stage.name}' is given but nothing uses its checkpoint: write "
+                f"{{{stage.name}}} where it goes (in a later stage's, a run stage's, base or test "
+                f"arguments, e.g. --model.checkpoint={{{stage.name}}})"
+            )
+    for key in spec.grid:
+        scope, _, _ = key.rpartition(SCOPE_SEPARATOR)
+        if scope and scope not in chained:
+            raise ValueError(f"{path}: grid key {key!r} names no run stage (known: {chained})")
 
 
 def load_grid_spec(path: str | Path) -> GridSpec:
@@ -94,32 +217,29 @@ def load_grid_spec(path: str | Path) -> GridSpec:
         rendered = [render_value(v) for v in values]
         if len(set(rendered)) != len(rendered):
             raise ValueError(f"{path}: grid.{key} lists a value twice (as passed): {rendered}")
-        leaves[str(key).lstrip("-")] = tuple(values)
+        scope, separator, argument = str(key).rpartition(SCOPE_SEPARATOR)
+        leaves[scope + separator + argument.lstrip("-")] = tuple(values)
     seeds = spec.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(type(s) is int for s in seeds):
         raise ValueError(f"{path}: 'seeds' must be a non-empty list of integers")
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"{path}: 'seeds' lists a seed twice: {seeds}")
-    base, test = _string_list(spec, "base", path), _string_list(spec, "test", path)
-    pretrain = _string_list(spec, "pretrain", path)
-    uses_pretrained = any(PRETRAIN_PLACEHOLDER in arg for arg in base + test)
-    if pretrain and not uses_pretrained:
-        raise ValueError(
-            f"{path}: 'pretrain' is given but no base or test argument uses its checkpoint "
-            f"(write {PRETRAIN_PLACEHOLDER} where it goes, e.g. --model.checkpoint={{pretrain}})"
-        )
-    if uses_pretrained and not pretrain:
-        raise ValueError(f"{path}: {PRETRAIN_PLACEHOLDER} is used but there is no 'pretrain' run")
-    if any(PRETRAIN_PLACEHOLDER in arg for arg in pretrain):
-        raise ValueError(f"{path}: the 'pretrain' run cannot use its own checkpoint")
-    return GridSpec(
+    if spec.get("pretrain") and spec.get("stages"):
+        raise ValueError(f"{path}: give 'pretrain' (one stage) or 'stages', not both")
+    stages = _parse_stages(spec, "stages", path)
+    if spec.get("pretrain"):
+        stages = (Stage(PRETRAIN, _string_list(spec, "pretrain", str(path))),)
+    parsed = GridSpec(
         name=str(spec.get("name") or path.stem),
-        base=base,
+        base=_string_list(spec, "base", str(path)),
         grid=leaves,
         seeds=tuple(seeds),
-        test=test,
-        pretrain=pretrain,
+        test=_string_list(spec, "test", str(path)),
+        stages=stages,
+        run_stages=_parse_stages(spec, "run_stages", path),
     )
+    _check_chains(parsed, path)
+    return parsed
 
 
 @dataclass(frozen=True)
@@ -130,9 +250,16 @@ class GridRun:
     seed: int
     overrides: dict[str, str]
 
-    @property
-    def override_args(self) -> list[str]:
-        return [f"--{key}={value}" for key, value in self.overrides.items()]
+    def stage_override_args(self, stage: str) -> list[str]:
+        """The overrides of run stage ``stage``: those of every stage, then its own (they win)."""
+        unscoped, scoped = [], []
+        for key, value in self.overrides.items():
+            scope, _, argument = key.rpartition(SCOPE_SEPARATOR)
+            if not scope:
+                unscoped.append(f"--{argument}={value}")
+            elif scope == stage:
+                scoped.append(f"--{argument}={value}")
+        return unscoped + scoped
 
     def key(self, key_columns: list[str]) -> RunKey:
         """The key of this run's row in the results (see :func:`run_key`)."""

@@ -1,5 +1,5 @@
 """Running a grid with a stand-in for fit + test: rows, resume, failures, dry run, references;
-and how a failing stage process is reported."""
+and how a failing fit or test process is reported."""
 
 import csv
 import json
@@ -10,21 +10,21 @@ import pytest
 import yaml
 
 from mattekit.cli import main
-from mattekit.pipelines import grid
+from mattekit.pipelines import grid, grid_process, grid_runner
 from mattekit.pipelines.grid_results import REFERENCE_RUN, GridResults
-from mattekit.pipelines.grid_stage import run_stage
 from mattekit.visualize import write_metrics_table
 
 REFERENCE = {"SAD": 0.5, "MSE": 0.25}
 
 
 class FakeRuns:
-    """Stands in for :func:`grid.execute_run`: SAD from the learning rate, failures on demand."""
+    """Stands in for :func:`grid_runner.execute_run`: SAD from the learning rate, failures on
+    demand."""
 
     def __init__(self, failing: set[str] = frozenset(), reference: dict = REFERENCE) -> None:
         self.failing, self.reference, self.calls = failing, reference, []
 
-    def __call__(self, spec, run, run_dir, results):
+    def __call__(self, spec, run, run_dir, results, shared):
         self.calls.append(run.overrides["model.lr"])
         if run.overrides["model.lr"] in self.failing:
             raise ValueError("lr | too large\nsecond line")
@@ -62,7 +62,7 @@ def read_csv(path: Path) -> list[dict]:
 
 
 def run(grid_file: Path, fake: FakeRuns, monkeypatch, *extra: str) -> int:
-    monkeypatch.setattr(grid, "execute_run", fake)
+    monkeypatch.setattr(grid_runner, "execute_run", fake)
     return grid.grid_main([str(grid_file), "--runs_root", str(grid_file.parent / "runs"), *extra])
 
 
@@ -169,7 +169,7 @@ def test_dry_run_prints_commands_and_writes_nothing(grid_file: Path, monkeypatch
 
 
 def test_output_option_and_cli_dispatch(grid_file: Path, monkeypatch, capsys):
-    monkeypatch.setattr(grid, "execute_run", FakeRuns())
+    monkeypatch.setattr(grid_runner, "execute_run", FakeRuns())
     output = grid_file.parent / "elsewhere" / "table.md"
     assert main(["grid", str(grid_file), "--output", str(output), "--dry_run"]) == 0
     assert "mattekit fit" in capsys.readouterr().out
@@ -220,22 +220,40 @@ def test_test_sets_get_one_reference_row_each(tmp_path: Path):
     assert reread.test_set_label("synthetic_val", "dim", {"SAD": 0.6}) == "synthetic_val#2"
 
 
+def test_a_familys_own_reference_label_is_kept_and_read_back(tmp_path: Path):
+    results = GridResults(tmp_path / "t", ["model.sga"])
+    mask = "input mask as alpha (reference)"
+    assert results.test_set_label("synthetic_test", "zim", {"SAD": 0.3}, mask) == "synthetic_test"
+    # The same scores under another reference (the box) are another test set.
+    assert results.test_set_label("synthetic_test", "zim", {"SAD": 0.3}) == "synthetic_test#2"
+    # A family without a reference row (text prompts) is labelled by the data's name alone.
+    assert results.test_set_label("refmatte", "zim", None) == "refmatte"
+    results.record(
+        {"run": 0, "seed": 0, "model.sga": "true", "test_set": "synthetic_test", "preset": "zim"}
+    )
+    results.write("# title")
+    reread = GridResults(tmp_path / "t", ["model.sga"])
+    assert [r["run"] for r in reread.references] == [mask]
+    assert [r["run"] for r in reread.runs] == [0]
+
+
 def test_markdown_preamble_stays_out_of_the_csv(tmp_path: Path):
     markdown = write_metrics_table([{"a": 1.0, "b": "x|y"}], tmp_path / "m.md", preamble="# T")
     assert markdown == "# T\n\n| a | b |\n| --- | --- |\n| 1 | x\\|y |\n"
     assert (tmp_path / "m.csv").read_text().splitlines() == ["a,b", "1.0,x|y"]
 
 
-def test_a_stage_that_dies_is_a_failure(tmp_path: Path, monkeypatch):
+def test_a_process_that_dies_is_a_failure(tmp_path: Path, monkeypatch):
     killed = subprocess.CompletedProcess([], returncode=-9)
-    monkeypatch.setattr(grid.subprocess, "run", lambda *args, **kwargs: killed)
-    with pytest.raises(grid.StageFailed, match="mattekit fit was killed by signal 9"):
-        grid.run_stage(["fit", "--model=baseline"], tmp_path / "fit_summary.json")
+    monkeypatch.setattr(grid_process.subprocess, "run", lambda *args, **kwargs: killed)
+    with pytest.raises(grid_process.ProcessFailed, match="mattekit fit was killed by signal 9"):
+        grid_process.run_process(["fit", "--model=baseline"], tmp_path / "fit_summary.json")
 
 
-def test_stage_errors_reach_the_summary(tmp_path: Path):
+def test_process_errors_reach_the_summary(tmp_path: Path):
     summary = tmp_path / "fit_summary.json"
-    assert run_stage(summary, ["fit", "--model=baseline", "--model.depth=oops"]) == 1
+    args = ["fit", "--model=baseline", "--model.depth=oops"]
+    assert grid_process.run_in_this_process(summary, args) == 1
     result = json.loads(summary.read_text())
     assert "depth" in result["error"] and result["traceback"].startswith("Traceback")
 

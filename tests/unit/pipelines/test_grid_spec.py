@@ -1,14 +1,14 @@
-"""Grid files: parsing, checks, the Cartesian product, value rendering and the commands."""
+"""Grid files: parsing, checks, the Cartesian product, value rendering, stages and placeholders."""
 
-import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-from mattekit.pipelines import grid
+from mattekit.pipelines.grid_placeholders import fill, placeholders
 from mattekit.pipelines.grid_results import GridResults
-from mattekit.pipelines.grid_spec import GridRun, load_grid_spec, render_value
+from mattekit.pipelines.grid_runner import plan_runs
+from mattekit.pipelines.grid_spec import GridRun, Stage, load_grid_spec, render_value
 
 
 def write_grid(tmp_path: Path, spec: dict, name: str = "ablation.yaml") -> Path:
@@ -74,7 +74,7 @@ def test_seeds_multiply_runs_and_indices_follow_the_product(tmp_path: Path):
         tmp_path, {"name": "g", "base": [], "seeds": [3, 4], "grid": {"model.lr": [0.1, 0.2]}}
     )
     spec = load_grid_spec(path)
-    runs = grid.plan_runs(spec, GridResults(tmp_path / "results" / "g", list(spec.grid)))
+    runs = plan_runs(spec, GridResults(tmp_path / "results" / "g", list(spec.grid)))
     assert [(r.index, r.seed, r.overrides["model.lr"]) for r in runs] == [
         (0, 3, "0.1"),
         (1, 4, "0.1"),
@@ -86,7 +86,7 @@ def test_seeds_multiply_runs_and_indices_follow_the_product(tmp_path: Path):
 def test_empty_grid_is_one_run_per_seed(tmp_path: Path):
     spec = load_grid_spec(write_grid(tmp_path, {"base": ["--model=baseline"], "seeds": [0, 1]}))
     assert spec.combinations() == [{}]
-    assert GridRun(0, 1, {}).override_args == []
+    assert GridRun(0, 1, {}).stage_override_args("fit") == []
 
 
 @pytest.mark.parametrize(
@@ -102,8 +102,8 @@ def test_empty_grid_is_one_run_per_seed(tmp_path: Path):
         ({"seeds": ["a"]}, "'seeds'"),
         ({"base": "--model=baseline"}, "'base' must be a list"),
         ({"test": [1]}, "'test' must be a list"),
-        ({"pretrain": ["--model=zim"]}, "no base or test argument uses its checkpoint"),
-        ({"base": ["--model.checkpoint={pretrain}"]}, "there is no 'pretrain' run"),
+        ({"pretrain": ["--model=zim"]}, "stage 'pretrain' is given but nothing uses its"),
+        ({"base": ["--model.checkpoint={pretrain}"]}, "names none of the grid's stages"),
         (
             {"base": ["--model.checkpoint={pretrain}"], "pretrain": ["--x={pretrain}"]},
             "cannot use its own checkpoint",
@@ -115,81 +115,122 @@ def test_bad_grid_files_name_the_problem(tmp_path: Path, spec, message):
         load_grid_spec(write_grid(tmp_path, spec))
 
 
-def test_fit_and_test_commands(tmp_path: Path):
-    spec = load_grid_spec(
-        write_grid(
-            tmp_path,
-            {
-                "base": ["--config=configs/quickstart.yaml", "--trainer.max_epochs=1"],
-                "grid": {"model.prompt_kinds": [["box", "points"]], "data.name": ["a b"]},
-                "test": ["--config=configs/data/alphamatting.yaml"],
-            },
-        )
-    )
-    run = GridRun(5, 7, spec.combinations()[0])
-    fit = grid.fit_command(spec, run, "runs/g/5")
-    assert fit[:4] == [
-        "fit",
-        "--trainer.enable_progress_bar=false",
-        "--config=configs/quickstart.yaml",
-        "--trainer.max_epochs=1",
+TEACHER = {"name": "teacher", "args": ["--model=zim"]}
+STUDENT = {"name": "student", "args": ["--model=zim", "--model.teacher_checkpoint={teacher}"]}
+USES_STUDENT = ["--model=zim", "--model.checkpoint={student}"]
+
+
+def test_placeholders_are_identifiers_in_braces_only():
+    args = ['--data.train={"class_path": "x"}', "--model.lr_multipliers={encoder: 0.1}"]
+    assert placeholders([*args, "--a={teacher}/{student}", "--b={teacher}"]) == [
+        "teacher",
+        "student",
     ]
-    # Overrides come after the base (they win), one argument each, spaces kept.
-    assert fit[4:6] == ['--model.prompt_kinds=["box", "points"]', "--data.name=a b"]
-    assert "--trainer.default_root_dir=runs/g/5" in fit
-    assert "--trainer.logger.save_dir=runs/g/5" in fit
-    assert "--trainer.logger.version=fit" in fit
-    assert fit[-1] == "--seed_everything=7"
-
-    test = grid.test_command(spec, run, "runs/g/5", "runs/g/5/fit/checkpoints/last.ckpt")
-    assert test[0] == "test"
-    extras = test.index("--config=configs/data/alphamatting.yaml")
-    assert extras > test.index("--data.name=a b")  # the test extras are the most specific
-    assert "--trainer.logger.version=test" in test and "--seed_everything=7" in test
-    assert test[-1] == "--ckpt_path=runs/g/5/fit/checkpoints/last.ckpt"
+    assert placeholders(args) == []  # JSON and YAML mappings are not placeholders
+    filled = fill(["--a={teacher}", "--b={other}", *args], {"teacher": "t.ckpt"})
+    assert filled == ("--a=t.ckpt", "--b={other}", *args)  # unknown names stay as written
 
 
-def test_pretrain_checkpoint_fills_the_runs_arguments(tmp_path: Path):
+def test_stages_parse_in_order_and_fill_base_and_test(tmp_path: Path):
     spec = load_grid_spec(
         write_grid(
             tmp_path,
             {
-                "base": ["--model=zim", "--model.checkpoint={pretrain}"],
-                "pretrain": ["--model=zim", "--model.objective=segmentation"],
-                "seeds": [3, 4],
-                "test": ["--model.checkpoint={pretrain}"],
+                "stages": [TEACHER, STUDENT],
+                "base": USES_STUDENT,
+                "test": ["--model.checkpoint={student}"],
             },
         )
     )
-    command = grid.pretrain_command(spec, "runs/g/pretrain")
-    assert command[0] == "fit" and "--model.objective=segmentation" in command
-    assert command[-1] == "--seed_everything=3"  # the first seed
-    assert "--trainer.default_root_dir=runs/g/pretrain" in command
-    filled = spec.with_pretrained("runs/g/pretrain/fit/checkpoints/last.ckpt")
-    assert filled.base[1] == "--model.checkpoint=runs/g/pretrain/fit/checkpoints/last.ckpt"
-    assert filled.test == ("--model.checkpoint=runs/g/pretrain/fit/checkpoints/last.ckpt",)
-    assert spec.base[1] == "--model.checkpoint={pretrain}"  # the spec itself is unchanged
+    assert [stage.name for stage in spec.stages] == ["teacher", "student"]
+    assert spec.stages[1].uses == ["teacher"] and spec.stages[0].uses == []
+    assert spec.stages_the_runs_use == {"student"}
+    filled = spec.with_checkpoints({"teacher": "t.ckpt", "student": "s.ckpt"})
+    assert filled.base == ("--model=zim", "--model.checkpoint=s.ckpt")
+    assert filled.test == ("--model.checkpoint=s.ckpt",)
+    assert filled.stages == spec.stages  # stages are filled when made, from their records
 
 
-def test_a_changed_pretrain_command_is_not_silently_reused(tmp_path: Path):
-    spec_file = write_grid(
-        tmp_path,
-        {"name": "g", "base": ["--model.checkpoint={pretrain}"], "pretrain": ["--model=zim"]},
-    )
-    spec = load_grid_spec(spec_file)
-    pretrain_dir = tmp_path / "runs" / "g" / "pretrain"
-    pretrain_dir.mkdir(parents=True)
-    checkpoint = pretrain_dir / "last.ckpt"
-    checkpoint.write_bytes(b"")
-    made = {"command": grid.pretrain_command(spec, pretrain_dir), "checkpoint": str(checkpoint)}
-    (pretrain_dir / "pretrain.json").write_text(json.dumps(made))
-    assert grid.ensure_pretrained(spec, tmp_path / "runs") == str(checkpoint)
-
-    changed = load_grid_spec(
+def test_pretrain_is_the_one_stage_named_pretrain(tmp_path: Path):
+    base = ["--model=zim", "--model.checkpoint={pretrain}"]
+    old = load_grid_spec(write_grid(tmp_path, {"pretrain": ["--model=zim"], "base": base}))
+    new = load_grid_spec(
         write_grid(
-            tmp_path,
-            {"name": "g", "base": ["--model.checkpoint={pretrain}"], "pretrain": ["--model=x"]},
+            tmp_path, {"stages": [{"name": "pretrain", "args": ["--model=zim"]}], "base": base}
         )
     )
-    with pytest.raises(ValueError, match="another pretraining command"):
-        grid.ensure_pretrained(changed, tmp_path / "runs")
+    assert old == new and old.stages == (Stage("pretrain", ("--model=zim",)),)
+
+
+def test_run_stages_and_scoped_grid_keys(tmp_path: Path):
+    spec = load_grid_spec(
+        write_grid(
+            tmp_path,
+            {
+                "stages": [TEACHER],
+                "base": ["--model=zim"],
+                "run_stages": [
+                    {"name": "student", "args": ["--model.teacher_checkpoint={teacher}"]},
+                    {"name": "decoder", "args": ["--model.student_checkpoint={student}"]},
+                ],
+                "grid": {"student:--model.sg_weight": [1, 10], "model.lr": [0.1]},
+            },
+        )
+    )
+    assert [stage.name for stage in spec.run_stages] == ["student", "decoder"]
+    assert list(spec.grid) == ["student:model.sg_weight", "model.lr"]  # dashes dropped after ":"
+    assert spec.stages_the_runs_use == {"teacher"}
+    run = GridRun(0, 0, spec.combinations()[1])
+    # A scoped key reaches its stage only, after the keys of every stage (so it wins).
+    assert run.stage_override_args("student") == ["--model.lr=0.1", "--model.sg_weight=10"]
+    assert run.stage_override_args("decoder") == ["--model.lr=0.1"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"pretrain": ["--model=zim"], "stages": [TEACHER]}, "not both"),
+        ({"stages": {"teacher": []}}, "'stages' must be a list"),
+        ({"stages": [{"name": "teacher", "argz": []}]}, "keys 'name' and 'args'"),
+        ({"stages": [{"args": []}]}, "keys 'name' and 'args'"),
+        ({"stages": [{"name": "1st", "args": []}]}, "must be an identifier"),
+        ({"stages": [{"name": "a b", "args": []}]}, "must be an identifier"),
+        ({"stages": [{"name": "teacher", "args": "--model=zim"}]}, "'args' must be a list"),
+        ({"stages": [TEACHER, TEACHER], "base": ["{teacher}"]}, "must be unique"),
+        # Order: a stage can only start from one made before it, so a cycle cannot be written.
+        ({"stages": [STUDENT, TEACHER], "base": USES_STUDENT}, "made after it"),
+        (
+            {
+                "stages": [
+                    {"name": "a", "args": ["--x={b}"]},
+                    {"name": "b", "args": ["--x={a}"]},
+                ],
+                "base": ["--x={b}"],
+            },
+            "stage 'a' uses {b}, which is made after it",
+        ),
+        ({"stages": [{"name": "a", "args": ["--x={a}"]}], "base": ["{a}"]}, "its own checkpoint"),
+        ({"stages": [TEACHER, {"name": "s", "args": ["{techer}"]}]}, "{techer}, which names no"),
+        ({"stages": [TEACHER], "base": ["{teacher}", "{pupil}"]}, "'base' uses {pupil}"),
+        ({"stages": [TEACHER, STUDENT], "base": ["{teacher}"]}, "'student' is given but nothing"),
+        # Run stages: base and test are shared by all of them, so cannot name one.
+        (
+            {"run_stages": [{"name": "a", "args": []}], "test": ["--x={a}"]},
+            "'test' uses {a}, which names none of the grid's stages",
+        ),
+        ({"run_stages": [{"name": "test", "args": []}]}, "cannot be named test"),
+        (
+            {"stages": [{"name": "a", "args": []}], "run_stages": [{"name": "a", "args": ["{a}"]}]},
+            "must be unique",
+        ),
+        (
+            {"run_stages": [{"name": "a", "args": []}, {"name": "b", "args": []}]},
+            "'a' is given but nothing uses its checkpoint",
+        ),
+        ({"run_stages": [{"name": "a", "args": []}], "grid": {"b:model.x": [1]}}, "names no run"),
+        ({"grid": {"student:model.x": [1]}}, "names no run stage"),
+    ],
+)
+def test_bad_stages_name_the_problem(tmp_path: Path, spec, message):
+    with pytest.raises(ValueError, match=message.replace("{", r"\{").replace("}", r"\}")):
+        load_grid_spec(write_grid(tmp_path, spec))
