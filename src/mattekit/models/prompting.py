@@ -1,8 +1,9 @@
 """Choosing which prompt each sample shows the model, shared by the interactive families.
 
 The DataModule samples every prompt kind for every sample; a family decides which ones its model
-sees. Training draws a kind per sample (SDMatte picks point, box or mask at random); evaluation
-uses one fixed kind so that numbers are comparable across runs and families.
+sees. The training path draws a kind per sample (:func:`random_prompt_kinds`; SDMatte picks point,
+box or mask at random); inference uses one fixed kind (the family's ``eval_prompt``) so that
+numbers are comparable across runs and families.
 """
 
 from __future__ import annotations
@@ -35,16 +36,6 @@ def check_prompt_kinds(kinds: list[str], eval_kind: str, accepted: tuple[str, ..
 
 def random_prompt_kinds(batch_size: int, kinds: list[str]) -> list[str]:
     """A kind per sample, drawn uniformly among ``kinds`` (the training path)."""
-    picks = torch.randint(len(kinds), (batch_size,)).tolist()
-    return [kinds[p] for p in picks]
-
-
-def choose_prompt_kinds(
-    batch_size: int, kinds: list[str], training: bool, eval_kind: str
-) -> list[str]:
-    """A kind per sample: random among ``kinds`` in training, ``eval_kind`` otherwise."""
-    if not training:
-        return [eval_kind] * batch_size
     picks = torch.randint(len(kinds), (batch_size,)).tolist()
     return [kinds[p] for p in picks]
 

@@ -1,8 +1,10 @@
+import dataclasses
 from functools import partial
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from segment_anything.modeling import (
     ImageEncoderViT,
     MaskDecoder,
@@ -12,9 +14,10 @@ from segment_anything.modeling import (
 )
 from torch import nn
 
-from mattekit.models.zim.lightning_model import ZIM, sam_prompts
+from mattekit.models.sam_inputs import normalize
+from mattekit.models.zim.lightning_model import ZIM
 from mattekit.models.zim.predictor import ZimPredictor
-from mattekit.models.zim.torch_model import VARIANTS, build_zim, load_sam_weights
+from mattekit.models.zim.torch_model import VARIANTS, ZimImageFeatures, build_zim, load_sam_weights
 from mattekit.models.zim.transformer import MaskedAttention
 
 BOX = torch.tensor([[[16.0, 24.0], [63.0, 95.0]]])  # corners, model pixels (tiny: 128 px)
@@ -184,14 +187,6 @@ def test_wrong_checkpoint_is_a_clear_error(tmp_path):
         load_sam_weights(build_zim("tiny"), str(path))
 
 
-def test_prompt_conversion_and_resizing(synthetic_batch):
-    batch = synthetic_batch(64, 2)
-    coords, labels = sam_prompts(batch, ["box", "points"], (2.0, 2.0))
-    assert labels[0, :2].tolist() == [2, 3] and (labels[0, 2:] == -1).all()
-    assert torch.equal(coords[0, :2].flatten(), batch.box[0] * 2)
-    assert torch.equal(labels[1, : batch.point_labels.shape[1]], batch.point_labels[1])
-
-
 def test_masked_attention_switches():
     assert (
         ZIM(variant="tiny", masked_attention=False).model.mask_decoder.transformer.masked_directions
@@ -212,10 +207,9 @@ def test_zim_overfits_one_batch(synthetic_batch, train_on_batch):
     batch = synthetic_batch(64, 2)
     # Predicting background everywhere already lowers the loss a lot (small objects): a model
     # that really fits must go well below that, by using the prompt and the image.
-    background = module.compute_loss({"alpha": torch.zeros_like(batch.alpha)}, batch)
-    background_loss = sum(term.item() for term in background.values())
+    background_loss, _ = module.weighted_loss({"alpha": torch.zeros_like(batch.alpha)}, batch)
     losses = train_on_batch(module, batch, steps=40)
-    assert losses[-1] < 0.5 * background_loss
+    assert losses[-1] < 0.5 * background_loss.item()
 
 
 def test_predictor_returns_alpha_at_photo_size():
@@ -235,8 +229,8 @@ def test_segmentation_objective_is_bce_plus_iou_on_binarised_gt(synthetic_batch)
     module = ZIM(variant="tiny", objective="segmentation", decoder="sam")
     batch = synthetic_batch(64, 2)
     outputs = module(batch)
-    terms = module.compute_loss(outputs, batch)
-    logits, target = outputs["logits"], (batch.alpha > 0.5).float()
+    terms = module.loss_terms(outputs, batch)
+    logits, target = outputs["alpha_logits"], (batch.alpha > 0.5).float()
     bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
     probabilities = logits.sigmoid()
     intersection = (probabilities * target).sum((2, 3))
@@ -299,3 +293,202 @@ def test_a_trained_zim_restores_without_the_sam_file_it_started_from(sam_checkpo
     assert restored.hparams.checkpoint == str(started)
     for name, value in trained.model.state_dict().items():
         assert torch.equal(restored.model.state_dict()[name], value), name
+
+
+# The official release's conventions (naver-ai/ZIM, segment-anything's ONNX export): the same in
+# training, evaluation (the lightning forward) and interactive use (ZimPredictor).
+
+
+def release_tokens(clicks: list[list[float]], labels: list[int]):
+    """The release's tokens for clicks: the clicks, then exactly one padding point."""
+    coords = torch.tensor([*clicks, [0.0, 0.0]])[None]
+    return coords, torch.tensor([*labels, -1])[None]
+
+
+def prompted_batch(synthetic_batch, clicks_per_sample: list[int]):
+    """A 128 px batch whose samples have the given numbers of clicks (label -1 pads the rest)."""
+    batch = synthetic_batch(128, len(clicks_per_sample))
+    torch.manual_seed(1)
+    width = max(clicks_per_sample) + 2  # the batch's point list is longer than any sample's
+    points = torch.rand(len(batch), width, 2) * 127
+    labels = torch.full((len(batch), width), -1)
+    for i, count in enumerate(clicks_per_sample):
+        labels[i, :count] = torch.tensor([1, 0, 1, 1, 0][:count])
+    return dataclasses.replace(batch, points=points, point_labels=labels)
+
+
+def decode_alone(model, image, coords, labels) -> torch.Tensor:
+    """What decoding one sample alone gives, as the forward returns it (1 x 1 x 128 x 128)."""
+    logits, _ = model(normalize(image[None]), coords, labels)
+    return F.interpolate(logits[:, :1], (128, 128), mode="bilinear", align_corners=False)
+
+
+def test_each_sample_gets_the_release_tokens_whatever_the_batch(synthetic_batch):
+    torch.manual_seed(0)
+    module = ZIM(variant="tiny", eval_prompt="points").eval()
+    batch = prompted_batch(synthetic_batch, [1, 3, 2])
+    with torch.no_grad():
+        outputs = module(batch)
+        for i in range(len(batch)):
+            real = batch.point_labels[i] >= 0
+            coords, labels = release_tokens(
+                batch.points[i][real].tolist(), batch.point_labels[i][real].tolist()
+            )
+            expected = decode_alone(module.model, batch.image[i], coords, labels)
+            assert torch.allclose(outputs["alpha_logits"][i : i + 1], expected, atol=1e-4), i
+
+
+def test_a_box_is_decoded_alone_without_padding_points(synthetic_batch):
+    torch.manual_seed(0)
+    module = ZIM(variant="tiny", eval_prompt="box").eval()
+    batch = prompted_batch(synthetic_batch, [1, 3])  # a batch with clicks sends the box alone
+    with torch.no_grad():
+        outputs = module(batch)
+        for i in range(len(batch)):
+            corners = batch.box[i].view(1, 2, 2)
+            expected = decode_alone(module.model, batch.image[i], corners, torch.tensor([[2, 3]]))
+            assert torch.allclose(outputs["alpha_logits"][i : i + 1], expected, atol=1e-4), i
+
+
+def test_letterbox_padding_reaches_the_model_as_zeros(synthetic_batch):
+    torch.manual_seed(0)
+    module = ZIM(variant="tiny").eval()
+    batch = synthetic_batch(128, 2)
+    content = torch.tensor([[80, 128], [128, 96]])
+    black, white = batch.image.clone(), batch.image.clone()
+    for i, (h, w) in enumerate(content.tolist()):
+        black[i, :, h:], black[i, :, :, w:] = 0.0, 0.0
+        white[i, :, h:], white[i, :, :, w:] = 1.0, 1.0
+    with torch.no_grad():
+        dark = module(dataclasses.replace(batch, image=black, content_size=content))
+        light = module(dataclasses.replace(batch, image=white, content_size=content))
+        # SAM's input: the content normalised, zeros elsewhere, whatever the padding's colour.
+        zero_padded = normalize(black)
+        for i, (h, w) in enumerate(content.tolist()):
+            zero_padded[i, :, h:], zero_padded[i, :, :, w:] = 0.0, 0.0
+        expected, _ = module.model(zero_padded, batch.box.view(2, 2, 2), torch.tensor([[2, 3]] * 2))
+    assert torch.allclose(dark["alpha_logits"], light["alpha_logits"], atol=1e-5)
+    expected = F.interpolate(expected[:, :1], (128, 128), mode="bilinear", align_corners=False)
+    assert torch.allclose(dark["alpha_logits"], expected, atol=1e-4)
+
+
+def test_forward_returns_logits_at_batch_size_and_their_sigmoid(synthetic_batch):
+    module = ZIM(variant="tiny").eval()
+    batch = synthetic_batch(64, 2)  # resized to the model's 128 and back
+    with torch.no_grad():
+        outputs = module(batch)
+    assert set(outputs) == {"alpha", "alpha_logits", "iou"}
+    assert outputs["alpha_logits"].shape == outputs["alpha"].shape == (2, 1, 64, 64)
+    assert torch.equal(outputs["alpha"], outputs["alpha_logits"].sigmoid())
+
+
+def test_a_reversed_box_covers_the_same_tokens():
+    model = build_zim("tiny")
+    reversed_box = BOX.flip(1)  # bottom-right corner first
+    assert torch.equal(
+        model.attention_mask(reversed_box, BOX_LABELS).box,
+        model.attention_mask(BOX, BOX_LABELS).box,
+    )
+
+
+def release_point_map(clicks: list[tuple[float, float]], sigma: float, grid: int, stride: float):
+    """The release's point attention map (zim.py, point_attn_mask), re-derived in plain Python:
+    cell ``int(x / stride)``, off-grid clicks skipped, Gaussians on a +-(3 sigma + 1) window,
+    max-combined."""
+    out = torch.zeros(grid, grid)
+    radius = 3 * sigma + 1
+    for px, py in clicks:
+        x, y = int(px / stride), int(py / stride)
+        if x < 0 or y < 0 or x >= grid or y >= grid:
+            continue
+        for row in range(grid):
+            for col in range(grid):
+                if abs(row - y) <= radius and abs(col - x) <= radius:
+                    value = np.exp(-((col - x) ** 2 + (row - y) ** 2) / (2 * sigma**2))
+                    out[row, col] = max(out[row, col].item(), value)
+    return out
+
+
+def test_point_map_matches_the_release_and_skips_clicks_off_the_image():
+    model = build_zim("tiny")
+    # inside; left of the image (cell -3); below it (cell 17); just left of it (int(-0.6) = 0).
+    clicks = [(20.0, 100.0), (-20.0, 40.0), (60.0, 140.0), (-5.0, 70.0)]
+    coords = torch.tensor([[*clicks, (0.0, 0.0)]])
+    labels = torch.tensor([[1, 1, 0, 0, -1]])
+    points = model.attention_mask(coords, labels).points.view(16, 16)
+    expected = release_point_map(clicks, 21 * 16 / 64, 16, 8.0)
+    assert torch.allclose(points, expected, atol=1e-6)
+    inside_only = model.attention_mask(coords[:, [0, 3, 4]], labels[:, [0, 3, 4]])
+    assert torch.equal(points, inside_only.points.view(16, 16))
+
+
+def test_encode_returns_the_embedding_and_the_pixel_decoder_pyramid():
+    torch.manual_seed(0)
+    model = build_zim("tiny").eval()
+    images = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        features = model.encode(images)
+        assert isinstance(features, ZimImageFeatures)
+        assert features.embedding.shape == (2, 32, 16, 16)
+        # tiny: 8 px patches, pyramid at strides 2 and 4 with 8 and 16 channels
+        assert [tuple(f.shape) for f in features.pyramid] == [(2, 8, 64, 64), (2, 16, 32, 32)]
+        logits, _ = model.decode(features, BOX.repeat(2, 1, 1), BOX_LABELS.repeat(2, 1))
+        whole, _ = model(images, BOX.repeat(2, 1, 1), BOX_LABELS.repeat(2, 1))
+        one, _ = model.decode(features.select(torch.tensor([1])), BOX, BOX_LABELS)
+    assert torch.equal(logits, whole)
+    assert torch.allclose(one, whole[1:], atol=1e-5)
+    assert build_zim("tiny", decoder="sam").encode(images).pyramid == ()
+
+
+def test_a_click_runs_only_the_decoder():
+    model = build_zim("tiny")
+    calls = {"pyramid": 0, "encoder": 0}
+    model.mask_decoder.pixel_decoder.pyramid[0].register_forward_hook(
+        lambda *_: calls.__setitem__("pyramid", calls["pyramid"] + 1)
+    )
+    model.image_encoder.register_forward_hook(
+        lambda *_: calls.__setitem__("encoder", calls["encoder"] + 1)
+    )
+    predictor = ZimPredictor(model)
+    predictor.set_image(np.zeros((90, 160, 3), np.uint8))
+    for x in (10, 50, 90):
+        predictor.predict(point_coords=np.array([[x, 40]]), point_labels=np.array([1]))
+    predictor.predict(box=np.array([10, 10, 80, 60]))
+    assert calls == {"pyramid": 1, "encoder": 1}
+
+
+@pytest.mark.parametrize("prompt", ["box", "points"])
+def test_predictor_and_lightning_forward_agree_on_a_letterboxed_photo(synthetic_batch, prompt):
+    torch.manual_seed(0)
+    module = ZIM(variant="tiny", eval_prompt=prompt).eval()
+    photo = (torch.rand(80, 128, 3) * 255).to(torch.uint8)  # already at the model's long side
+    clicks, click_labels = [[30.0, 20.0], [100.0, 60.0]], [1, 0]
+    box = [12.0, 8.0, 90.0, 70.0]
+    predictor = ZimPredictor(module.model)
+    predictor.set_image(photo.numpy())
+    if prompt == "box":
+        expected = predictor.predict(box=np.array(box))
+    else:
+        expected = predictor.predict(
+            point_coords=np.array(clicks), point_labels=np.array(click_labels)
+        )
+    image = torch.zeros(1, 3, 128, 128)  # black RGB letterbox, as the data pipeline pads
+    image[0, :, :80] = photo.permute(2, 0, 1).float() / 255
+    batch = dataclasses.replace(
+        synthetic_batch(128, 1),
+        image=image,
+        content_size=torch.tensor([[80, 128]]),
+        points=torch.tensor([[*clicks, [0.0, 0.0]]]),
+        point_labels=torch.tensor([[*click_labels, -1]]),
+        box=torch.tensor([box]),
+    )
+    with torch.no_grad():
+        alpha = module(batch)["alpha"][0, 0, :80]
+    assert np.allclose(alpha.numpy(), expected, atol=1e-5)
+
+
+def test_predictor_rejects_labels_other_than_clicks():
+    predictor = ZimPredictor(build_zim("tiny"))
+    predictor.set_image(np.zeros((32, 32, 3), np.uint8))
+    with pytest.raises(ValueError, match="point_labels"):
+        predictor.predict(point_coords=np.array([[3, 4]]), point_labels=np.array([2]))

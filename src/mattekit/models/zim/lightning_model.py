@@ -5,44 +5,26 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from mattekit.data.sample import MattingBatch
 from mattekit.losses import BCELoss, GradientLoss, IoULoss, L1Loss
 from mattekit.models.base import MattingModule
-from mattekit.models.prompting import check_prompt_kinds, choose_prompt_kinds
-from mattekit.models.zim.torch_model import BOX_LABELS, build_zim, load_sam_weights
+from mattekit.models.frozen import FrozenPart
+from mattekit.models.loss_terms import LossTerm
+from mattekit.models.prompting import random_prompt_kinds
+from mattekit.models.sam_inputs import decode_groups, sam_batch_inputs
+from mattekit.models.zim.torch_model import build_zim, load_sam_weights
 
 logger = logging.getLogger(__name__)
-
-ZIM_PROMPTS = ("points", "box")
-
-
-def sam_prompts(batch: MattingBatch, kinds: list[str], scale: tuple[float, float]):
-    """Per-sample prompts in SAM's convention: ``coords`` B x N x 2, ``labels`` B x N.
-
-    A box becomes two corner points labelled 2 and 3; clicks keep labels 1 / 0; the rest is
-    padding (-1). ``scale`` = (sx, sy) maps batch pixels to model-input pixels.
-    """
-    batch_size, num_points = batch.point_labels.shape
-    length = max(num_points, 2)
-    coords = batch.points.new_zeros(batch_size, length, 2)
-    labels = batch.point_labels.new_full((batch_size, length), -1)
-    factor = torch.tensor(scale, device=coords.device, dtype=coords.dtype)
-    for i, kind in enumerate(kinds):
-        if kind == "box":
-            coords[i, :2] = batch.box[i].view(2, 2) * factor
-            labels[i, :2] = torch.tensor(BOX_LABELS, device=labels.device)
-        else:
-            coords[i, :num_points] = batch.points[i] * factor
-            labels[i, :num_points] = batch.point_labels[i]
-    return coords, labels
 
 
 class ZIM(MattingModule):
     """ZIM: SAM + hierarchical pixel decoder + prompt-aware masked attention.
+
+    Loss terms (``--model.loss_weights``): ``l1`` (1.0) and ``gradient`` (10.0, the paper's
+    lambda) for the matting objective; ``bce`` and ``iou`` (1.0 each) for segmentation.
 
     Args:
         variant: ``vit_b`` (paper), ``vit_l``, ``vit_h`` or ``tiny`` (tests, CPU runs).
@@ -54,7 +36,6 @@ class ZIM(MattingModule):
         point_sigma: point attention sigma in tokens of a 64 x 64 grid (official 21).
         prompt_kinds: prompt kinds drawn per sample in training (boxes and clicks, as the paper).
         eval_prompt: prompt kind for validation, test and predict (Table 3 uses boxes).
-        grad_weight: lambda of L = L1 + lambda * L_grad (paper: 10).
         objective: ``matting`` (ZIM: the losses above on the alpha) or ``segmentation``
             (SAM's task: BCE + soft IoU on the logits against the GT binarised at 0.5). The
             second pretrains a small SAM to start the CPU-scale ablations from, as the paper
@@ -68,6 +49,8 @@ class ZIM(MattingModule):
     single photos use :class:`~mattekit.models.zim.predictor.ZimPredictor`.
     """
 
+    accepted_prompts = ("points", "box")
+
     def __init__(
         self,
         variant: str = "vit_b",
@@ -78,7 +61,6 @@ class ZIM(MattingModule):
         point_sigma: float = 21.0,
         prompt_kinds: list[str] | None = None,
         eval_prompt: str = "box",
-        grad_weight: float = 10.0,
         objective: Literal["matting", "segmentation"] = "matting",
         lr: float = 1e-5,
         metric_preset: str = "zim",
@@ -86,10 +68,8 @@ class ZIM(MattingModule):
         loss_regions: bool = False,
         **kwargs,
     ) -> None:
-        self.prompt_kinds = prompt_kinds or list(ZIM_PROMPTS)
-        check_prompt_kinds(self.prompt_kinds, eval_prompt)
-        if unsupported := {*self.prompt_kinds, eval_prompt} - set(ZIM_PROMPTS):
-            raise ValueError(f"ZIM takes {ZIM_PROMPTS} prompts, not {sorted(unsupported)}")
+        self.prompt_kinds = prompt_kinds or list(self.accepted_prompts)
+        self.check_prompts(self.prompt_kinds, eval_prompt)
         if objective not in ("matting", "segmentation"):
             raise ValueError(f"objective must be 'matting' or 'segmentation', got {objective!r}")
         super().__init__(
@@ -106,33 +86,62 @@ class ZIM(MattingModule):
         elif (checkpoint := self.initial_weights(hp.checkpoint)) is not None:
             load_sam_weights(self.model, checkpoint)
 
-    def configure_losses(self) -> None:
+    def configure_losses(self) -> dict[str, LossTerm]:
         if self.hparams.objective == "segmentation":
-            self.losses["bce"] = BCELoss()
-            self.losses["iou"] = IoULoss()
-            return
-        self.losses["l1"] = L1Loss()
-        self.losses["gradient"] = GradientLoss()
-        self.loss_weights = {"l1": 1.0, "gradient": self.hparams.grad_weight}
+            return {"bce": LossTerm(BCELoss()), "iou": LossTerm(IoULoss())}
+        # Paper eq. 1: L1 + lambda x L_grad with lambda = 10.
+        return {"l1": LossTerm(L1Loss()), "gradient": LossTerm(GradientLoss(), 10.0)}
 
-    def compute_loss(self, outputs: dict[str, Tensor], batch: MattingBatch) -> dict[str, Tensor]:
+    def loss_terms(self, outputs: dict[str, Tensor], batch: MattingBatch) -> dict[str, Tensor]:
         if self.hparams.objective == "matting":
-            return super().compute_loss(outputs, batch)
-        logits = outputs["logits"]
+            return super().loss_terms(outputs, batch)
+        logits = outputs["alpha_logits"]
         target = (batch.alpha > 0.5).to(logits.dtype)
-        return {name: loss(logits, target) for name, loss in self.losses.items()}
+        return {name: loss(logits, target) for name, loss in self.active_losses()}
+
+    def configure_frozen(self) -> list[FrozenPart]:
+        # Parts of SAM that no ZIM loss reaches: the IoU head and the hypernetworks of masks
+        # 1-3 (only mask 0, SAM's single-mask output, is the alpha), and SAM's dense mask-prompt
+        # encoder (ZIM takes no mask prompt). They keep SAM's weights instead of sitting in the
+        # optimiser without gradients.
+        decoder = "model.mask_decoder."
+        tokens = range(1, self.model.mask_decoder.num_mask_tokens)
+        return [
+            FrozenPart(decoder + "iou_prediction_head"),
+            *(FrozenPart(f"{decoder}output_hypernetworks_mlps.{i}") for i in tokens),
+            FrozenPart("model.prompt_encoder.mask_downscaling"),
+        ]
 
     def forward(self, batch: MattingBatch) -> dict[str, Tensor]:
-        size = self.model.image_size
+        """Inference: every sample prompted by ``eval_prompt`` (see :meth:`predict_alpha`)."""
+        return self.predict_alpha(batch, [self.hparams.eval_prompt] * len(batch))
+
+    def training_outputs(self, batch: MattingBatch) -> dict[str, Tensor]:
+        """As :meth:`forward`, each sample prompted by a kind drawn from ``prompt_kinds``."""
+        return self.predict_alpha(batch, random_prompt_kinds(len(batch), self.prompt_kinds))
+
+    def predict_alpha(self, batch: MattingBatch, kinds: list[str]) -> dict[str, Tensor]:
+        """The release's conventions (:mod:`mattekit.models.sam_inputs`) in every stage.
+
+        The image is normalised then zero-padded outside ``batch.content_size``; each sample's
+        prompt (``kinds``: one per sample) becomes SAM's tokens (a box alone, or its clicks and
+        one padding point); the image encoder runs once for the batch, the decoder once per
+        token count.
+
+        Returns:
+            ``alpha`` B x 1 x H x W in [0, 1]; ``alpha_logits`` B x 1 x H x W, the logits of
+            SAM's single-mask output (mask 0) at the batch's size, whose sigmoid is the alpha
+            (resize these, not the alpha, to another size: the release resizes logits first);
+            ``iou`` B x 4 IoU predictions.
+        """
         height, width = batch.image.shape[-2:]
-        images = batch.image
-        if (height, width) != (size, size):
-            images = F.interpolate(images, (size, size), mode="bilinear", align_corners=False)
-        kinds = choose_prompt_kinds(
-            len(batch), self.prompt_kinds, self.training, self.hparams.eval_prompt
+        images, groups = sam_batch_inputs(batch, kinds, self.model.image_size)
+        features = self.model.encode(images)
+        logits, iou = decode_groups(
+            groups,
+            lambda group: self.model.decode(
+                features.select(group.indices), group.coords, group.labels
+            ),
         )
-        coords, labels = sam_prompts(batch, kinds, (size / width, size / height))
-        logits, iou = self.model(self.model.normalize(images), coords, labels)
-        # Mask 0 is SAM's single-mask output; its sigmoid is the alpha, as in the release.
         logits = F.interpolate(logits[:, :1], (height, width), mode="bilinear", align_corners=False)
-        return {"alpha": logits.sigmoid(), "logits": logits, "iou": iou}
+        return {"alpha": logits.sigmoid(), "alpha_logits": logits, "iou": iou}

@@ -2,8 +2,12 @@
 
 ZIM's hierarchical decoder (paper Sec. 3.2) computes a light conv pyramid from the input image at
 strides 2, 4, ..., patch / 2 and upsamples the image embedding one step at a time, concatenating
-the pyramid level of each resolution; mask features come out at stride 2. SAM's decoder (two
-transposed convolutions, stride 4 for a 16 px patch) is kept for the ablation of Table 3a.
+the pyramid level of each resolution; mask features come out at stride 2. The pyramid depends on
+the image only: like the official release (whose encoder returns it with the image embedding),
+``image_features`` computes it once per image, and each prompt re-runs only ``forward``.
+
+SAM's decoder (two transposed convolutions, stride 4 for a 16 px patch) is kept for the ablation
+of Table 3a.
 """
 
 from __future__ import annotations
@@ -49,23 +53,34 @@ class HierarchicalPixelDecoder(nn.Module):
             for step in range(levels)
         )
 
-    def forward(self, embedding: Tensor, image: Tensor) -> Tensor:
-        """Mask features.
+    def image_features(self, image: Tensor) -> tuple[Tensor, ...]:
+        """The image pyramid: depends on the image only, so it is computed once per image.
 
         Args:
-            embedding: B x C x h x w image tokens (stride ``patch_size``).
             image: B x 3 x H x W normalised input image.
 
         Returns:
-            B x out_dim x H/2 x W/2.
+            Levels at strides 2, 4, ..., patch / 2 (fine to coarse): B x c_l x H / s x W / s.
         """
         features = []
         x = image
         for level in self.pyramid:
             x = level(x)
             features.append(x)
+        return tuple(features)
+
+    def forward(self, embedding: Tensor, image_features: tuple[Tensor, ...]) -> Tensor:
+        """Mask features.
+
+        Args:
+            embedding: B x C x h x w image tokens (stride ``patch_size``).
+            image_features: :meth:`image_features` of the same images.
+
+        Returns:
+            B x out_dim x H/2 x W/2.
+        """
         x = embedding
-        for fuse, skip in zip(self.fuse, reversed(features), strict=True):
+        for fuse, skip in zip(self.fuse, reversed(image_features), strict=True):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = fuse(torch.cat([x, skip], dim=1))
         return x
@@ -88,6 +103,10 @@ class SamPixelDecoder(nn.Module):
             nn.GELU(),
         )
 
-    def forward(self, embedding: Tensor, image: Tensor) -> Tensor:
-        """B x C x h x w -> B x out_dim x 4h x 4w (``image`` is unused)."""
+    def image_features(self, image: Tensor) -> tuple[Tensor, ...]:
+        """None: SAM's decoder does not look at the image."""
+        return ()
+
+    def forward(self, embedding: Tensor, image_features: tuple[Tensor, ...] = ()) -> Tensor:
+        """B x C x h x w -> B x out_dim x 4h x 4w (``image_features`` is empty)."""
         return self.upscaling(embedding)

@@ -1,14 +1,16 @@
 """ZIM (Kim et al., CVPR 2025): SAM with a hierarchical pixel decoder and prompt-aware masked
 attention. Pure PyTorch; parts are injected as in segment-anything's ``Sam``.
 
-Prompts use SAM's ONNX convention, which lets one batch mix prompt kinds: every sample is a
-padded list of "points" with labels 1 (positive click), 0 (negative click), -1 (padding), and a
-box is two corner points labelled 2 (top-left) and 3 (bottom-right).
+Prompts use SAM's ONNX convention: every sample is a list of "points" with labels 1 (positive
+click), 0 (negative click), -1 (padding), and a box is two corner points labelled 2 (top-left) and
+3 (bottom-right). One decode call takes samples of one token count (kinds may mix: a box and one
+click plus its padding point are both two tokens); :mod:`mattekit.models.sam_inputs` makes the
+tokens in the official releases' convention and groups a batch by token count.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import torch
@@ -16,6 +18,7 @@ from segment_anything.modeling import ImageEncoderViT, PromptEncoder
 from segment_anything.modeling.mask_decoder import MLP
 from torch import Tensor, nn
 
+from mattekit.models.sam_inputs import BOX_LABELS
 from mattekit.models.zim.pixel_decoder import HierarchicalPixelDecoder, SamPixelDecoder
 from mattekit.models.zim.transformer import (
     MaskedTwoWayTransformer,
@@ -24,10 +27,6 @@ from mattekit.models.zim.transformer import (
 )
 from mattekit.nn.prompt_maps import box_mask, gaussian_point_map
 from mattekit.weights.sam import LoadReport, load_sam_checkpoint
-
-PIXEL_MEAN = (123.675, 116.28, 103.53)  # SAM's, on 0-255 RGB
-PIXEL_STD = (58.395, 57.12, 57.375)
-BOX_LABELS = (2, 3)
 
 
 @dataclass(frozen=True)
@@ -55,6 +54,24 @@ VARIANTS: dict[str, ZimVariant] = {
     # For tests and CPU runs: 128 px, 16 x 16 tokens of stride 8.
     "tiny": ZimVariant(128, 8, 64, 2, 2, (1,), 4, 32, 2, 64, 32, 8),
 }
+
+
+@dataclass
+class ZimImageFeatures:
+    """What depends on the image only, computed once per image by :meth:`Zim.encode`.
+
+    Attributes:
+        embedding: B x C x h x w image embedding (SAM's image encoder).
+        pyramid: the pixel decoder's image features (strides 2, 4, ..., patch / 2, each
+            B x c_l x H / s x W / s); empty for SAM's decoder.
+    """
+
+    embedding: Tensor
+    pyramid: tuple[Tensor, ...] = field(default_factory=tuple)
+
+    def select(self, indices: Tensor) -> ZimImageFeatures:
+        """The features of the samples at ``indices`` (G long), for one decode call."""
+        return ZimImageFeatures(self.embedding[indices], tuple(f[indices] for f in self.pyramid))
 
 
 class ZimMaskDecoder(nn.Module):
@@ -90,7 +107,7 @@ class ZimMaskDecoder(nn.Module):
         image_pe: Tensor,
         sparse_prompts: Tensor,
         dense_prompts: Tensor,
-        image: Tensor,
+        image_features: tuple[Tensor, ...],
         prompt_mask: PromptAttentionMask | None,
     ) -> tuple[Tensor, Tensor]:
         """Mask logits and IoU predictions.
@@ -98,7 +115,7 @@ class ZimMaskDecoder(nn.Module):
         Args:
             image_embedding: B x C x h x w; image_pe: 1 x C x h x w.
             sparse_prompts: B x N x C; dense_prompts: B x C x h x w.
-            image: B x 3 x H x W normalised input (for the hierarchical decoder's pyramid).
+            image_features: the pixel decoder's ``image_features`` of the input images.
             prompt_mask: prompt regions for the masked cross-attention.
 
         Returns:
@@ -111,7 +128,7 @@ class ZimMaskDecoder(nn.Module):
         src = image_embedding + dense_prompts
         hs, src = self.transformer(src, image_pe.expand(batch, -1, -1, -1), tokens, prompt_mask)
         b, c, h, w = image_embedding.shape
-        features = self.pixel_decoder(src.transpose(1, 2).reshape(b, c, h, w), image)
+        features = self.pixel_decoder(src.transpose(1, 2).reshape(b, c, h, w), image_features)
         mask_tokens = hs[:, 1 : 1 + self.num_mask_tokens]
         hyper = torch.stack(
             [mlp(mask_tokens[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
@@ -143,8 +160,6 @@ class Zim(nn.Module):
         self.prompt_encoder = prompt_encoder
         self.mask_decoder = mask_decoder
         self.point_sigma = point_sigma
-        self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(PIXEL_STD).view(-1, 1, 1), False)
 
     @property
     def image_size(self) -> int:
@@ -153,10 +168,6 @@ class Zim(nn.Module):
     @property
     def grid(self) -> tuple[int, int]:
         return tuple(self.prompt_encoder.image_embedding_size)
-
-    def normalize(self, images: Tensor) -> Tensor:
-        """B x 3 x H x W RGB in [0, 1] -> SAM-normalised."""
-        return (images * 255 - self.pixel_mean) / self.pixel_std
 
     def embed_prompts(self, coords: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         """SAM's prompt embedding for mixed points / box corners.
@@ -181,41 +192,57 @@ class Zim(nn.Module):
     def attention_mask(self, coords: Tensor, labels: Tensor) -> PromptAttentionMask:
         """Prompt regions on the token grid, as the official release builds them.
 
-        A box covers the tokens ``[x0 // stride, x1 // stride]`` (inclusive); clicks, negative
-        ones included, give a Gaussian of ``point_sigma`` (scaled to the grid) centred on their
-        token and truncated at 3 sigma + 1 tokens, max-combined.
+        A coordinate falls in token cell ``int(x / stride)`` (truncated toward zero, as the
+        release). A box covers the cells between its corners, inclusive, after sorting the corners
+        (a box given bottom-right first covers the same cells). Clicks, negative ones included,
+        give a Gaussian of ``point_sigma`` (scaled to the grid) centred on their cell and
+        truncated at 3 sigma + 1 cells, max-combined; a click whose cell lies off the grid adds
+        nothing.
+
+        Args:
+            coords: B x N x 2 ``(x, y)`` in input pixels; labels: B x N (module docstring).
         """
         grid = self.grid
         stride = self.image_size / grid[1]
-        cells = torch.floor(coords / stride)
+        cells = torch.trunc(coords / stride)
+        corner0, corner1 = (
+            (cells * (labels == label)[..., None]).sum(dim=1) for label in BOX_LABELS
+        )
+        corners = torch.cat([torch.minimum(corner0, corner1), torch.maximum(corner0, corner1)], 1)
+        boxes = box_mask(corners, grid)[:, 0]
         has_box = (labels == BOX_LABELS[0]).any(dim=1)
-        corner0 = (cells * (labels == BOX_LABELS[0])[..., None]).sum(dim=1)
-        corner1 = (cells * (labels == BOX_LABELS[1])[..., None]).sum(dim=1)
-        boxes = box_mask(torch.cat([corner0, corner1], dim=1), grid)[:, 0]
+        on_grid = (cells >= 0).all(dim=-1) & (cells[..., 0] < grid[1]) & (cells[..., 1] < grid[0])
+        clicks = torch.where((labels <= 1) & on_grid, labels, torch.full_like(labels, -1))
         sigma = self.point_sigma * grid[1] / 64
-        clicks = torch.where(labels <= 1, labels, torch.full_like(labels, -1))
         point_map = gaussian_point_map(
             cells, clicks, grid, sigma, include_negative=True, radius=3 * sigma + 1
         )[:, 0]
         return make_prompt_mask(boxes, has_box, point_map, grid)
 
-    def encode(self, images: Tensor) -> Tensor:
-        """B x 3 x S x S SAM-normalised images -> B x C x h x w image embedding."""
+    def encode(self, images: Tensor) -> ZimImageFeatures:
+        """Everything that depends on the image only (once per image, reused across prompts).
+
+        Args:
+            images: B x 3 x S x S SAM-normalised (:func:`mattekit.models.sam_inputs.sam_image`).
+
+        Returns:
+            The image embedding (B x C x S/p x S/p) and the pixel decoder's image pyramid.
+        """
         if images.shape[-2:] != (self.image_size, self.image_size):
             size = self.image_size
             raise ValueError(f"images must be {size} x {size}, got {tuple(images.shape[-2:])}")
-        return self.image_encoder(images)
+        pyramid = self.mask_decoder.pixel_decoder.image_features(images)
+        return ZimImageFeatures(self.image_encoder(images), pyramid)
 
     def decode(
-        self, embedding: Tensor, images: Tensor, coords: Tensor, labels: Tensor
+        self, features: ZimImageFeatures, coords: Tensor, labels: Tensor
     ) -> tuple[Tensor, Tensor]:
-        """Mask logits from an image embedding (reusable across prompts) and prompts.
+        """Mask logits from an image's features (reusable across prompts) and prompts.
 
         Args:
-            embedding: B x C x h x w from :meth:`encode`.
-            images: B x 3 x S x S, the normalised images (the pixel decoder's pyramid input).
-            coords: B x N x 2 prompt coordinates in input pixels.
-            labels: B x N prompt labels (see module docstring).
+            features: from :meth:`encode` (B samples).
+            coords: B x K x 2 prompt coordinates in input pixels.
+            labels: B x K prompt labels (see module docstring); one K for the batch.
 
         Returns:
             B x 4 x S/2 x S/2 mask logits (S/4 with SAM's decoder at 16 px patches; mask 0 is
@@ -224,11 +251,13 @@ class Zim(nn.Module):
         sparse, dense = self.embed_prompts(coords, labels)
         image_pe = self.prompt_encoder.get_dense_pe()
         prompt_mask = self.attention_mask(coords, labels)
-        return self.mask_decoder(embedding, image_pe, sparse, dense, images, prompt_mask)
+        return self.mask_decoder(
+            features.embedding, image_pe, sparse, dense, features.pyramid, prompt_mask
+        )
 
     def forward(self, images: Tensor, coords: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         """:meth:`encode` then :meth:`decode` (``images`` SAM-normalised, S x S)."""
-        return self.decode(self.encode(images), images, coords, labels)
+        return self.decode(self.encode(images), coords, labels)
 
 
 def build_zim(
