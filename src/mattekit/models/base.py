@@ -35,6 +35,7 @@ checkpoint) go through :meth:`initial_weights`, so restoring a trained run never
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -69,6 +70,9 @@ from mattekit.nn.prompt_maps import box_mask
 from mattekit.visualize import write_metrics_table
 
 logger = logging.getLogger(__name__)
+
+# Frozen parts are in eval mode at the start of training on purpose (see models/frozen.py).
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start")
 
 
 def run_dir(trainer: L.Trainer) -> Path:
@@ -179,6 +183,9 @@ class MattingModule(L.LightningModule):
         self.configure_metrics()
         self.frozen_parts = [*self.configure_frozen(), *(FrozenPart(p) for p in freeze or [])]
         freeze_parts(self, self.frozen_parts)
+        if self.frozen_parts:
+            names = ", ".join(part.name for part in self.frozen_parts)
+            logger.info("%s: frozen (eval mode, not trained): %s", type(self).__name__, names)
         check_prefixes(self, "lr_multipliers", lr_multipliers or {})
 
     @classmethod
@@ -252,8 +259,8 @@ class MattingModule(L.LightningModule):
                 yield name, loss
 
     def transform_batch(self, batch: MattingBatch, stage: str) -> MattingBatch:
-        """A family's per-batch transform, on the device (``stage``: train / val / test /
-        predict). Default: the batch unchanged."""
+        """A family's per-batch transform, on the device, at the start of every step
+        (``stage``: train / val / test / predict). Default: the batch unchanged."""
         return batch
 
     def reference_prediction(self, batch: MattingBatch) -> Tensor | None:
@@ -261,18 +268,6 @@ class MattingModule(L.LightningModule):
         return box_mask(batch.box, tuple(batch.image.shape[-2:]))
 
     # --- steps --------------------------------------------------------------------------------
-
-    def on_after_batch_transfer(self, batch: MattingBatch, dataloader_idx: int) -> MattingBatch:
-        trainer = self._trainer
-        if trainer is None:
-            return batch
-        stage = (
-            "train" if trainer.training
-            else "val" if trainer.validating or trainer.sanity_checking
-            else "test" if trainer.testing
-            else "predict"
-        )  # fmt: skip
-        return self.transform_batch(batch, stage)
 
     def weighted_loss(self, outputs: dict[str, Tensor], batch: MattingBatch):
         """``(total, {name: weighted term})`` of the family's loss terms."""
@@ -282,6 +277,7 @@ class MattingModule(L.LightningModule):
         return torch.stack(list(terms.values())).sum(), terms
 
     def training_step(self, batch: MattingBatch, batch_idx: int) -> Tensor:
+        batch = self.transform_batch(batch, "train")
         loss, terms = self.weighted_loss(self.training_outputs(batch), batch)
         finite = bool(torch.isfinite(loss))
         # Every process must take the same decision: a skip on one rank alone would leave the
@@ -318,6 +314,7 @@ class MattingModule(L.LightningModule):
             self._skip_optimizer_step = False
 
     def _evaluate(self, batch: MattingBatch, batch_idx: int, stage: str) -> dict[str, Tensor]:
+        batch = self.transform_batch(batch, stage)
         outputs = self(batch)
         evaluation = self.evaluation[stage]
         options = {
@@ -360,6 +357,7 @@ class MattingModule(L.LightningModule):
 
     def predict_step(self, batch: MattingBatch, batch_idx: int) -> list[tuple[str, Tensor]]:
         """Alphas at each image's original size: ``[(sample_id, 1 x H x W), ...]``."""
+        batch = self.transform_batch(batch, "predict")
         alpha = alpha_at_original_size(self(batch), batch)
         return list(zip(batch.sample_id, alpha, strict=True))
 
