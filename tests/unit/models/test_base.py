@@ -242,3 +242,11 @@ def test_baseline_overfits_one_batch(batch, train_on_batch):
     torch.manual_seed(0)
     losses = train_on_batch(tiny(lr=1e-2), batch, steps=100)
     assert losses[-1] < 0.1 * losses[0]
+
+
+def test_poly_schedule_with_milestones_is_a_setting():
+    module = tiny(lr_schedule="poly", poly_power=1.0, lr_milestones=[[50, 0.25]])
+    assert module.schedule.factor(10, total_steps=100) == pytest.approx(0.9)
+    assert module.schedule.factor(60, total_steps=100) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="milestones"):
+        tiny(lr_schedule="cosine", lr_milestones=[[50, 0.25]])
