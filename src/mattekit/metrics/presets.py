@@ -85,7 +85,7 @@ ZIM = MattingPreset(
     mse_scale=1e3,
     mad_scale=1e3,
     reproduces=(
-        "ZIM (Kim et al., CVPR 2025), MicroMat-3K tables (SAD, MSE, MAE, Grad, Conn), as computed "
+        "ZIM (Kim et al., ICCV 2025), MicroMat-3K tables (SAD, MSE, MAE, Grad, Conn), as computed "
         "by naver-ai/ZIM eval/metric.py: whole image, MSE/MAE x1e3, Grad = mean L1 of Sobel "
         "gradient magnitudes x1e3."
     ),

@@ -1,4 +1,4 @@
-"""ZIM (Kim et al., CVPR 2025): SAM with a hierarchical pixel decoder and prompt-aware masked
+"""ZIM (Kim et al., ICCV 2025): SAM with a hierarchical pixel decoder and prompt-aware masked
 attention. Pure PyTorch; parts are injected as in segment-anything's ``Sam``.
 
 Prompts use SAM's ONNX convention: every sample is a list of "points" with labels 1 (positive
