@@ -84,3 +84,10 @@ def test_models_command_lists_the_registry(capsys):
     main(["models"])
     out = capsys.readouterr().out
     assert all(entry.alias in out for entry in list_models())
+    # Columns line up: every row's class and prompts start where the header's do.
+    lines = out.splitlines()
+    header = next(line for line in lines if line.startswith("alias"))
+    rows = [line for line in lines if line.split(" ")[0] in {e.alias for e in list_models()}]
+    for column in ("class", "prompts", "summary"):
+        start = header.index(column)
+        assert all(row[start - 1] == " " and row[start] != " " for row in rows), column
