@@ -34,6 +34,11 @@ def masked_mean(values: Tensor, mask: Tensor | None) -> Tensor:
     return (values * mask).sum() / count.clamp_min(1)
 
 
+def _check_pair(pred: Tensor, target: Tensor) -> None:
+    check_image("pred", pred)
+    check_same_shape("target", target, "pred", pred)
+
+
 class RegionWeightedLoss(nn.Module):
     """Base class: ``known_weight * loss(known) + unknown_weight * loss(unknown)`` given a trimap,
     the plain loss without one.
@@ -60,8 +65,7 @@ class RegionWeightedLoss(nn.Module):
             target: B x 1 x H x W ground-truth alpha, same shape as ``pred``.
             trimap: optional B x 1 x H x W in {0, 0.5, 1}; 0.5 = unknown.
         """
-        check_image("pred", pred)
-        check_same_shape("target", target, "pred", pred)
+        _check_pair(pred, target)
         return self._weighted_by_region(pred, target, trimap)
 
     def in_region(self, pred: Tensor, target: Tensor, region: Tensor | None) -> Tensor:
@@ -71,8 +75,7 @@ class RegionWeightedLoss(nn.Module):
             pred, target: B x 1 x H x W.
             region: B x 1 x H x W mask, 1 inside (bool or float); None: the whole image.
         """
-        check_image("pred", pred)
-        check_same_shape("target", target, "pred", pred)
+        _check_pair(pred, target)
         if region is not None:
             check_map_for("region", region, "pred", pred)
             region = region.to(pred.dtype)

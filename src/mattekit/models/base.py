@@ -408,7 +408,7 @@ class MattingModule(L.LightningModule):
         )
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        state = with_unstored_parts(state_dict, self.state_dict(), self.frozen_parts)
+        state = with_unstored_parts(state_dict, self, self.frozen_parts)
         return super().load_state_dict(state, strict=strict, assign=assign)
 
     # --- optimisation -------------------------------------------------------------------------

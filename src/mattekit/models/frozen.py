@@ -69,9 +69,9 @@ def without_unstored_parts(
 
 
 def with_unstored_parts(
-    state: Mapping[str, Tensor], current: Mapping[str, Tensor], parts: Iterable[FrozenPart]
+    state: Mapping[str, Tensor], module: nn.Module, parts: Iterable[FrozenPart]
 ) -> dict[str, Tensor]:
-    """``state`` completed with the current weights of parts kept out of checkpoints.
+    """``state`` completed with ``module``'s current weights of parts kept out of checkpoints.
 
     Those parts were read from their own files when the module was built; a checkpoint that
     lacks them is complete, and one that has them (saved before the part was declared) wins.
@@ -79,5 +79,7 @@ def with_unstored_parts(
     prefixes = tuple(part.prefix for part in parts if not part.in_checkpoint)
     if not prefixes:
         return dict(state)
+    # The module's state dict is built only here: most families store every part.
+    current = module.state_dict()
     unstored = {k: v for k, v in current.items() if k.startswith(prefixes) and k not in state}
     return {**unstored, **state}
