@@ -21,6 +21,7 @@ from contextlib import nullcontext
 from lightning.pytorch.cli import LightningCLI
 
 from mattekit.callbacks import AlphaPNGWriter, FamilyCheckpoint
+from mattekit.checkpoint_config import CheckpointConfigError, plain, resolve_checkpoint_model
 from mattekit.data.datamodule import MattingDataModule
 from mattekit.models import MODELS, MattingModule, get_model_entry, list_models
 from mattekit.models.base import restoring_from_checkpoint
@@ -69,6 +70,7 @@ class MattingCLI(LightningCLI):
     """LightningCLI over every :class:`MattingModule` and the shared :class:`MattingDataModule`."""
 
     def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+        self._argv = list(sys.argv[1:] if args is None else args)
         super().__init__(
             MattingModule,
             MattingDataModule,
@@ -88,6 +90,32 @@ class MattingCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(AlphaPNGWriter, "prediction_writer")
+
+    def _parse_ckpt_path(self) -> None:
+        """The checkpoint's model with the command line's settings (:mod:`.checkpoint_config`).
+
+        Replaces Lightning's, which lets the checkpoint override the command line and imports
+        any class path the file names. Every checkpoint is loaded weights-only.
+        """
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        if "weights_only" in config:
+            if config["weights_only"] is False:
+                raise CheckpointConfigError(
+                    "--weights_only false: mattekit loads checkpoints weights-only, always"
+                )
+            config["weights_only"] = True
+        path = config.get("ckpt_path")
+        if path is None:
+            return
+        model = config["model"]
+        class_path, init_args = resolve_checkpoint_model(
+            path, model.get("class_path"), plain(model.get("init_args") or {}), self._argv
+        )
+        update = {subcommand: {"model": {"class_path": class_path, "init_args": init_args}}}
+        self.config = self.parser.parse_object(update, self.config)
 
     def instantiate_classes(self) -> None:
         # With --ckpt_path every weight comes from that checkpoint: the files training started
@@ -145,12 +173,17 @@ def main(argv: list[str] | None = None) -> int | None:
     if not argv or argv[0] in ("-h", "--help"):
         print("extra commands: " + "; ".join(f"{k}: {v[0]}" for k, v in EXTRA_COMMANDS.items()))
     argv = resolve_model_aliases(argv)
-    if from_command_line:
-        # LightningCLI reads sys.argv itself, and warns when given both it and ``args``.
-        sys.argv[1:] = argv
-        MattingCLI()
-    else:
+    if not from_command_line:
         MattingCLI(args=argv)
+        return None
+    # LightningCLI reads sys.argv itself, and warns when given both it and ``args``.
+    sys.argv[1:] = argv
+    try:
+        MattingCLI()
+    except CheckpointConfigError as error:
+        print(f"mattekit: error: {error}", file=sys.stderr)
+        return 2
+    return None
 
 
 if __name__ == "__main__":

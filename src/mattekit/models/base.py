@@ -34,6 +34,7 @@ checkpoint) go through :meth:`initial_weights`, so restoring a trained run never
 
 from __future__ import annotations
 
+import inspect
 import logging
 import warnings
 from collections.abc import Iterator
@@ -141,6 +142,10 @@ class MattingModule(L.LightningModule):
     accepted_prompts: ClassVar[tuple[str, ...]] = ()
     #: Name of the reference row in metric tables; None: no reference row.
     reference_name: ClassVar[str | None] = REFERENCE_NAME
+    #: Init arguments that do not shape the network: with ``--ckpt_path`` the command line may
+    #: change them (:mod:`mattekit.checkpoint_config`). Every base argument is one (set below the
+    #: class); a family adds its own: ``run_settings = MattingModule.run_settings | {...}``.
+    run_settings: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(
         self,
@@ -189,10 +194,16 @@ class MattingModule(L.LightningModule):
         check_prefixes(self, "lr_multipliers", lr_multipliers or {})
 
     @classmethod
-    def load_from_checkpoint(cls, *args, **kwargs):
-        """Lightning's, inside :func:`restoring_from_checkpoint`."""
+    def load_from_checkpoint(cls, checkpoint_path, *args, weights_only: bool = True, **kwargs):
+        """Lightning's, weights-only, inside :func:`restoring_from_checkpoint`.
+
+        Lightning would read a URL with ``weights_only=False`` (the file could run code); here
+        every file, local or remote, is read weights-only.
+        """
+        if weights_only is not True:
+            raise ValueError("mattekit loads checkpoints weights-only: weights_only must be True")
         with restoring_from_checkpoint():
-            return super().load_from_checkpoint(*args, **kwargs)
+            return super().load_from_checkpoint(checkpoint_path, *args, weights_only=True, **kwargs)
 
     def initial_weights(self, path: str | None, stored: bool = True) -> str | None:
         """``path``, the file to initialise from; None when restoring a trained run.
@@ -431,3 +442,8 @@ class MattingModule(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+
+MattingModule.run_settings = frozenset(inspect.signature(MattingModule.__init__).parameters) - {
+    "self"
+}

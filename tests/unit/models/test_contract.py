@@ -8,7 +8,8 @@ restore unchanged; its paper-size variant must build on the meta device.
 import pytest
 import torch
 
-from mattekit.models import MODELS
+from mattekit.checkpoint_config import init_defaults
+from mattekit.models import MODELS, MattingModule
 from mattekit.models.prompting import SPATIAL_KINDS
 
 ENTRIES = sorted(MODELS.values(), key=lambda entry: entry.alias)
@@ -101,3 +102,13 @@ def test_paper_size_variant_builds_on_the_meta_device(entry):
     parameters = sum(p.numel() for p in module.parameters())
     assert all(p.device.type == "meta" for p in module.parameters())
     assert parameters > 1_000_000 or not entry.paper_size, parameters
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.alias)
+def test_run_settings_are_init_arguments(entry):
+    """What a command line may change on a trained checkpoint names real arguments; the rest of
+    the arguments shape the network (``mattekit.checkpoint_config``)."""
+    arguments = set(init_defaults(entry.cls))
+    assert entry.cls.run_settings <= arguments, entry.cls.run_settings - arguments
+    assert MattingModule.run_settings <= entry.cls.run_settings
+    assert {"lr", "metric_preset", "eval_with_trimap"} <= entry.cls.run_settings

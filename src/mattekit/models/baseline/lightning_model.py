@@ -26,6 +26,7 @@ class Baseline(MattingModule):
     """
 
     accepted_prompts = ("points", "box", "mask")
+    run_settings = MattingModule.run_settings | {"prompt_kinds", "eval_prompt"}
 
     def __init__(
         self,

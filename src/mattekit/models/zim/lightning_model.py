@@ -50,6 +50,12 @@ class ZIM(MattingModule):
     """
 
     accepted_prompts = ("points", "box")
+    run_settings = MattingModule.run_settings | {
+        "checkpoint",
+        "prompt_kinds",
+        "eval_prompt",
+        "objective",
+    }
 
     def __init__(
         self,

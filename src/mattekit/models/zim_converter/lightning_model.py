@@ -59,6 +59,14 @@ class ZIMLabelConverter(MattingModule):
     """
 
     accepted_prompts = ("mask",)
+    run_settings = MattingModule.run_settings | {
+        "backbone_checkpoint",
+        "sga",
+        "sga_probability",
+        "stl",
+        "coarse_sources",
+        "stl_probability",
+    }
     reference_name = "input mask as alpha (reference)"
 
     def __init__(
