@@ -8,6 +8,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
+from lightning.pytorch.trainer.states import TrainerFn
 
 from mattekit.data.io import write_png_atomic
 from mattekit.models.base import run_dir
@@ -52,16 +53,24 @@ class AlphaPNGWriter(BasePredictionWriter):
 
 
 class FamilyCheckpoint(ModelCheckpoint):
-    """Keeps the best checkpoint by the metric the family names, and ``last.ckpt``.
+    """Keeps the best checkpoint by the metric the family names, and ``last.ckpt``: the latest
+    state, always.
 
     ``monitor`` and ``mode`` left at None are taken from the model's ``checkpoint_monitor``
     (``("val/SAD", "min")`` for matting families; a segmentation family may choose another),
     so one CLI default serves every family. Given explicitly, they win.
+
+    Lightning's ``ModelCheckpoint`` writes ``last.ckpt`` only at a step where it also wrote a best
+    checkpoint, so resuming from it lost the steps since the best one. Here ``last.ckpt`` is
+    written at every validation and epoch end, at the end of training and whenever another
+    checkpoint callback saves; other checkpoint callbacks writing to the same folder leave
+    ``last.ckpt`` to this one (instead of a second, stale ``last-v1.ckpt``).
     """
 
     def __init__(self, monitor: str | None = None, mode: str | None = None, **kwargs) -> None:
         super().__init__(monitor=monitor, mode=mode or "min", **kwargs)
         self._mode_given = mode is not None
+        self._last_written_step: int | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         family_monitor = getattr(pl_module, "checkpoint_monitor", None)
@@ -73,3 +82,57 @@ class FamilyCheckpoint(ModelCheckpoint):
                 # What ModelCheckpoint's constructor derives from the mode.
                 self.kth_value = torch.tensor(torch.inf if mode == "min" else -torch.inf)
         super().setup(trainer, pl_module, stage)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        for other in self._other_checkpoints(trainer):
+            if other.save_last and other.dirpath == self.dirpath and self.save_last:
+                other.save_last = False
+                logger.info(
+                    "%s: last.ckpt in %s is written by FamilyCheckpoint (the latest state)",
+                    type(other).__name__, self.dirpath,
+                )  # fmt: skip
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        # Callbacks run in order: one after this saved at the previous step at the latest.
+        written = -1 if self._last_written_step is None else self._last_written_step
+        others = self._other_checkpoints(trainer)
+        if any(other._last_global_step_saved > written for other in others):
+            self._write_last(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        self._write_last(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        self._write_last(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        self._write_last(trainer)
+
+    def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict) -> None:
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+        if self.save_last:
+            self._last_written_step = trainer.global_step
+
+    def _write_last(self, trainer: L.Trainer) -> None:
+        """Write ``last.ckpt`` unless it already holds this step (or nothing is to be saved)."""
+        if (
+            not self.save_last
+            or self._last_written_step == trainer.global_step
+            or trainer.fast_dev_run
+            or trainer.sanity_checking
+            or trainer.state.fn != TrainerFn.FITTING
+        ):
+            return
+        # Not a save in Lightning's sense: a best checkpoint may still be due at this step (at
+        # the validation that follows the end of a training epoch), and would be skipped.
+        saved_step = self._last_global_step_saved
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        self._last_global_step_saved = saved_step
+
+    def _other_checkpoints(self, trainer: L.Trainer) -> list[ModelCheckpoint]:
+        return [cb for cb in trainer.checkpoint_callbacks if cb is not self]

@@ -250,3 +250,29 @@ def test_poly_schedule_with_milestones_is_a_setting():
     assert module.schedule.factor(60, total_steps=100) == pytest.approx(0.25)
     with pytest.raises(ValueError, match="milestones"):
         tiny(lr_schedule="cosine", lr_milestones=[[50, 0.25]])
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+
+
+def checkpoint_step(path):
+    return torch.load(path, weights_only=True)["global_step"]
+
+
+def test_last_checkpoint_is_the_latest_state_when_the_metric_stops_improving(tmp_path):
+    """lr 0: val/SAD never improves after the first validation, yet last.ckpt follows the run."""
+    checkpoint = FamilyCheckpoint(save_last=True, dirpath=tmp_path / "checkpoints")
+    fit(tiny(lr=0.0), tmp_path, steps=12, callbacks=[checkpoint], max_epochs=3)
+    assert checkpoint_step(checkpoint.best_model_path) == 4  # 4 batches per epoch
+    assert checkpoint_step(tmp_path / "checkpoints" / "last.ckpt") == 12
+
+
+def test_a_step_checkpoint_beside_it_leaves_one_last_checkpoint(tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    folder = tmp_path / "checkpoints"
+    family = FamilyCheckpoint(save_last=True, dirpath=folder)
+    every_3 = ModelCheckpoint(dirpath=folder, every_n_train_steps=3, save_last=True, save_top_k=-1)
+    fit(tiny(), tmp_path, steps=10, callbacks=[family, every_3], max_epochs=3)
+    assert not list(folder.glob("last-v*.ckpt"))
+    assert checkpoint_step(folder / "last.ckpt") == 10
