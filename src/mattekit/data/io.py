@@ -170,10 +170,16 @@ def _single_channel(
 
 def _float_in_unit_range(array: np.ndarray, path: Path) -> np.ndarray:
     values = array.astype(np.float32)
-    if values.size and (np.nanmin(values) < -1e-3 or np.nanmax(values) > 1 + 1e-3):
+    finite = np.isfinite(values)
+    if not finite.all():
         raise ImageReadError(
-            f"{path}: floating-point file with values in [{np.nanmin(values)}, "
-            f"{np.nanmax(values)}]; expected [0, 1]"
+            f"{path}: {int((~finite).sum())} of {values.size} values are NaN or infinite; "
+            "expected [0, 1]"
+        )
+    if values.size and (values.min() < -1e-3 or values.max() > 1 + 1e-3):
+        raise ImageReadError(
+            f"{path}: floating-point file with values in [{values.min()}, {values.max()}]; "
+            "expected [0, 1]"
         )
     return np.clip(values, 0.0, 1.0)
 
@@ -334,9 +340,17 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
 
 
 def read_json(path: Path, description: str) -> object:
-    """Parse a json file; a missing or malformed file is an error naming it and what it is for."""
+    """Parse a json file; a missing or malformed file is an error naming it and what it is for.
+
+    NaN and Infinity (which Python's json accepts) are errors too: they would reach the model
+    as prompt coordinates.
+    """
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{path}: {constant} in {description}; expected finite numbers")
+
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=refuse)
     except FileNotFoundError:
         raise FileNotFoundError(f"{description} not found: {path}") from None
     except json.JSONDecodeError as error:

@@ -15,6 +15,7 @@ from mattekit.data.io import (
     ImageReadError,
     read_alpha,
     read_image,
+    read_json,
     read_mask,
     read_trimap,
     write_png_atomic,
@@ -238,6 +239,25 @@ def test_float_image_outside_unit_range_is_an_error(tmp_path):
     assert cv2.imwrite(str(path), np.full((2, 2), 3.0, np.float32))
     with pytest.raises(ImageReadError, match=r"f\.tiff"):
         read_alpha(path)
+
+
+@pytest.mark.parametrize("reader", [read_image, read_alpha, read_trimap, read_mask])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_values_are_an_error_naming_the_file(tmp_path, reader, bad):
+    """The range check used to skip NaN: a NaN alpha reached the loss, a NaN image became 0."""
+    path = tmp_path / "nan.tiff"
+    array = np.full((3, 3), 0.5, np.float32)
+    array[1, 2] = bad
+    assert cv2.imwrite(str(path), array)
+    with pytest.raises(ImageReadError, match=r"nan\.tiff: 1 of 9 values are NaN or infinite"):
+        reader(path)
+
+
+def test_json_with_nan_is_an_error_naming_the_file(tmp_path):
+    path = tmp_path / "prompt.json"
+    path.write_text('{"point": [[NaN, 3, 1]], "bbox": [0, 0, 4, Infinity]}')
+    with pytest.raises(ValueError, match=r"prompt\.json: NaN in prompt file"):
+        read_json(path, "prompt file")
 
 
 # ---- write_png_atomic ---------------------------------------------------------------------------
