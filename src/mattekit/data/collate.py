@@ -38,6 +38,14 @@ class CollateRule:
     def to(self, value: Any, device: torch.device | str) -> Any:
         raise NotImplementedError
 
+    def select(self, value: Any, indices: list[int]) -> Any:
+        """The batch value of the samples at ``indices`` only."""
+        if value is None:
+            return None
+        if isinstance(value, Tensor):
+            return value[indices]
+        return [value[index] for index in indices]
+
     def _missing(self, name: str, values: list) -> bool:
         """True when some sample has no value: an optional field is then None for the batch."""
         missing = [index for index, value in enumerate(values) if value is None]
@@ -138,6 +146,16 @@ def collate_dataclass(batch_type: type[T], samples: list[dict]) -> T:
         **{
             f.name: collate_rule(f).collate(f.name, [sample.get(f.name) for sample in samples])
             for f in fields
+        }
+    )
+
+
+def select_dataclass(batch: T, indices: list[int]) -> T:
+    """A copy of ``batch`` (same class) holding the samples at ``indices`` only."""
+    return type(batch)(
+        **{
+            f.name: collate_rule(f).select(getattr(batch, f.name), indices)
+            for f in dataclasses.fields(batch)
         }
     )
 

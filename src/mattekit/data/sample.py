@@ -19,6 +19,7 @@ from mattekit.data.collate import (
     move_dataclass,
     padded,
     per_sample,
+    select_dataclass,
     stacked,
 )
 
@@ -138,6 +139,10 @@ class MattingBatch:
     def to(self, device: torch.device | str) -> MattingBatch:
         """Copy (same class) with every tensor moved to ``device``."""
         return move_dataclass(self, device)
+
+    def select(self, indices: list[int]) -> MattingBatch:
+        """Copy (same class) with the samples at ``indices`` only."""
+        return select_dataclass(self, indices)
 
 
 def collate_samples(

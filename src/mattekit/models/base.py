@@ -65,6 +65,13 @@ from mattekit.models.frozen import (
 )
 from mattekit.models.image_logging import log_prediction_grid
 from mattekit.models.loss_terms import LossTerm, resolve_loss_weights, weighted_terms
+from mattekit.models.nonfinite import (
+    NonFiniteLossError,
+    NonFiniteRecord,
+    SkippedStep,
+    gradients_finite,
+    nonfinite_samples,
+)
 from mattekit.models.optimization import LRSchedule, check_prefixes, parameter_groups
 from mattekit.models.prompting import check_prompt_kinds
 from mattekit.nn.prompt_maps import box_mask
@@ -99,10 +106,6 @@ def restoring_from_checkpoint() -> Iterator[None]:
         _RESTORING.reset(token)
 
 
-class NonFiniteLossError(RuntimeError):
-    """A loss term became NaN or infinite; the message names the terms and the samples."""
-
-
 class MattingModule(L.LightningModule):
     """Shared Lightning logic for every matting family.
 
@@ -134,7 +137,11 @@ class MattingModule(L.LightningModule):
         loss_regions: losses weight the trimap's known and unknown regions separately (SDMatte);
             False computes them over the whole image (ZIM).
         nonfinite_loss: ``"raise"`` stops with the offending samples named; ``"skip"`` logs a
-            warning naming them and skips the optimiser step on every process.
+            warning naming them, trains on the batch's other samples (else skips the optimiser
+            step, on every process) and skips steps with non-finite gradients
+            (:mod:`~mattekit.models.nonfinite`).
+        max_consecutive_skips: with ``"skip"``, the run stops after this many skipped
+            optimiser steps in a row.
         num_logged_images: samples in the image grid logged each validation / test epoch.
     """
 
@@ -166,6 +173,7 @@ class MattingModule(L.LightningModule):
         size_breakdown: bool = False,
         loss_regions: bool = True,
         nonfinite_loss: Literal["raise", "skip"] = "raise",
+        max_consecutive_skips: int = 10,
         num_logged_images: int = 4,
     ) -> None:
         super().__init__()
@@ -179,6 +187,7 @@ class MattingModule(L.LightningModule):
         )
         self.output_dir: Path | None = None  # set in setup(), on every rank
         self._skip_optimizer_step = False
+        self.nonfinite = NonFiniteRecord(max_consecutive_skips)
         self.configure_models()
         declared = self.configure_losses()
         self.losses = nn.ModuleDict(
@@ -289,27 +298,52 @@ class MattingModule(L.LightningModule):
 
     def training_step(self, batch: MattingBatch, batch_idx: int) -> Tensor:
         batch = self.transform_batch(batch, "train")
-        loss, terms = self.weighted_loss(self.training_outputs(batch), batch)
-        finite = bool(torch.isfinite(loss))
-        # Every process must take the same decision: a skip on one rank alone would leave the
-        # others waiting in the gradient all-reduce.
-        if self._trainer is not None:
-            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
-        if not finite:
-            bad = [name for name, value in terms.items() if not torch.isfinite(value)]
-            message = (
-                f"non-finite loss terms {bad or '(on another process)'} at step "
-                f"{self.global_step} on samples {batch.sample_id}"
-            )
-            if self.hparams.nonfinite_loss == "raise":
-                raise NonFiniteLossError(message)
-            logger.warning("%s; skipping this optimiser step", message)
-            self._skip_optimizer_step = True
-            return self._zero_loss()
+        outputs = self.training_outputs(batch)
+        loss, terms = self.weighted_loss(outputs, batch)
+        finite_here = bool(torch.isfinite(loss))
+        if not self._on_every_process(finite_here):
+            return self._nonfinite_step(batch, outputs, loss, terms, finite_here)
         size = len(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         self.log_dict({f"train/{k}": v for k, v in terms.items()}, batch_size=size)
         return loss
+
+    def _on_every_process(self, decision: bool) -> bool:
+        """``decision`` and-ed over the processes: each must take the same branch, since a
+        skip on one rank alone would leave the others waiting in the gradient all-reduce."""
+        if self._trainer is None:
+            return decision
+        return self.trainer.strategy.reduce_boolean_decision(decision, all=True)
+
+    def _nonfinite_step(
+        self, batch: MattingBatch, outputs: dict, loss: Tensor, terms: dict, finite_here: bool
+    ) -> Tensor:
+        """Raise naming the samples, or train on the finite ones, or skip the step."""
+        bad = [] if finite_here else nonfinite_samples(batch, outputs)
+        names = [batch.sample_id[i] for i in bad]
+        bad_terms = [name for name, value in terms.items() if not torch.isfinite(value)]
+        culprits = f"from samples {names}" if names else f"on the batch {batch.sample_id}"
+        message = (
+            f"non-finite loss terms {bad_terms or '(on another process)'} at step "
+            f"{self.global_step} {culprits}"
+        )
+        if self.hparams.nonfinite_loss == "raise":
+            raise NonFiniteLossError(message)
+        retry = loss if finite_here else None
+        kept = [i for i in range(len(batch)) if i not in bad]
+        if names and kept:
+            rest = batch.select(kept)
+            retry, _ = self.weighted_loss(self.training_outputs(rest), rest)
+        if self._on_every_process(retry is not None and bool(torch.isfinite(retry))):
+            if names:
+                logger.warning("%s; trained on the batch's other samples", message)
+                self.nonfinite.add(SkippedStep(self.global_step, message, names, False))
+            return retry
+        if not finite_here:
+            logger.warning("%s; skipping this optimiser step", message)
+            self.nonfinite.add(SkippedStep(self.global_step, message, batch.sample_id, True))
+        self._skip_optimizer_step = True
+        return self._zero_loss()
 
     def _zero_loss(self) -> Tensor:
         """A 0 that reaches every trainable parameter, so every process's backward (and the
@@ -318,11 +352,25 @@ class MattingModule(L.LightningModule):
         return torch.stack([p.sum() * 0 for p in trainable]).sum()
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        if self._skip_optimizer_step:
+        skip = self._skip_optimizer_step
+        # A mixed-precision grad scaler finds and skips non-finite gradients itself. Gradients
+        # are already all-reduced here: every process takes the same decision.
+        scaler = getattr(getattr(self._trainer, "precision_plugin", None), "scaler", None)
+        if not skip and scaler is None and not gradients_finite(self.parameters()):
+            message = f"non-finite gradients at step {self.global_step}"
+            logger.warning("%s; skipping this optimiser step", message)
+            self.nonfinite.add(SkippedStep(self.global_step, message, [], True))
+            skip = True
+        if skip:
             # Parameters without gradients are left untouched by AdamW: no update, no decay,
             # no moment change: the step did not happen.
             optimizer.zero_grad(set_to_none=True)
             self._skip_optimizer_step = False
+        self.nonfinite.optimiser_step(skipped=skip)
+
+    def on_train_end(self) -> None:
+        if self.trainer.is_global_zero:
+            self.nonfinite.report(self.output_dir)
 
     def _evaluate(self, batch: MattingBatch, batch_idx: int, stage: str) -> dict[str, Tensor]:
         batch = self.transform_batch(batch, stage)
@@ -414,9 +462,13 @@ class MattingModule(L.LightningModule):
         return self
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["mattekit_nonfinite_steps"] = self.nonfinite.state()
         checkpoint["state_dict"] = without_unstored_parts(
             checkpoint["state_dict"], self.frozen_parts
         )
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.nonfinite.restore(checkpoint.get("mattekit_nonfinite_steps", []))
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         state = with_unstored_parts(state_dict, self, self.frozen_parts)

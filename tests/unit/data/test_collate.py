@@ -121,3 +121,14 @@ def test_to_moves_every_tensor_and_keeps_the_rest():
     assert batch.image.is_meta and batch.points.is_meta and batch.content_size.is_meta
     assert batch.fg is None and all(t.is_meta for t in batch.original_trimap)
     assert batch.text == ["text 0", "text 1"]
+
+
+def test_select_keeps_the_chosen_samples_in_every_field():
+    batch = collate_samples([item(0), item(1, clicks=3), item(2)])
+    chosen = batch.select([2, 0])
+    assert type(chosen) is MattingBatch and len(chosen) == 2
+    assert chosen.image[:, 0, 0, 0].tolist() == [2.0, 0.0]
+    assert chosen.points.shape == (2, 3, 2) and chosen.point_labels[:, 2].tolist() == [-1, -1]
+    assert chosen.sample_id == ["id2", "id0"] and chosen.text == ["text 2", "text 0"]
+    assert [a.shape for a in chosen.original_alpha] == [(1, 10, 9), (1, 8, 9)]
+    assert collate_samples([item(0, fg=False)]).select([0]).fg is None

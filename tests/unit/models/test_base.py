@@ -1,5 +1,7 @@
 """The family contract of ``MattingModule``: losses, frozen parts, hooks, non-finite steps."""
 
+import json
+
 import pytest
 import torch
 from lightning import Trainer
@@ -7,11 +9,11 @@ from torch import nn
 
 from mattekit.callbacks import FamilyCheckpoint
 from mattekit.metrics import segmentation_metrics
-from mattekit.models.base import NonFiniteLossError
 from mattekit.models.baseline.lightning_model import Baseline
 from mattekit.models.evaluation import OutputMetrics, at_original_size
 from mattekit.models.frozen import FrozenPart
 from mattekit.models.loss_terms import LossTerm
+from mattekit.models.nonfinite import SUMMARY_NAME, NonFiniteLossError
 from mattekit.models.prompting import prompt_maps
 
 
@@ -98,6 +100,58 @@ def test_non_finite_loss_names_the_samples_or_skips_the_step(batch):
     optimizer.step()
     after = skipping.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # no update, no weight decay
+    assert [s.step_skipped for s in skipping.nonfinite.skips] == [True]
+
+
+def test_a_non_finite_sample_is_named_and_left_out(batch):
+    batch.image[2, :, 5, 5] = float("nan")
+    with pytest.raises(NonFiniteLossError, match=rf"from samples \['{batch.sample_id[2]}'\]"):
+        tiny().training_step(batch, 0)
+    skipping = tiny(nonfinite_loss="skip")
+    loss = skipping.training_step(batch, 0)
+    assert torch.isfinite(loss) and loss.item() > 0  # the other three samples train
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in skipping.parameters() if p.grad is not None)
+    (skip,) = skipping.nonfinite.skips
+    assert skip.samples == [batch.sample_id[2]] and not skip.step_skipped
+
+
+def test_non_finite_gradients_skip_the_step_and_too_many_stop_the_run(batch):
+    module = tiny(nonfinite_loss="skip", max_consecutive_skips=2)
+    # |x - x| is 0 (a finite loss) but the square root's gradient at 0 is not finite.
+    module.loss_terms = lambda o, b: {"l1": (o["alpha"] - o["alpha"].detach()).abs().sqrt().sum()}
+    optimizer = torch.optim.AdamW(module.parameter_groups())
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    for _ in range(2):
+        loss = module.training_step(batch, 0)
+        assert torch.isfinite(loss)
+        loss.backward()
+        module.on_before_optimizer_step(optimizer)
+        optimizer.step()
+    assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())
+    loss = module.training_step(batch, 0)
+    loss.backward()
+    with pytest.raises(NonFiniteLossError, match="3 optimiser steps in a row were skipped"):
+        module.on_before_optimizer_step(optimizer)
+
+
+def test_a_run_that_skipped_says_so_and_keeps_the_record_in_checkpoints(tmp_path, caplog):
+    module = tiny(nonfinite_loss="skip")
+    nan_at_step = {1}
+
+    def loss_terms(outputs, b):
+        l1 = (outputs["alpha"] - b.alpha).abs().mean()
+        return {"l1": l1 * float("nan") if module.global_step in nan_at_step else l1}
+
+    module.loss_terms = loss_terms
+    checkpoint = FamilyCheckpoint(save_last=True, dirpath=tmp_path / "checkpoints")
+    with caplog.at_level("WARNING", logger="mattekit"):
+        fit(module, tmp_path, steps=3, callbacks=[checkpoint])
+    assert "1 optimiser step(s) skipped" in caplog.text
+    (record,) = json.loads((tmp_path / SUMMARY_NAME).read_text())
+    assert record["step"] == 1 and record["step_skipped"]
+    stored = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert stored["mattekit_nonfinite_steps"] == [record]
 
 
 # --- frozen parts -----------------------------------------------------------------------------
