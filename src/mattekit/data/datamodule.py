@@ -8,6 +8,7 @@ from typing import Literal
 
 import cv2
 import lightning as L
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import ConcatDataset, DataLoader
 
 from mattekit.data.dataset import MattingDataset
@@ -141,9 +142,9 @@ class MattingDataModule(L.LightningDataModule):
             ]
         )
 
-    def _loader(self, stage: str, **kwargs) -> DataLoader:
+    def _loader(self, stage: str, dataset: ConcatDataset | None = None, **kwargs) -> DataLoader:
         return DataLoader(
-            self.dataset(stage),
+            self.dataset(stage) if dataset is None else dataset,
             num_workers=self.num_workers,
             collate_fn=collate_samples,
             persistent_workers=self.num_workers > 0,
@@ -168,11 +169,27 @@ class MattingDataModule(L.LightningDataModule):
         sampler = WeightedSourceSampler(sizes, self.weights or sizes, num_samples)
         return self._loader("train", batch_size=self.batch_size, sampler=sampler, drop_last=True)
 
+    def _evaluation_loader(self, stage: str) -> DataLoader:
+        """Every sample once, whatever the process count.
+
+        Lightning's default ``DistributedSampler`` pads the last process's share by repeating
+        samples, which biases metrics (5 samples on 2 processes scored 6). Here each process
+        gets its own share, off by at most one sample; the metrics gather them at epoch end.
+        """
+        trainer = self.trainer
+        if trainer is None or trainer.world_size == 1:
+            return self._loader(stage, batch_size=self.eval_batch_size)
+        dataset = self.dataset(stage)
+        sampler = UnrepeatedDistributedSampler(
+            dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+        )
+        return self._loader(stage, dataset, batch_size=self.eval_batch_size, sampler=sampler)
+
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", batch_size=self.eval_batch_size)
+        return self._evaluation_loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", batch_size=self.eval_batch_size)
+        return self._evaluation_loader("test")
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("predict", batch_size=self.eval_batch_size)
