@@ -22,6 +22,7 @@ from pathlib import Path
 
 from jsonargparse import Namespace
 
+from mattekit.errors import UsageError
 from mattekit.models import MODELS, MattingModule, ModelEntry
 from mattekit.weights.files import read_weights_only
 
@@ -31,7 +32,7 @@ logger = logging.getLogger(__name__)
 _BOOKKEEPING = ("_class_path", "_instantiator")
 
 
-class CheckpointConfigError(ValueError):
+class CheckpointConfigError(UsageError):
     """A checkpoint that cannot be used as the command line asks (the message says why)."""
 
 

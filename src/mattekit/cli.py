@@ -23,6 +23,7 @@ from lightning.pytorch.cli import LightningCLI
 from mattekit.callbacks import AlphaPNGWriter, FamilyCheckpoint
 from mattekit.checkpoint_config import CheckpointConfigError, plain, resolve_checkpoint_model
 from mattekit.data.datamodule import MattingDataModule
+from mattekit.errors import UsageError
 from mattekit.models import MODELS, MattingModule, get_model_entry, list_models
 from mattekit.models.base import restoring_from_checkpoint
 
@@ -48,13 +49,17 @@ def resolve_model_aliases(argv: list[str]) -> list[str]:
     """Rewrite ``--model <alias>`` / ``--model=<alias>`` to the registered class path.
 
     Anything that is not a registered alias or class name (a config file, an import path, a
-    ``class_path`` dict) is passed through untouched.
+    ``class_path`` dict) is passed through untouched; an unknown bare name is a
+    :class:`~mattekit.errors.UsageError` listing the registered models.
     """
 
     def resolve(value: str) -> str:
         try:
             return get_model_entry(value).class_path
-        except KeyError:
+        except KeyError as error:
+            # A bare name (no module path, no config file, no dict) can only mean an alias.
+            if value.isidentifier():
+                raise UsageError(f"--model {error.args[0]}") from None
             return value
 
     rewritten = list(argv)
@@ -172,15 +177,14 @@ def main(argv: list[str] | None = None) -> int | None:
         return EXTRA_COMMANDS[argv[0]][1](argv[1:])
     if not argv or argv[0] in ("-h", "--help"):
         print("extra commands: " + "; ".join(f"{k}: {v[0]}" for k, v in EXTRA_COMMANDS.items()))
-    argv = resolve_model_aliases(argv)
     if not from_command_line:
-        MattingCLI(args=argv)
+        MattingCLI(args=resolve_model_aliases(argv))
         return None
-    # LightningCLI reads sys.argv itself, and warns when given both it and ``args``.
-    sys.argv[1:] = argv
     try:
+        # LightningCLI reads sys.argv itself, and warns when given both it and ``args``.
+        sys.argv[1:] = resolve_model_aliases(argv)
         MattingCLI()
-    except CheckpointConfigError as error:
+    except UsageError as error:
         print(f"mattekit: error: {error}", file=sys.stderr)
         return 2
     return None

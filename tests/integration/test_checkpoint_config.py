@@ -120,6 +120,7 @@ def test_evaluation_settings_follow_the_command_line(trained, tmp_path):
     table = (tmp_path / "lightning_logs" / "version_0" / "metrics_test.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| Baseline")]
     assert rows and all("| zim |" in row for row in rows)
+    assert all(row.startswith("| Baseline | 0 | 2 |") for row in rows)  # the checkpoint's step
 
 
 def test_network_settings_that_contradict_the_checkpoint_are_errors(trained, tmp_path):

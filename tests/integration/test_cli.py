@@ -1,5 +1,6 @@
 """fit -> test -> predict through the CLI, in-process, for every registered family."""
 
+import sys
 from pathlib import Path
 
 import cv2
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 from mattekit.cli import main, resolve_model_aliases
+from mattekit.errors import UsageError
 from mattekit.models import list_models
 
 TINY_DATA = [
@@ -91,3 +93,15 @@ def test_models_command_lists_the_registry(capsys):
     for column in ("class", "prompts", "summary"):
         start = header.index(column)
         assert all(row[start - 1] == " " and row[start] != " " for row in rows), column
+
+
+def test_an_unknown_model_name_lists_the_registered_ones():
+    with pytest.raises(UsageError, match=r"unknown model 'zimm'; registered: baseline, zim"):
+        resolve_model_aliases(["fit", "--model", "zimm"])
+    assert resolve_model_aliases(["fit", "--model=my_pkg.MyFamily"])[1] == "--model=my_pkg.MyFamily"
+
+
+def test_usage_errors_print_one_line_and_exit_2(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["mattekit", "fit", "--model", "zimm"])
+    assert main() == 2
+    assert capsys.readouterr().err.startswith("mattekit: error: --model unknown model 'zimm'")

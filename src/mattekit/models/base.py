@@ -45,6 +45,7 @@ from typing import ClassVar, Literal
 
 import lightning as L
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
 
 from mattekit.data.sample import MattingBatch
@@ -188,6 +189,8 @@ class MattingModule(L.LightningModule):
         self.output_dir: Path | None = None  # set in setup(), on every rank
         self._skip_optimizer_step = False
         self.nonfinite = NonFiniteRecord(max_consecutive_skips)
+        # (epoch, global step) of the checkpoint the weights came from, if any.
+        self.trained_until: tuple[int, int] | None = None
         self.configure_models()
         declared = self.configure_losses()
         self.losses = nn.ModuleDict(
@@ -446,11 +449,10 @@ class MattingModule(L.LightningModule):
         self.log_dict(values, prog_bar=stage == "val", sync_dist=False)
         if not self.trainer.is_global_zero:
             return None
-        common = {
-            "epoch": self.current_epoch,
-            "step": self.global_step,
-            "preset": self.hparams.metric_preset,
-        }
+        epoch, step = self.current_epoch, self.global_step
+        if self.trainer.state.fn != TrainerFn.FITTING and self.trained_until is not None:
+            epoch, step = self.trained_until  # test / validate a checkpoint: its own position
+        common = {"epoch": epoch, "step": step, "preset": self.hparams.metric_preset}
         rows = [{"model": row["model"], **common, **row} for row in rows]
         return write_metrics_table(rows, self.output_dir / f"metrics_{stage}.md")
 
@@ -468,6 +470,7 @@ class MattingModule(L.LightningModule):
         )
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.trained_until = (checkpoint.get("epoch", 0), checkpoint.get("global_step", 0))
         self.nonfinite.restore(checkpoint.get("mattekit_nonfinite_steps", []))
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
