@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from mattekit.data.prompts import PromptSampler
+from mattekit.data.prompts import EmptyAlphaError, PromptSampler
 from mattekit.data.source import MattingSource
 from mattekit.data.transforms import MattingTransform
 from mattekit.nn.prompt_maps import gaussian_point_map
@@ -59,6 +59,14 @@ class MattingDataset(Dataset):
             return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
         return np.random.default_rng([self.seed, index])
 
+    def _why_empty(self, stored_alpha: np.ndarray) -> str:
+        """What to tell a user whose sample has no foreground at the network input."""
+        if not (stored_alpha > 0).any():
+            return "the stored matte is all zero: check the file"
+        if self.train:
+            return "after augmentation: crop less aggressively (augment.crop_scale)"
+        return "after resizing to the evaluation size: the object is too small for it"
+
     def __getitem__(self, index: int) -> dict:
         rng = self._rng(index)
         try:
@@ -72,6 +80,11 @@ class MattingDataset(Dataset):
                 points=sample.points,
                 box=sample.box,
             )
+        except EmptyAlphaError as error:
+            raise EmptyAlphaError(
+                f"{error} ({self._why_empty(raw.alpha)}; sample {index} of source "
+                f"'{self.source.name}')"
+            ) from None
         except Exception as error:
             error.add_note(f"while loading sample {index} of source '{self.source.name}'")
             raise

@@ -260,6 +260,10 @@ def _draw_pixels(candidates: np.ndarray, count: int, width: int, rng) -> np.ndar
     return np.stack([chosen % width, chosen // width], axis=1).astype(np.float32)
 
 
+class EmptyAlphaError(ValueError):
+    """A sample without foreground and without prompts of its own."""
+
+
 class PromptSampler:
     """Samples every prompt kind for one sample; families choose which ones to use.
 
@@ -290,7 +294,7 @@ class PromptSampler:
         source's, the trimap is all unknown and the coarse mask is the box.
 
         Raises:
-            ValueError: naming ``sample_id`` when the alpha is empty and the source gave no
+            EmptyAlphaError: naming ``sample_id`` when the alpha is empty and the source gave no
                 prompts: no prompt can point at an object that is not there, and a made-up one
                 would train the model on noise.
         """
@@ -305,9 +309,8 @@ class PromptSampler:
         has_source_prompts = cfg.use_source_prompts and (points is not None or box is not None)
         if not (alpha > 0).any():
             if not has_source_prompts:
-                raise ValueError(
-                    f"{sample_id}: the alpha is empty after augmentation, so no prompt can be "
-                    "sampled; check the file, or crop less aggressively (augment.crop_scale)"
+                raise EmptyAlphaError(
+                    f"{sample_id}: the alpha is empty, so no prompt can be sampled"
                 )
             return self._from_source_prompts(alpha.shape, trimap, points, box)
         if trimap is None or not cfg.use_source_trimap:

@@ -13,7 +13,7 @@ import pytest
 from mattekit.data.dataset import MattingDataset
 from mattekit.data.folders import ImageAlphaFolder
 from mattekit.data.micromat import MicroMatFolder
-from mattekit.data.prompts import PromptConfig, PromptSampler
+from mattekit.data.prompts import EmptyAlphaError, PromptConfig, PromptSampler
 from mattekit.data.transforms import MattingTransform
 
 
@@ -56,11 +56,17 @@ def test_alpha_of_the_wrong_size_names_both_files(tmp_path):
         pipeline(ImageAlphaFolder(str(tmp_path)))[0]
 
 
-def test_empty_alpha_names_the_sample(tmp_path):
+@pytest.mark.parametrize("train", [False, True])
+def test_empty_alpha_names_the_sample_and_the_cause(tmp_path, train):
+    """An all-zero stored matte is named as such, in training too (not blamed on augmentation)."""
     write_pair(tmp_path, "blank", np.zeros((40, 40), np.uint8))
-    with pytest.raises(ValueError, match="blank") as error:
-        pipeline(ImageAlphaFolder(str(tmp_path)))[0]
-    assert any("while loading sample 0" in note for note in error.value.__notes__)
+    transform = MattingTransform((32, 32), train=train)
+    dataset = MattingDataset(ImageAlphaFolder(str(tmp_path)), transform, PromptSampler(), train)
+    with pytest.raises(EmptyAlphaError) as error:
+        dataset[0]
+    message = str(error.value)
+    assert "blank" in message and "stored matte is all zero" in message
+    assert "augmentation" not in message and "sample 0 of source" in message
 
 
 def micromat(tmp_path, prompt):
