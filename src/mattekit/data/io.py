@@ -8,19 +8,27 @@ pass a :class:`ConversionLog` as ``on_conversion`` to also get one INFO line per
 
 EXIF orientation is ignored everywhere (pixels are read in stored order), so an image and its
 matte always line up the way they were stored.
+
+A file larger than ``MATTEKIT_MAX_IMAGE_PIXELS`` pixels (environment variable, default 100
+million: 10000 x 10000) is an error before it is decoded: a valid 20000 x 20000 PNG would
+otherwise take gigabytes of memory (PIL's decompression-bomb idea). The variable reaches data
+loader workers too.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 import uuid
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +39,9 @@ TRIMAP_VALUES = (0, 128, 255)
 LOSSY_CHANNEL_TOLERANCE = 4
 
 ConversionCallback = Callable[[str, Path], None]
+
+MAX_PIXELS_VARIABLE = "MATTEKIT_MAX_IMAGE_PIXELS"
+DEFAULT_MAX_PIXELS = 100_000_000
 
 _warned_keys: set[str] = set()
 
@@ -85,6 +96,7 @@ def _decode(path: str | Path) -> tuple[np.ndarray, bytes]:
     data = np.fromfile(path, dtype=np.uint8)
     if data.size == 0:
         raise ImageReadError(f"{path}: file is empty")
+    _check_pixel_count(path, data)
     try:
         array = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error as error:
@@ -92,6 +104,39 @@ def _decode(path: str | Path) -> tuple[np.ndarray, bytes]:
     if array is None or array.size == 0:
         raise ImageReadError(f"{path}: not a readable image (corrupt or unsupported format)")
     return array, data[:32].tobytes()
+
+
+def max_pixels() -> int:
+    """The pixel limit: ``MATTEKIT_MAX_IMAGE_PIXELS``, else 100 million."""
+    value = os.environ.get(MAX_PIXELS_VARIABLE, "")
+    try:
+        return int(value) if value else DEFAULT_MAX_PIXELS
+    except ValueError:
+        raise ValueError(f"{MAX_PIXELS_VARIABLE}={value!r}: expected a whole number") from None
+
+
+def _check_pixel_count(path: Path, data: np.ndarray) -> None:
+    """Raise :class:`ImageReadError` when the header announces more pixels than the limit.
+
+    Only the header is read (PIL opens files lazily); a format PIL does not know is left to
+    OpenCV unchecked.
+    """
+    limit = max_pixels()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data.tobytes())) as image:
+                width, height = image.size
+    except Image.DecompressionBombError:
+        width = height = None
+    except Exception:  # not a format PIL reads: OpenCV decides
+        return
+    if width is None or width * height > limit:
+        size = "beyond PIL's own limit" if width is None else f"{width} x {height}"
+        raise ImageReadError(
+            f"{path}: {size} pixels, more than the {limit} allowed; set "
+            f"{MAX_PIXELS_VARIABLE} to read larger files"
+        )
 
 
 def _is_palette_png(header: bytes) -> bool:

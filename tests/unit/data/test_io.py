@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import zlib
 from pathlib import Path
 
 import cv2
@@ -251,6 +252,35 @@ def test_non_finite_values_are_an_error_naming_the_file(tmp_path, reader, bad):
     assert cv2.imwrite(str(path), array)
     with pytest.raises(ImageReadError, match=r"nan\.tiff: 1 of 9 values are NaN or infinite"):
         reader(path)
+
+
+@pytest.mark.parametrize("reader", [read_image, read_alpha, read_trimap, read_mask])
+def test_too_many_pixels_is_an_error_before_decoding(tmp_path, reader, monkeypatch):
+    path = tmp_path / "big.png"
+    assert cv2.imwrite(str(path), np.zeros((20, 30), np.uint8))
+    monkeypatch.setenv("MATTEKIT_MAX_IMAGE_PIXELS", "600")
+    reader(path)  # 600 pixels: at the limit
+    monkeypatch.setenv("MATTEKIT_MAX_IMAGE_PIXELS", "599")
+    with pytest.raises(ImageReadError, match=r"big\.png: 30 x 20 pixels, more than the 599"):
+        reader(path)
+
+
+def test_a_bomb_header_is_refused_without_decoding(tmp_path):
+    """A PNG header announcing 20000 x 20000 pixels (the data would take 400 MB) is refused from
+    its header: the test never allocates the image."""
+    header = b"\x89PNG\r\n\x1a\n" + (13).to_bytes(4, "big") + b"IHDR"
+    body = (20000).to_bytes(4, "big") * 2 + bytes([8, 0, 0, 0, 0])
+    crc = zlib.crc32(b"IHDR" + body).to_bytes(4, "big")
+    path = tmp_path / "bomb.png"
+    idat = (
+        (16).to_bytes(4, "big")
+        + b"IDAT"
+        + bytes(16)
+        + zlib.crc32(b"IDAT" + bytes(16)).to_bytes(4, "big")
+    )
+    path.write_bytes(header + body + crc + idat)
+    with pytest.raises(ImageReadError, match=r"bomb\.png: .*pixels, more than the 100000000"):
+        read_image(path)
 
 
 def test_json_with_nan_is_an_error_naming_the_file(tmp_path):
