@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
+from torch.utils.data import DataLoader
 
 from mattekit.data.io import write_png_atomic
 from mattekit.models.base import run_dir
@@ -16,14 +18,22 @@ from mattekit.models.base import run_dir
 logger = logging.getLogger(__name__)
 
 
+NEW_FOLDER_NOTE = (
+    " (a new folder each run: --prediction_writer.output_dir chooses one, and resumes into it)"
+)
+
+
 class AlphaPNGWriter(BasePredictionWriter):
     """Writes each predicted alpha as an 8-bit PNG at the image's original size.
 
     Files are written atomically (temporary file + rename), so an interrupted run never leaves a
-    truncated PNG, and a rerun with ``skip_existing`` resumes where it stopped.
+    truncated PNG. With ``skip_existing`` a rerun resumes where it stopped: the samples whose PNG
+    exists are not even run (when their source knows their ids without loading them), else
+    their PNG is left untouched. The folder is checked for writing before anything runs.
 
     Args:
-        output_dir: folder for ``<sample_id>.png`` (default: ``<log dir>/predictions``).
+        output_dir: folder for ``<sample_id>.png``. Default: ``<log dir>/predictions``, a new
+            version folder on every run (give a folder to resume into it).
         skip_existing: leave PNGs that already exist untouched.
     """
 
@@ -31,10 +41,26 @@ class AlphaPNGWriter(BasePredictionWriter):
         super().__init__(write_interval="batch")
         self.output_dir = output_dir
         self.skip_existing = skip_existing
+        self.handled = 0  # samples predicted this run (written, or kept with skip_existing)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         # Resolved on every rank: run_dir is a collective call (see MattingModule.setup).
         self.folder = Path(self.output_dir) if self.output_dir else run_dir(trainer) / "predictions"
+        if stage != "predict":
+            return
+        check_writable(self.folder)
+        datamodule = trainer.datamodule
+        if self.skip_existing and hasattr(datamodule, "predict_exclude"):
+            datamodule.predict_exclude = self.predicted
+
+    def predicted(self, sample_id: str) -> bool:
+        """Whether ``sample_id`` has its PNG already."""
+        return (self.folder / f"{sample_id}.png").exists()
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.handled = 0
+        note = "" if self.output_dir else NEW_FOLDER_NOTE
+        logger.info("alpha PNGs go to %s%s", self.folder, note)
 
     def write_on_batch_end(
         self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
@@ -42,14 +68,34 @@ class AlphaPNGWriter(BasePredictionWriter):
         folder = self.folder
         for sample_id, alpha in prediction:
             path = folder / f"{sample_id}.png"
+            self.handled += 1
             if self.skip_existing and path.exists():
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
             write_png_atomic(path, (alpha[0].cpu().numpy() * 255 + 0.5).astype("uint8"))
 
-    def on_predict_end(self, trainer, pl_module) -> None:
+    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        loaders = trainer.predict_dataloaders
+        loaders = [loaders] if isinstance(loaders, DataLoader) else list(loaders or [])
+        expected = sum(len(loader.sampler) for loader in loaders)
+        if expected > self.handled:
+            logger.warning(
+                "%d of %d images could not be read and were skipped (see the warnings above)",
+                expected - self.handled, expected,
+            )  # fmt: skip
         if trainer.is_global_zero:
             logger.info("alpha PNGs written to %s", self.folder)
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` and write a file in it, or raise ``OSError`` naming it (before a run)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".mattekit-write-check-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise OSError(f"cannot write predictions to {folder}: {error.strerror or error}") from None
 
 
 class FamilyCheckpoint(ModelCheckpoint):

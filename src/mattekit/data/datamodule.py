@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import cv2
@@ -13,6 +13,7 @@ from torch.utils.data import ConcatDataset, DataLoader
 
 from mattekit.data.dataset import MattingDataset
 from mattekit.data.mixing import ScheduledBatchSampler, WeightedSourceSampler
+from mattekit.data.predict_sets import SkipUnreadable, collate_readable, without_predicted
 from mattekit.data.prompts import PromptConfig, PromptSampler
 from mattekit.data.sample import collate_samples
 from mattekit.data.source import MattingSource
@@ -67,6 +68,9 @@ class MattingDataModule(L.LightningDataModule):
         seed: seed of the evaluation prompts and of the synthetic scenes.
         synthetic_train_samples: size of the default synthetic training set.
         synthetic_eval_samples: size of the default synthetic evaluation set.
+        skip_unreadable: ``predict`` only: an image that cannot be read is skipped with a
+            warning naming it (the prediction writer counts them at the end) instead of
+            stopping the run.
     """
 
     def __init__(
@@ -89,6 +93,7 @@ class MattingDataModule(L.LightningDataModule):
         seed: int = 0,
         synthetic_train_samples: int = 1000,
         synthetic_eval_samples: int = 64,
+        skip_unreadable: bool = False,
     ) -> None:
         super().__init__()
         # OpenCV's thread pool must not exist when DataLoader workers fork: a worker inherits
@@ -108,6 +113,9 @@ class MattingDataModule(L.LightningDataModule):
         self.prompt_sampler = PromptSampler(prompts)
         self.augment = augment
         self.seed = seed
+        self.skip_unreadable = skip_unreadable
+        # sample id -> already predicted; set by the prediction writer with skip_existing.
+        self.predict_exclude: Callable[[str], bool] | None = None
 
         def synthetic(count: int, seed: int, name: str, size: tuple[int, int]) -> list:
             return [SyntheticSource(count, image_size=size, seed=seed, name=name)]
@@ -146,9 +154,8 @@ class MattingDataModule(L.LightningDataModule):
         return DataLoader(
             self.dataset(stage) if dataset is None else dataset,
             num_workers=self.num_workers,
-            collate_fn=collate_samples,
             persistent_workers=self.num_workers > 0,
-            **kwargs,
+            **{"collate_fn": collate_samples, **kwargs},
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -192,4 +199,16 @@ class MattingDataModule(L.LightningDataModule):
         return self._evaluation_loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict", batch_size=self.eval_batch_size)
+        """The predict sources, less the samples ``predict_exclude`` names (when their ids are
+        known without loading them), with unreadable images skipped if ``skip_unreadable``."""
+        dataset = self.dataset("predict")
+        if self.predict_exclude is not None:
+            dataset = without_predicted(dataset, self.predict_exclude)
+        if not self.skip_unreadable:
+            return self._loader("predict", dataset, batch_size=self.eval_batch_size)
+        return self._loader(
+            "predict",
+            SkipUnreadable(dataset),
+            batch_size=self.eval_batch_size,
+            collate_fn=collate_readable,
+        )

@@ -49,6 +49,9 @@ class ImageFolder(MattingSource):
     def __len__(self) -> int:
         return len(self.files)
 
+    def sample_id(self, index: int) -> str:
+        return self.files[index].stem
+
     def load(self, index: int, rng: np.random.Generator) -> RawSample:
         path = self.files[index]
         image = read_image(path, self._conversions)
@@ -61,5 +64,10 @@ class ImageFolder(MattingSource):
             box = np.array([0, 0, width - 1, height - 1], np.float32)
         placeholder_alpha = np.zeros((height, width), dtype=np.float32)
         return RawSample(
-            path.stem, image, placeholder_alpha, points=points, box=box, source=self.name
+            self.sample_id(index),
+            image,
+            placeholder_alpha,
+            points=points,
+            box=box,
+            source=self.name,
         )

@@ -31,6 +31,13 @@ class MattingSource(Dataset):
         """Return sample ``index`` (0 <= index < len(self))."""
         raise NotImplementedError
 
+    def sample_id(self, index: int) -> str | None:
+        """The id of sample ``index`` without loading it; None when that needs the file.
+
+        ``predict`` with ``skip_existing`` uses it to leave out samples already predicted.
+        """
+        return None
+
     def __getitem__(self, index: int) -> RawSample:
         if not 0 <= index < len(self):
             raise IndexError(f"{self.name}: index {index} out of range for {len(self)} samples")

@@ -124,6 +124,9 @@ class SyntheticSource(MattingSource):
     def __len__(self) -> int:
         return self.num_samples
 
+    def sample_id(self, index: int) -> str:
+        return f"{self.name}/s{self.seed}/{index:06d}"
+
     def load(self, index: int, rng: np.random.Generator) -> RawSample:
         """Scene ``index``; ``rng`` is ignored, scenes are seeded by (seed, index)."""
         return self.render(index).sample
@@ -151,7 +154,7 @@ class SyntheticSource(MattingSource):
         intended = next((k for k, layer in enumerate(layers) if layer is drawn[0]), 0)
         target = _pick_visible_target(layers, intended)
 
-        sample_id = f"{self.name}/s{self.seed}/{index:06d}"
+        sample_id = self.sample_id(index)
         image, alpha, fg, bg = _composite(background, layers, target)
         text = referring_expression(layers, target, height, width, rng)
         sample = RawSample(

@@ -417,8 +417,13 @@ class MattingModule(L.LightningModule):
         if markdown and self.trainer.is_global_zero:
             print(markdown)
 
-    def predict_step(self, batch: MattingBatch, batch_idx: int) -> list[tuple[str, Tensor]]:
-        """Alphas at each image's original size: ``[(sample_id, 1 x H x W), ...]``."""
+    def predict_step(self, batch: MattingBatch | None, batch_idx: int) -> list[tuple[str, Tensor]]:
+        """Alphas at each image's original size: ``[(sample_id, 1 x H x W), ...]``.
+
+        ``batch`` is None when every image of it was unreadable (``data.skip_unreadable``).
+        """
+        if batch is None:
+            return []
         batch = self.transform_batch(batch, "predict")
         alpha = alpha_at_original_size(self(batch), batch)
         return list(zip(batch.sample_id, alpha, strict=True))

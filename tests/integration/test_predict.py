@@ -1,0 +1,75 @@
+"""``predict`` over a folder: resuming without recomputing, unreadable images, the output folder
+checked first (issue 8, weaker points)."""
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from mattekit.cli import main
+
+COMMON = [
+    "--model", "baseline", "--model.base_channels=8", "--model.depth=2",
+    "--data.image_size=32", "--data.batch_size=2", "--data.num_workers=0",
+    "--data.synthetic_train_samples=4", "--data.synthetic_eval_samples=2",
+    "--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false", "--trainer.logger=false",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("fit")
+    main(["fit", *COMMON, f"--trainer.default_root_dir={root}", "--trainer.max_steps=1",
+          "--trainer.limit_val_batches=0"])  # fmt: skip
+    return root / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture
+def photos(tmp_path) -> Path:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for index, name in enumerate(["a", "b", "c"]):
+        cv2.imwrite(str(folder / f"{name}.png"), np.full((20, 30, 3), 60 * index, np.uint8))
+    return folder
+
+
+def predict(checkpoint, photos, out, *extra):
+    main(["predict", *COMMON, f"--ckpt_path={checkpoint}",
+          "--data.predict.class_path=mattekit.data.images.ImageFolder",
+          f"--data.predict.init_args.root={photos}", f"--prediction_writer.output_dir={out}",
+          f"--trainer.default_root_dir={out.parent}", *extra])  # fmt: skip
+
+
+def test_skip_existing_does_not_run_predicted_images_again(checkpoint, photos, tmp_path, caplog):
+    out = tmp_path / "alphas"
+    predict(checkpoint, photos, out)
+    assert sorted(p.name for p in out.glob("*.png")) == ["a.png", "b.png", "c.png"]
+    (out / "b.png").unlink()
+    kept = (out / "a.png").stat().st_mtime_ns
+    with caplog.at_level(logging.INFO, logger="mattekit"):
+        predict(checkpoint, photos, out, "--prediction_writer.skip_existing=true")
+    assert "2 of 3 samples already predicted: not run again" in caplog.text
+    assert (out / "b.png").exists() and (out / "a.png").stat().st_mtime_ns == kept
+
+
+def test_unreadable_images_stop_the_run_or_are_skipped_and_counted(
+    checkpoint, photos, tmp_path, caplog
+):
+    (photos / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match=r"broken\.png"):
+        predict(checkpoint, photos, tmp_path / "stopped")
+    out = tmp_path / "skipped"
+    with caplog.at_level(logging.WARNING, logger="mattekit"):
+        predict(checkpoint, photos, out, "--data.skip_unreadable=true")
+    assert sorted(p.name for p in out.glob("*.png")) == ["a.png", "b.png", "c.png"]
+    assert "broken.png" in caplog.text
+    assert "1 of 4 images could not be read and were skipped" in caplog.text
+
+
+def test_an_unwritable_output_folder_fails_before_predicting(checkpoint, photos, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(OSError, match=r"cannot write predictions to .*a_file"):
+        predict(checkpoint, photos, blocker / "alphas")
