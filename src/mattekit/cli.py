@@ -17,6 +17,8 @@ import logging
 import sys
 from collections.abc import Callable
 from contextlib import nullcontext
+from pathlib import Path
+from typing import ClassVar
 
 from lightning.pytorch.cli import LightningCLI
 
@@ -74,6 +76,10 @@ def resolve_model_aliases(argv: list[str]) -> list[str]:
 class MattingCLI(LightningCLI):
     """LightningCLI over every :class:`MattingModule` and the shared :class:`MattingDataModule`."""
 
+    #: Whether a run may write into a folder holding an earlier run's outputs without
+    #: ``--overwrite`` (the grid, which re-runs a failed run in that run's own folder).
+    replaces_outputs: ClassVar[bool] = False
+
     def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
         self._argv = list(sys.argv[1:] if args is None else args)
         super().__init__(
@@ -95,6 +101,13 @@ class MattingCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(AlphaPNGWriter, "prediction_writer")
+        parser.add_argument(
+            "--overwrite",
+            type=bool,
+            default=False,
+            help="replace the outputs of an earlier run in the run folder (config.yaml, metric "
+            "tables, prediction pictures); without it, such a folder is an error",
+        )
 
     def _parse_ckpt_path(self) -> None:
         """The checkpoint's model with the command line's settings (:mod:`.checkpoint_config`).
@@ -129,6 +142,32 @@ class MattingCLI(LightningCLI):
         restoring = config is not None and config.get("ckpt_path") is not None
         with restoring_from_checkpoint() if restoring else nullcontext():
             super().instantiate_classes()
+        if config is not None and not (config.get("overwrite") or self.replaces_outputs):
+            refuse_earlier_outputs(Path(self.trainer.log_dir or self.trainer.default_root_dir))
+
+
+# What a run writes in its folder; a folder already holding one belongs to an earlier run.
+RUN_OUTPUTS = (
+    "config.yaml",
+    "metrics_*.md",
+    "metrics_*.csv",
+    "predictions_*",
+    "nonfinite_steps.json",
+)
+
+
+def refuse_earlier_outputs(folder: Path) -> None:
+    """Raise :class:`UsageError` when ``folder`` holds the outputs of an earlier run.
+
+    A versioned run folder (the default logger's ``version_N``) is always new; a fixed one
+    (``--trainer.logger false``, a fixed logger version) may not be.
+    """
+    found = sorted({path.name for pattern in RUN_OUTPUTS for path in folder.glob(pattern)})
+    if found:
+        raise UsageError(
+            f"{folder} holds the outputs of an earlier run ({', '.join(found)}); pass "
+            "--overwrite true to replace them, or choose another --trainer.default_root_dir"
+        )
 
 
 def print_models(pattern: str = "*") -> None:

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 
 from mattekit.cli import main
+from mattekit.errors import UsageError
 
 COMMON = [
     "--model", "baseline", "--model.base_channels=8", "--model.depth=2",
     "--data.image_size=32", "--data.batch_size=2", "--data.num_workers=0",
     "--data.synthetic_train_samples=4", "--data.synthetic_eval_samples=2",
-    "--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false", "--trainer.logger=false",
+    "--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false",
 ]  # fmt: skip
 
 
@@ -22,8 +23,20 @@ COMMON = [
 def checkpoint(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("fit")
     main(["fit", *COMMON, f"--trainer.default_root_dir={root}", "--trainer.max_steps=1",
-          "--trainer.limit_val_batches=0"])  # fmt: skip
+          "--trainer.limit_val_batches=0", "--trainer.logger=false"])  # fmt: skip
     return root / "checkpoints" / "last.ckpt"
+
+
+def test_a_folder_with_an_earlier_runs_outputs_needs_overwrite(checkpoint, tmp_path):
+    """With a fixed run folder (no versioned logger) a second run would replace the first's."""
+    run = ["test", *COMMON, f"--ckpt_path={checkpoint}", "--trainer.logger=false",
+           f"--trainer.default_root_dir={tmp_path}"]  # fmt: skip
+    main(run)
+    first = (tmp_path / "metrics_test.md").read_text()
+    with pytest.raises(UsageError, match=r"outputs of an earlier run \(config\.yaml, metrics_test"):
+        main(run)
+    assert (tmp_path / "metrics_test.md").read_text() == first
+    main([*run, "--overwrite=true"])
 
 
 @pytest.fixture
@@ -39,7 +52,7 @@ def predict(checkpoint, photos, out, *extra):
     main(["predict", *COMMON, f"--ckpt_path={checkpoint}",
           "--data.predict.class_path=mattekit.data.images.ImageFolder",
           f"--data.predict.init_args.root={photos}", f"--prediction_writer.output_dir={out}",
-          f"--trainer.default_root_dir={out.parent}", *extra])  # fmt: skip
+          f"--trainer.default_root_dir={photos.parent / 'runs'}", *extra])  # fmt: skip
 
 
 def test_skip_existing_does_not_run_predicted_images_again(checkpoint, photos, tmp_path, caplog):

@@ -54,6 +54,9 @@ def run_process(args: list[str], summary: Path) -> dict:
 class _GridCLI(MattingCLI):
     """MattingCLI whose argument errors raise (and so reach the summary) instead of exiting."""
 
+    # A grid re-runs a run that failed in that run's own folder.
+    replaces_outputs = True
+
     def init_parser(self, **kwargs):
         kwargs.setdefault("exit_on_error", False)
         return super().init_parser(**kwargs)
