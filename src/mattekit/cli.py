@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
+import traceback
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
@@ -141,9 +143,32 @@ class MattingCLI(LightningCLI):
         config = self.config.get(self.subcommand) if self.subcommand else None
         restoring = config is not None and config.get("ckpt_path") is not None
         with restoring_from_checkpoint() if restoring else nullcontext():
-            super().instantiate_classes()
+            try:
+                super().instantiate_classes()
+            except Exception as error:
+                named = named_error(error)
+                if named is None:
+                    raise
+                raise UsageError(f"{type(named).__name__}: {named}") from named
         if config is not None and not (config.get("overwrite") or self.replaces_outputs):
             refuse_earlier_outputs(Path(self.trainer.log_dir or self.trainer.default_root_dir))
+
+
+def named_error(error: BaseException) -> BaseException | None:
+    """The error mattekit raised about a file or an argument, under jsonargparse's wrapping.
+
+    Building the data module or the model from the command line goes through jsonargparse,
+    which reports a failed source as "Does not validate against any of the Union subtypes" and
+    keeps mattekit's message (``folder not found: ...``) only in its exception chain. None when
+    the innermost error is not such a message (a bug keeps its traceback).
+    """
+    inner = error
+    while (nested := inner.__cause__ or inner.__context__) is not None:
+        inner = nested
+    if inner is error or not isinstance(inner, OSError | ValueError):
+        return None
+    frames = traceback.extract_tb(inner.__traceback__)
+    return inner if frames and f"{os.sep}mattekit{os.sep}" in frames[-1].filename else None
 
 
 # What a run writes in its folder; a folder already holding one belongs to an earlier run.

@@ -105,3 +105,14 @@ def test_usage_errors_print_one_line_and_exit_2(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["mattekit", "fit", "--model", "zimm"])
     assert main() == 2
     assert capsys.readouterr().err.startswith("mattekit: error: --model unknown model 'zimm'")
+
+
+def test_a_data_error_is_named_under_jsonargparse(monkeypatch, capsys, tmp_path):
+    missing = tmp_path / "nowhere"
+    argv = ["mattekit", "fit", "--model", "baseline",
+            "--data.train.class_path=mattekit.data.folders.ImageAlphaFolder",
+            f"--data.train.init_args.root={missing}", "--trainer.accelerator=cpu"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    assert main() == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == f"mattekit: error: FileNotFoundError: folder not found: {missing / 'image'}"
