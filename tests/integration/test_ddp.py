@@ -100,3 +100,30 @@ def test_metrics_score_every_sample_once_under_ddp(tmp_path: Path):
     assert one.keys() == two.keys()
     for name in one:
         assert abs(one[name] - two[name]) <= 1e-6 * max(1.0, abs(one[name])), name
+
+
+def test_ddp_resumes_from_its_checkpoint(tmp_path: Path):
+    """configs/trainer/ddp_cpu.yaml: trains, saves, resumes and validates with 2 processes."""
+    config = Path(__file__).parents[2] / "configs" / "trainer" / "ddp_cpu.yaml"
+    command = [
+        sys.executable, "-m", "mattekit.cli", "fit", "--config", str(config),
+        "--model", "baseline", "--model.base_channels=8", "--model.depth=2",
+        "--data.image_size=32", "--data.batch_size=2", "--data.num_workers=0",
+        "--data.synthetic_train_samples=16", "--data.synthetic_eval_samples=3",
+        "--data.steps_per_epoch=2", "--trainer.enable_progress_bar=false",
+        f"--trainer.default_root_dir={tmp_path}",
+    ]  # fmt: skip
+
+    def fit(*extra: str) -> None:
+        result = subprocess.run(
+            [*command, *extra], cwd=tmp_path, capture_output=True, text=True, timeout=180
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    fit("--trainer.max_steps=2")
+    first = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    assert torch.load(first, weights_only=True)["global_step"] == 2
+    fit("--trainer.max_steps=4", f"--ckpt_path={first}")
+    resumed = tmp_path / "lightning_logs" / "version_1"
+    assert torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+    assert "SAD" in (resumed / "metrics_val.md").read_text()
