@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import sys
-import traceback
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
@@ -27,9 +25,10 @@ from lightning.pytorch.cli import LightningCLI
 from mattekit.callbacks import AlphaPNGWriter, FamilyCheckpoint
 from mattekit.checkpoint_config import CheckpointConfigError, plain, resolve_checkpoint_model
 from mattekit.data.datamodule import MattingDataModule
-from mattekit.errors import UsageError
+from mattekit.errors import UsageError, named_error
 from mattekit.models import MODELS, MattingModule, get_model_entry, list_models
 from mattekit.models.base import restoring_from_checkpoint
+from mattekit.run_folder import refuse_earlier_outputs
 
 
 def _handler(target: str) -> Callable[[list[str]], int | None]:
@@ -152,47 +151,6 @@ class MattingCLI(LightningCLI):
                 raise UsageError(f"{type(named).__name__}: {named}") from named
         if config is not None and not (config.get("overwrite") or self.replaces_outputs):
             refuse_earlier_outputs(Path(self.trainer.log_dir or self.trainer.default_root_dir))
-
-
-def named_error(error: BaseException) -> BaseException | None:
-    """The error mattekit raised about a file or an argument, under jsonargparse's wrapping.
-
-    Building the data module or the model from the command line goes through jsonargparse,
-    which reports a failed source as "Does not validate against any of the Union subtypes" and
-    keeps mattekit's message (``folder not found: ...``) only in its exception chain. None when
-    the innermost error is not such a message (a bug keeps its traceback).
-    """
-    inner = error
-    while (nested := inner.__cause__ or inner.__context__) is not None:
-        inner = nested
-    if inner is error or not isinstance(inner, OSError | ValueError):
-        return None
-    frames = traceback.extract_tb(inner.__traceback__)
-    return inner if frames and f"{os.sep}mattekit{os.sep}" in frames[-1].filename else None
-
-
-# What a run writes in its folder; a folder already holding one belongs to an earlier run.
-RUN_OUTPUTS = (
-    "config.yaml",
-    "metrics_*.md",
-    "metrics_*.csv",
-    "predictions_*",
-    "nonfinite_steps.json",
-)
-
-
-def refuse_earlier_outputs(folder: Path) -> None:
-    """Raise :class:`UsageError` when ``folder`` holds the outputs of an earlier run.
-
-    A versioned run folder (the default logger's ``version_N``) is always new; a fixed one
-    (``--trainer.logger false``, a fixed logger version) may not be.
-    """
-    found = sorted({path.name for pattern in RUN_OUTPUTS for path in folder.glob(pattern)})
-    if found:
-        raise UsageError(
-            f"{folder} holds the outputs of an earlier run ({', '.join(found)}); pass "
-            "--overwrite true to replace them, or choose another --trainer.default_root_dir"
-        )
 
 
 def print_models(pattern: str = "*") -> None:
