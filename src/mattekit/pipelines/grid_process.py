@@ -23,6 +23,7 @@ import warnings
 from pathlib import Path
 
 from mattekit.cli import MattingCLI, resolve_model_aliases, show_mattekit_logs
+from mattekit.errors import UsageError
 
 
 class ProcessFailed(RuntimeError):
@@ -81,7 +82,9 @@ def run_in_this_process(summary: Path, args: list[str]) -> int:
         if not cli.trainer.is_global_zero:
             return code  # DDP: rank 0 reports
     except Exception as error:
-        result = {"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
+        # A UsageError's message is complete (it names the error it stands for, if any).
+        named = str(error) if isinstance(error, UsageError) else f"{type(error).__name__}: {error}"
+        result = {"error": named, "traceback": traceback.format_exc()}
         code = 1
     summary.parent.mkdir(parents=True, exist_ok=True)
     summary.write_text(json.dumps(result, indent=1))
