@@ -83,9 +83,11 @@ def connectivity_levels(
     # gives t_10 = 1, MATLAB's value for pixels never assigned.
     survived = np.zeros(pred.shape, dtype=np.uint8)
     alive = np.ones(pred.shape, dtype=bool)
+    # pred >= t and target >= t exactly when min(pred, target) >= t: one comparison a threshold.
+    both = np.minimum(pred, target)
     for k in range(1, len(CONN_THRESHOLDS)):
         threshold = CONN_THRESHOLDS[k]  # float32 scalar: the comparison stays in float32
-        mask = ((pred >= threshold) & (target >= threshold)).view(np.uint8)
+        mask = (both >= threshold).view(np.uint8)
         alive &= largest_component(mask, rule, tie_break)
         if not alive.any():  # every pixel has its level; later thresholds change nothing
             break

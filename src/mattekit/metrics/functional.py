@@ -10,39 +10,12 @@ import functools
 
 import cv2
 import numpy as np
-import torch
-from torch import Tensor
 
 from mattekit.metrics.presets import GradientKind
 
 GAUSSIAN_SIGMA = 1.4
 # ZIM adds this inside the square root of its Sobel magnitudes.
 SOBEL_EPS = 1e-8
-
-
-def region_sums(error_map: Tensor, region: Tensor | None) -> tuple[Tensor, Tensor]:
-    """Sum an error map over each sample's region.
-
-    Args:
-        error_map: (B, H, W) float64 per-pixel errors.
-        region: (B, H, W) bool, or None for the whole image.
-
-    Returns:
-        ``(sums, counts)``: (B,) float64 sums and (B,) int64 numbers of pixels summed over.
-    """
-    if region is None:
-        sums = error_map.sum(dim=(1, 2))
-        counts = torch.full_like(sums, error_map.shape[1] * error_map.shape[2], dtype=torch.long)
-        return sums, counts
-    sums = torch.where(region, error_map, 0.0).sum(dim=(1, 2))
-    return sums, region.sum(dim=(1, 2))
-
-
-def pixel_differences(pred: Tensor, target: Tensor) -> Tensor:
-    """(B, 1, H, W) alphas -> (B, H, W) ``pred - target`` computed in float64."""
-    # The in-place subtraction promotes target to float64 on the fly: one conversion pass less.
-    # copy=True: a float64 pred must not be modified in place.
-    return pred[:, 0].to(torch.float64, copy=True).sub_(target[:, 0])
 
 
 @functools.cache
@@ -127,6 +100,29 @@ def gradient_error(
         pred, target = mat2gray(pred), mat2gray(target)
     elif kind != "gaussian":
         raise ValueError(f"unknown gradient kind {kind!r}")
+    if region is not None:
+        window = _filter_window(region, len(gaussian_derivative_factors()[0]) // 2)
+        if window is None:
+            return 0.0
+        pred, target, region = pred[window], target[window], region[window]
     difference = gaussian_gradient_magnitude(pred) - gaussian_gradient_magnitude(target)
     squared = difference * difference
     return float(squared.sum() if region is None else squared[region].sum()) / 1000
+
+
+def _filter_window(region: np.ndarray, radius: int) -> tuple[slice, slice] | None:
+    """The region's bounding box grown by a filter's ``radius`` (clipped to the image).
+
+    Filtering that window gives the whole image's values on the region: each region pixel's
+    neighbourhood lies inside it, and where the window meets the image border, the replicated
+    border is the image's own. None for an empty region.
+    """
+    rows = np.flatnonzero(region.any(axis=1))
+    if rows.size == 0:
+        return None
+    columns = np.flatnonzero(region[rows[0] : rows[-1] + 1].any(axis=0))
+    height, width = region.shape
+    return (
+        slice(max(rows[0] - radius, 0), min(rows[-1] + radius + 1, height)),
+        slice(max(columns[0] - radius, 0), min(columns[-1] + radius + 1, width)),
+    )

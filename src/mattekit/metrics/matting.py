@@ -12,14 +12,14 @@ warning). A metric that has skipped every sample computes NaN.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
 from torchmetrics import Metric, MetricCollection
 
 from mattekit.metrics.connectivity import connectivity_error
-from mattekit.metrics.functional import gradient_error, pixel_differences, region_sums
-from mattekit.metrics.inputs import check_pair, evaluation_region, warn_once
+from mattekit.metrics.functional import gradient_error
+from mattekit.metrics.inputs import warn_once
+from mattekit.metrics.prepared import PreparedPair
 from mattekit.metrics.presets import MattingPreset, resolve_preset
 
 
@@ -39,18 +39,31 @@ class _MattingMetric(Metric):
         self.add_state("error_sum", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("num_samples", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, pred: Tensor, target: Tensor, trimap: Tensor | None = None) -> None:
+    def update(
+        self,
+        pred: Tensor | PreparedPair,
+        target: Tensor | None = None,
+        trimap: Tensor | None = None,
+    ) -> None:
         """Add a batch.
 
         Args:
-            pred: (B, 1, H, W) predicted alphas in [0, 1], floating point, any device.
+            pred: (B, 1, H, W) predicted alphas in [0, 1], floating point, any device; or a
+                :class:`PreparedPair` of this preset (a collection checks a batch once).
             target: (B, 1, H, W) ground-truth alphas in [0, 1].
             trimap: (B, 1, H, W) in {0, 128, 255} (any dtype) or {0, 0.5, 1} (floating), or
                 None for the whole image. Used by ``"trimap_unknown"`` presets only.
         """
-        pred, target = check_pair(pred, target)
-        region = evaluation_region(trimap, pred, self.preset)
-        errors = self._sample_errors(pred, target, region).to(self.error_sum.device)
+        if isinstance(pred, PreparedPair):
+            if pred.preset != self.preset:
+                raise ValueError(
+                    f"a batch prepared for preset {pred.preset.name!r} given to a "
+                    f"{self.preset.name!r} metric"
+                )
+            prepared = pred
+        else:
+            prepared = PreparedPair.from_inputs(pred, target, trimap, self.preset)
+        errors = self._sample_errors(prepared).to(self.error_sum.device)
         defined = ~torch.isnan(errors)
         if not defined.all():
             warn_once(
@@ -64,7 +77,7 @@ class _MattingMetric(Metric):
         """Mean per-sample error (float64 scalar); NaN when no sample has been counted."""
         return self.error_sum / self.num_samples
 
-    def _sample_errors(self, pred: Tensor, target: Tensor, region: Tensor | None) -> Tensor:
+    def _sample_errors(self, prepared: PreparedPair) -> Tensor:
         """(B,) float64 per-sample errors in the preset's scale, NaN where undefined."""
         raise NotImplementedError
 
@@ -72,46 +85,33 @@ class _MattingMetric(Metric):
 class SAD(_MattingMetric):
     """Sum of absolute differences over the region / 1000 (alphas in [0, 1]), every preset."""
 
-    def _sample_errors(self, pred: Tensor, target: Tensor, region: Tensor | None) -> Tensor:
-        sums, _ = region_sums(pixel_differences(pred, target).abs_(), region)
-        return sums / 1000
+    def _sample_errors(self, prepared: PreparedPair) -> Tensor:
+        absolute, _, _ = prepared.difference_sums()
+        return absolute / 1000
 
 
 class MSE(_MattingMetric):
     """Mean squared error over the region x ``preset.mse_scale`` (1 for dim, 1e3 otherwise)."""
 
-    def _sample_errors(self, pred: Tensor, target: Tensor, region: Tensor | None) -> Tensor:
-        sums, counts = region_sums(pixel_differences(pred, target).square_(), region)
-        return sums / counts * self.preset.mse_scale  # 0 / 0 = NaN marks an empty region
+    def _sample_errors(self, prepared: PreparedPair) -> Tensor:
+        _, squared, counts = prepared.difference_sums()
+        return squared / counts * self.preset.mse_scale  # 0 / 0 = NaN marks an empty region
 
 
 class MAD(_MattingMetric):
     """Mean absolute difference over the region x ``preset.mad_scale`` (ZIM calls it MAE)."""
 
-    def _sample_errors(self, pred: Tensor, target: Tensor, region: Tensor | None) -> Tensor:
-        sums, counts = region_sums(pixel_differences(pred, target).abs_(), region)
-        return sums / counts * self.preset.mad_scale
-
-
-def _per_sample_numpy(
-    pred: Tensor, target: Tensor, region: Tensor | None, dtype: torch.dtype
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-    """Move a batch to the CPU as per-sample (H, W) numpy arrays for the OpenCV computations."""
-    pred_np = pred[:, 0].detach().to("cpu", dtype).numpy()
-    target_np = target[:, 0].detach().to("cpu", dtype).numpy()
-    region_np = None if region is None else region.detach().cpu().numpy()
-    return [
-        (pred_np[i], target_np[i], None if region_np is None else region_np[i])
-        for i in range(pred_np.shape[0])
-    ]
+    def _sample_errors(self, prepared: PreparedPair) -> Tensor:
+        absolute, _, counts = prepared.difference_sums()
+        return absolute / counts * self.preset.mad_scale
 
 
 class GradientError(_MattingMetric):
     """Gradient error: Gaussian-derivative (dim: after mat2gray; sdmatte: on alpha) sum / 1000,
     or ZIM's Sobel mean x1e3; see :class:`~mattekit.metrics.presets.MattingPreset`."""
 
-    def _sample_errors(self, pred: Tensor, target: Tensor, region: Tensor | None) -> Tensor:
-        samples = _per_sample_numpy(pred, target, region, torch.float64)
+    def _sample_errors(self, prepared: PreparedPair) -> Tensor:
+        samples = prepared.numpy_samples(torch.float64)
         values = [gradient_error(p, g, r, self.preset.gradient) for p, g, r in samples]
         return torch.tensor(values, dtype=torch.float64)
 
@@ -119,22 +119,39 @@ class GradientError(_MattingMetric):
 class ConnectivityError(_MattingMetric):
     """Connectivity error / 1000, thresholds 0:0.1:1 compared in float32 as MATLAB does."""
 
-    def _sample_errors(self, pred: Tensor, target: Tensor, region: Tensor | None) -> Tensor:
-        samples = _per_sample_numpy(pred, target, region, torch.float32)
+    def _sample_errors(self, prepared: PreparedPair) -> Tensor:
+        samples = prepared.numpy_samples(torch.float32)
         rule, tie_break = self.preset.conn_component, self.preset.conn_tie_break
         values = [connectivity_error(p, g, r, rule, tie_break) for p, g, r in samples]
         return torch.tensor(values, dtype=torch.float64)
 
 
+class MattingMetricCollection(MetricCollection):
+    """Matting metrics of one preset whose ``update`` checks a batch once for all of them and
+    shares the intermediate values (:class:`~mattekit.metrics.prepared.PreparedPair`)."""
+
+    def __init__(self, metrics: dict[str, _MattingMetric], **kwargs) -> None:
+        presets = {metric.preset for metric in metrics.values()}
+        if len(presets) != 1:
+            names = sorted(preset.name for preset in presets)
+            raise ValueError(f"a matting collection needs one preset, got {names}")
+        super().__init__(metrics, **kwargs)
+        self.preset = presets.pop()
+
+    def update(self, pred: Tensor, target: Tensor, trimap: Tensor | None = None) -> None:
+        """Add a batch to every metric (arguments as :meth:`_MattingMetric.update`)."""
+        super().update(PreparedPair.from_inputs(pred, target, trimap, self.preset))
+
+
 def matting_metrics(
     preset: str | MattingPreset = "dim", prefix: str | None = None
-) -> MetricCollection:
+) -> MattingMetricCollection:
     """The five matting metrics under one preset, keyed ``SAD, MSE, MAD, Grad, Conn``.
 
     Compute groups are disabled: torchmetrics would otherwise merge metrics whose states happen
     to be equal after the first batch (e.g. all zero), and then update only one of them.
     """
-    return MetricCollection(
+    return MattingMetricCollection(
         {
             "SAD": SAD(preset=preset),
             "MSE": MSE(preset=preset),

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from metric_cases import as_batch, random_case
 
 from mattekit.metrics import PRESETS, matting_metrics, reference
+from mattekit.metrics.functional import gaussian_gradient_magnitude, gradient_error, mat2gray
 
 TOLERANCE = {"SAD": 1e-9, "MSE": 1e-9, "MAD": 1e-9, "Grad": 1e-9, "Conn": 1e-6}
 CASES = [random_case(seed) for seed in range(6)]
@@ -119,3 +120,24 @@ def test_reference_kernel_is_9x9_unit_norm_and_antisymmetric():
     assert hx.shape == (9, 9)
     assert np.sum(hx**2) == pytest.approx(1.0)
     np.testing.assert_allclose(hx, -hx[:, ::-1], atol=1e-15)
+
+
+@pytest.mark.parametrize(
+    "rows, columns",
+    [(slice(0, 5), slice(0, 64)), (slice(20, 30), slice(3, 9)), (slice(58, 64), slice(60, 64))],
+    ids=["top edge", "interior", "bottom-right corner"],
+)
+def test_gradient_on_a_window_around_the_region_equals_the_whole_image(rows, columns):
+    """Grad filters only the region's bounding box grown by the kernel radius: the same values
+    on the region as filtering the whole image, at the image borders too."""
+    rng = np.random.default_rng(3)
+    pred, target = rng.random((64, 64)), rng.random((64, 64))
+    region = np.zeros((64, 64), dtype=bool)
+    region[rows, columns] = True
+    for kind in ("gaussian", "gaussian_minmax"):
+        p, t = (mat2gray(pred), mat2gray(target)) if kind == "gaussian_minmax" else (pred, target)
+        whole = (gaussian_gradient_magnitude(p) - gaussian_gradient_magnitude(t)) ** 2
+        assert gradient_error(pred, target, region, kind) == pytest.approx(
+            whole[region].sum() / 1000, rel=1e-12
+        )
+    assert gradient_error(pred, target, np.zeros((64, 64), bool), "gaussian") == 0.0
