@@ -53,9 +53,13 @@ class AlphaPNGWriter(BasePredictionWriter):
         if self.skip_existing and hasattr(datamodule, "predict_exclude"):
             datamodule.predict_exclude = self.predicted
 
+    def path_of(self, sample_id: str) -> Path:
+        """Where the alpha of ``sample_id`` is written."""
+        return self.folder / f"{sample_id}.png"
+
     def predicted(self, sample_id: str) -> bool:
         """Whether ``sample_id`` has its PNG already."""
-        return (self.folder / f"{sample_id}.png").exists()
+        return self.path_of(sample_id).exists()
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.handled = 0
@@ -65,9 +69,8 @@ class AlphaPNGWriter(BasePredictionWriter):
     def write_on_batch_end(
         self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
     ) -> None:
-        folder = self.folder
         for sample_id, alpha in prediction:
-            path = folder / f"{sample_id}.png"
+            path = self.path_of(sample_id)
             self.handled += 1
             if self.skip_existing and path.exists():
                 continue

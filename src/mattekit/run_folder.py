@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mattekit.errors import UsageError
+from mattekit.models.nonfinite import SUMMARY_NAME
 
 # What a run writes in its folder; a folder already holding one belongs to an earlier run.
 RUN_OUTPUTS = (
@@ -12,7 +13,7 @@ RUN_OUTPUTS = (
     "metrics_*.md",
     "metrics_*.csv",
     "predictions_*",
-    "nonfinite_steps.json",
+    SUMMARY_NAME,
 )
 
 
