@@ -8,13 +8,16 @@ from typing import Literal
 
 import cv2
 import lightning as L
+import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import ConcatDataset, DataLoader
+from torch.utils.data import DataLoader
 
 from mattekit.data.dataset import MattingDataset
+from mattekit.data.draws import DrawConcat
 from mattekit.data.mixing import ScheduledBatchSampler, WeightedSourceSampler
 from mattekit.data.predict_sets import SkipUnreadable, collate_readable, without_predicted
 from mattekit.data.prompts import PromptConfig, PromptSampler
+from mattekit.data.resumable import ResumableLoader
 from mattekit.data.sample import collate_samples
 from mattekit.data.source import MattingSource
 from mattekit.data.synthetic import SyntheticSource
@@ -137,28 +140,43 @@ class MattingDataModule(L.LightningDataModule):
         if len(set(names)) != len(names):
             raise ValueError(f"training sources need distinct names for mixing, got {names}")
 
-    def dataset(self, stage: str) -> ConcatDataset:
+    def dataset(self, stage: str) -> DrawConcat:
         """The stage's sources behind the shared pipeline, concatenated."""
         train = stage == "train"
         size = self.image_size if train else self.eval_image_size
         transform = MattingTransform(size, train, self.augment, self.resize)
         keep_original = stage in ("val", "test")
-        return ConcatDataset(
+        return DrawConcat(
             [
                 MattingDataset(s, transform, self.prompt_sampler, train, self.seed, keep_original)
                 for s in self.sources[stage]
             ]
         )
 
-    def _loader(self, stage: str, dataset: ConcatDataset | None = None, **kwargs) -> DataLoader:
-        return DataLoader(
+    def _loader(
+        self, stage: str, dataset: DrawConcat | None = None, loader=DataLoader, **kwargs
+    ) -> DataLoader:
+        # The loader's own generator seeds its workers: making an iterator must not draw from
+        # torch's global RNG, which the model's training steps use (an exact resume restores it).
+        return loader(
             self.dataset(stage) if dataset is None else dataset,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            generator=torch.Generator().manual_seed(self.seed),
             **{"collate_fn": collate_samples, **kwargs},
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def _training_progress(self) -> tuple[int, int, int]:
+        """(epoch, batches of it trained on by each process, processes), for checkpoints."""
+        trainer = self.trainer
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return trainer.current_epoch, done, trainer.world_size
+
+    def train_dataloader(self) -> ResumableLoader:
+        """Draws seeded by the run's seed (``seed_everything``'s: ``torch.initial_seed()``), the
+        epoch and the position in it (:mod:`mattekit.data.draws`)."""
+        run_seed = torch.initial_seed()
+        resumable = {"loader": ResumableLoader, "progress": self._training_progress}
         sizes = [len(source) for source in self.sources["train"]]
         names = [source.name for source in self.sources["train"]]
         if self.schedule is not None:
@@ -170,11 +188,19 @@ class MattingDataModule(L.LightningDataModule):
                 [names.index(n) for n in self.schedule],
                 self.batch_size,
                 self.steps_per_epoch,
+                seed=run_seed,
             )
-            return self._loader("train", batch_sampler=batches)
+            return self._loader("train", batch_sampler=batches, draws=batches, **resumable)
         num_samples = self.steps_per_epoch * self.batch_size if self.steps_per_epoch else None
-        sampler = WeightedSourceSampler(sizes, self.weights or sizes, num_samples)
-        return self._loader("train", batch_size=self.batch_size, sampler=sampler, drop_last=True)
+        sampler = WeightedSourceSampler(sizes, self.weights or sizes, num_samples, seed=run_seed)
+        return self._loader(
+            "train",
+            batch_size=self.batch_size,
+            sampler=sampler,
+            drop_last=True,
+            draws=sampler,
+            **resumable,
+        )
 
     def _evaluation_loader(self, stage: str) -> DataLoader:
         """Every sample once, whatever the process count.

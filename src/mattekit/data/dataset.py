@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from mattekit.data.draws import Draw
 from mattekit.data.prompts import EmptyAlphaError, PromptSampler
 from mattekit.data.source import MattingSource
 from mattekit.data.transforms import MattingTransform
@@ -21,10 +22,12 @@ def _chw(image: np.ndarray) -> torch.Tensor:
 class MattingDataset(Dataset):
     """A source seen through the shared pipeline; items are dicts for ``collate_samples``.
 
-    Randomness: in training every draw gets a fresh generator seeded from torch's RNG, which
-    Lightning's ``seed_everything(workers=True)`` and the DataLoader make reproducible per worker
-    and per epoch; in evaluation the generator is seeded by ``(seed, index)``, so a validation
-    sample has the same prompts in every epoch and every run.
+    Randomness: in training, items are asked for by :class:`~mattekit.data.draws.Draw` (the
+    samplers of :mod:`mattekit.data.mixing` yield them), whose key seeds the sample's generator:
+    the same draw is the same sample, augmentation and prompts in any process, worker or resumed
+    run. In evaluation the generator is seeded by ``(seed, index)``, so a validation sample has
+    the same prompts in every epoch and every run. A plain index in training (a dataset used
+    outside the samplers) gets a generator seeded from torch's RNG.
 
     Args:
         source: where raw samples come from.
@@ -54,10 +57,12 @@ class MattingDataset(Dataset):
     def __len__(self) -> int:
         return len(self.source)
 
-    def _rng(self, index: int) -> np.random.Generator:
+    def _rng(self, item: int | Draw) -> np.random.Generator:
+        if isinstance(item, Draw):
+            return item.rng()
         if self.train:
             return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
-        return np.random.default_rng([self.seed, index])
+        return np.random.default_rng([self.seed, item])
 
     def _why_empty(self, stored_alpha: np.ndarray) -> str:
         """What to tell a user whose sample has no foreground at the network input."""
@@ -67,8 +72,9 @@ class MattingDataset(Dataset):
             return "after augmentation: crop less aggressively (augment.crop_scale)"
         return "after resizing to the evaluation size: the object is too small for it"
 
-    def __getitem__(self, index: int) -> dict:
-        rng = self._rng(index)
+    def __getitem__(self, item: int | Draw) -> dict:
+        rng = self._rng(item)
+        index = item.index if isinstance(item, Draw) else item
         try:
             raw = self.source.load(index, rng)
             sample = self.transform(raw, rng)

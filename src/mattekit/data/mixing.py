@@ -1,8 +1,11 @@
 """Drawing training samples from several sources: by weight, or by a per-iteration schedule.
 
-Both samplers index a ``ConcatDataset`` of the sources (source k occupies the index range
-``offsets[k] : offsets[k] + sizes[k]``) and draw their randomness from torch's global RNG, so
-``seed_everything`` makes them reproducible and each epoch differs.
+Both samplers index the concatenated sources (source k occupies the index range
+``offsets[k] : offsets[k] + sizes[k]``) and yield :class:`~mattekit.data.draws.Draw` items: which
+sample, and the seed of everything random about it. Every draw is a function of the run's seed,
+the epoch and the position in the epoch only (:mod:`mattekit.data.draws`), so an epoch is the same
+however it is reached, and a resumed epoch continues where the interrupted one stopped
+(:meth:`resume`).
 """
 
 from __future__ import annotations
@@ -12,27 +15,56 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import Sampler
 
+from mattekit.data.draws import Draw, epoch_generator
+
 
 def _offsets(sizes: Sequence[int]) -> list[int]:
     return [sum(sizes[:k]) for k in range(len(sizes))]
 
 
-def _generator() -> torch.Generator:
-    return torch.Generator().manual_seed(int(torch.randint(0, 2**62, ()).item()))
+class EpochDraws:
+    """The epoch counter and the resume point shared by the samplers.
+
+    Args:
+        seed: the run's seed (every draw derives from it).
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.epoch = 0
+        self._start = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning (also through its distributed wrapper) before each epoch."""
+        self.epoch = epoch
+
+    def resume(self, epoch: int, position: int) -> None:
+        """The next iteration is ``epoch``'s, from ``position`` (draws before it are skipped)."""
+        self.epoch, self._start = epoch, position
+
+    def _take_start(self) -> int:
+        start, self._start = self._start, 0
+        return start
 
 
-class WeightedSourceSampler(Sampler[int]):
+class WeightedSourceSampler(EpochDraws, Sampler[Draw]):
     """Each draw picks a source with probability proportional to its weight, then a sample.
 
     Args:
         sizes: number of samples of each source.
         weights: relative weight of each source (need not sum to one).
         num_samples: draws per epoch (default: the total size of the sources).
+        seed: the run's seed.
     """
 
     def __init__(
-        self, sizes: Sequence[int], weights: Sequence[float], num_samples: int | None = None
+        self,
+        sizes: Sequence[int],
+        weights: Sequence[float],
+        num_samples: int | None = None,
+        seed: int = 0,
     ) -> None:
+        super().__init__(seed)
         if len(weights) != len(sizes):
             raise ValueError(f"weights has {len(weights)} entries for {len(sizes)} sources")
         if any(w < 0 for w in weights) or sum(weights) <= 0:
@@ -44,16 +76,19 @@ class WeightedSourceSampler(Sampler[int]):
     def __len__(self) -> int:
         return self.num_samples
 
-    def __iter__(self) -> Iterator[int]:
-        generator = _generator()
+    def __iter__(self) -> Iterator[Draw]:
+        start = self._take_start()
+        generator = epoch_generator(self.seed, self.epoch)
         offsets = torch.tensor(_offsets(self.sizes))
         sizes = torch.tensor(self.sizes)
         chosen = torch.multinomial(self.weights, self.num_samples, True, generator=generator)
         within = (torch.rand(self.num_samples, generator=generator) * sizes[chosen]).long()
-        yield from (offsets[chosen] + within).tolist()
+        indices = (offsets[chosen] + within).tolist()
+        for position in range(start, self.num_samples):
+            yield Draw(indices[position], (self.seed, self.epoch, position))
 
 
-class ScheduledBatchSampler(Sampler[list[int]]):
+class ScheduledBatchSampler(EpochDraws, Sampler[list[Draw]]):
     """Batch ``i`` comes entirely from source ``schedule[i % len(schedule)]``.
 
     TeachDiffusionMatting alternates datasets by iteration; ``schedule=[0, 0, 1]`` gives two
@@ -64,6 +99,7 @@ class ScheduledBatchSampler(Sampler[list[int]]):
         schedule: source index per iteration, cycled.
         batch_size: samples per batch.
         num_batches: batches per epoch (default: one pass over the schedule's share of data).
+        seed: the run's seed.
     """
 
     def __init__(
@@ -72,7 +108,9 @@ class ScheduledBatchSampler(Sampler[list[int]]):
         schedule: Sequence[int],
         batch_size: int,
         num_batches: int | None = None,
+        seed: int = 0,
     ) -> None:
+        super().__init__(seed)
         if not schedule:
             raise ValueError("schedule must name at least one source")
         bad = [k for k in schedule if not 0 <= k < len(sizes)]
@@ -86,10 +124,16 @@ class ScheduledBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         return self.num_batches
 
-    def __iter__(self) -> Iterator[list[int]]:
-        generator = _generator()
+    def __iter__(self) -> Iterator[list[Draw]]:
+        """Batches from the resume point on (:meth:`resume` counts batches here)."""
+        start = self._take_start()
+        generator = epoch_generator(self.seed, self.epoch)
         offsets = _offsets(self.sizes)
+        size = self.batch_size
         for step in range(self.num_batches):
             source = self.schedule[step % len(self.schedule)]
-            within = torch.randint(0, self.sizes[source], (self.batch_size,), generator=generator)
-            yield (within + offsets[source]).tolist()
+            within = torch.randint(0, self.sizes[source], (size,), generator=generator)
+            if step >= start:
+                indices = (within + offsets[source]).tolist()
+                key = (self.seed, self.epoch)
+                yield [Draw(i, (*key, step * size + j)) for j, i in enumerate(indices)]

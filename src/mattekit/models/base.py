@@ -50,6 +50,7 @@ from torch import Tensor, nn
 
 from mattekit.data.sample import MattingBatch
 from mattekit.metrics import resolve_preset
+from mattekit.models import rng_state
 from mattekit.models.evaluation import (
     REFERENCE_NAME,
     OutputMetrics,
@@ -189,6 +190,7 @@ class MattingModule(L.LightningModule):
         self.output_dir: Path | None = None  # set in setup(), on every rank
         self._skip_optimizer_step = False
         self.nonfinite = NonFiniteRecord(max_consecutive_skips)
+        self._rng_to_restore: dict | None = None
         # (epoch, global step) of the checkpoint the weights came from, if any.
         self.trained_until: tuple[int, int] | None = None
         self.configure_models()
@@ -298,6 +300,11 @@ class MattingModule(L.LightningModule):
         if not terms:
             raise ValueError(f"{type(self).__name__}: every loss weight is 0; nothing to train")
         return torch.stack(list(terms.values())).sum(), terms
+
+    def on_train_batch_start(self, batch: MattingBatch, batch_idx: int) -> None:
+        if self._rng_to_restore is not None:
+            rng_state.restore(self._rng_to_restore)
+            self._rng_to_restore = None
 
     def training_step(self, batch: MattingBatch, batch_idx: int) -> Tensor:
         batch = self.transform_batch(batch, "train")
@@ -469,12 +476,16 @@ class MattingModule(L.LightningModule):
         return self
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[rng_state.KEY] = rng_state.capture()
         checkpoint["mattekit_nonfinite_steps"] = self.nonfinite.state()
         checkpoint["state_dict"] = without_unstored_parts(
             checkpoint["state_dict"], self.frozen_parts
         )
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Restored just before the next training step: what runs in between on resume
+        # (restoring, sanity validation) must not shift the draws of the steps.
+        self._rng_to_restore = checkpoint.get(rng_state.KEY)
         self.trained_until = (checkpoint.get("epoch", 0), checkpoint.get("global_step", 0))
         self.nonfinite.restore(checkpoint.get("mattekit_nonfinite_steps", []))
 

@@ -1,30 +1,65 @@
 from collections import Counter
 
 import pytest
-import torch
 
+from mattekit.data.draws import Draw, DrawConcat
 from mattekit.data.mixing import ScheduledBatchSampler, WeightedSourceSampler
 
 
-def test_weighted_sampler_follows_weights_and_is_reproducible():
+def test_weighted_sampler_follows_weights_and_is_a_function_of_seed_and_epoch():
     sizes = [10, 1000]
-    torch.manual_seed(0)
-    draws = list(WeightedSourceSampler(sizes, [3, 1], num_samples=4000))
-    from_first = sum(index < 10 for index in draws) / len(draws)
+    draws = list(WeightedSourceSampler(sizes, [3, 1], num_samples=4000, seed=5))
+    indices = [draw.index for draw in draws]
+    from_first = sum(index < 10 for index in indices) / len(indices)
     assert 0.72 < from_first < 0.78  # 3:1 despite the 1:100 sizes
-    assert all(0 <= index < 1010 for index in draws)
-    torch.manual_seed(0)
-    assert list(WeightedSourceSampler(sizes, [3, 1], num_samples=4000)) == draws
+    assert all(0 <= index < 1010 for index in indices)
+    assert [draw.key for draw in draws[:2]] == [(5, 0, 0), (5, 0, 1)]
+    again = WeightedSourceSampler(sizes, [3, 1], num_samples=4000, seed=5)
+    assert list(again) == draws  # no global RNG involved
+    again.set_epoch(1)
+    assert [d.index for d in again] != indices
+    other_seed = WeightedSourceSampler(sizes, [3, 1], num_samples=4000, seed=6)
+    assert [d.index for d in other_seed] != indices
+
+
+def test_resume_continues_the_epoch_where_it_stopped():
+    sampler = WeightedSourceSampler([7, 9], [1, 1], num_samples=20, seed=1)
+    sampler.set_epoch(3)
+    whole = list(sampler)
+    sampler.resume(3, 12)
+    assert list(sampler) == whole[12:]
+    assert list(sampler) == whole  # only the first iteration after resume is cut
+    batches = ScheduledBatchSampler([5, 7], schedule=[0, 1], batch_size=2, num_batches=5, seed=1)
+    all_batches = list(batches)
+    batches.resume(0, 3)
+    assert list(batches) == all_batches[3:]
 
 
 def test_scheduled_batches_come_from_one_source_each():
     sampler = ScheduledBatchSampler([5, 7], schedule=[0, 0, 1], batch_size=4, num_batches=6)
-    batches = list(sampler)
+    batches = [[draw.index for draw in batch] for batch in sampler]
     assert len(batches) == 6
     origin = ["a" if max(b) < 5 else "b" for b in batches]
     assert all(min(b) >= 5 for b, o in zip(batches, origin, strict=True) if o == "b")
     assert origin == ["a", "a", "b", "a", "a", "b"]
     assert Counter(len(b) for b in batches) == {4: 6}
+
+
+def test_draws_reach_their_source_with_their_key():
+    class Echo:
+        def __init__(self, size):
+            self.size = size
+
+        def __len__(self):
+            return self.size
+
+        def __getitem__(self, item):
+            return item
+
+    concat = DrawConcat([Echo(3), Echo(4)])
+    assert concat[Draw(4, (0, 1, 2))] == Draw(1, (0, 1, 2))
+    assert concat[2] == 2
+    assert Draw(4, (0, 1, 2)).rng().random() == Draw(9, (0, 1, 2)).rng().random()
 
 
 def test_bad_mixing_arguments():

@@ -1,0 +1,48 @@
+"""A training DataLoader whose place in the epoch is saved in checkpoints and restored.
+
+Lightning saves ``state_dict()`` of a loader that has one with every checkpoint and hands it to
+``load_state_dict`` before it iterates again on resume. Together with draws that depend on
+(run seed, epoch, position) only (:mod:`mattekit.data.draws`), a resumed epoch continues with
+exactly the batches the interrupted one had not yet trained on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch.utils.data import DataLoader
+
+from mattekit.data.mixing import EpochDraws
+
+# () -> (epoch, batches of it trained on by each process, number of processes)
+Progress = Callable[[], tuple[int, int, int]]
+
+
+class ResumableLoader(DataLoader):
+    """``DataLoader`` over an :class:`~mattekit.data.mixing.EpochDraws` sampler (or batch
+    sampler) that resumes mid-epoch.
+
+    Args:
+        draws: the sampler given as ``sampler`` or ``batch_sampler``.
+        progress: where training stands (see ``Progress``), read when a checkpoint is saved.
+        *args, **kwargs: ``DataLoader``'s.
+    """
+
+    def __init__(self, *args, draws: EpochDraws, progress: Progress, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.draws = draws
+        self.progress = progress
+
+    def state_dict(self) -> dict[str, int]:
+        epoch, batches_done, processes = self.progress()
+        return {"epoch": epoch, "batches_done": batches_done, "processes": processes}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        # The sampler counts samples, the batch sampler batches; every process trained
+        # ``batches_done`` batches of its share.
+        per_batch = 1 if self.draws is self.batch_sampler else self.batch_size
+        position = state["batches_done"] * state["processes"] * per_batch
+        epoch = state["epoch"]
+        if position >= len(self.draws):
+            epoch, position = epoch + 1, 0
+        self.draws.resume(epoch, position)
