@@ -8,14 +8,15 @@ interactive use alike:
   padding is 0 in normalised space, not black RGB (which would be ``-mean / std``).
 - **Prompts** as sparse tokens: a box alone is two corner points labelled 2 (top-left) and 3
   (bottom-right) with no padding point; clicks (1 positive, 0 negative) are followed by exactly
-  one padding point (label -1). So samples differ in token count, and a batch is decoded in
-  groups of equal count (the image encoder still runs once for the whole batch).
+  one padding point (label -1). So samples differ in token count. A batch is decoded in one call
+  all the same: shorter samples are filled up with *filler* slots (label -2, not a token of
+  SAM's: the release's padding point is label -1 and is a real token), which the decoder masks
+  out as attention keys, so each sample's result is the one it gets decoded alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -27,22 +28,8 @@ PIXEL_MEAN = (123.675, 116.28, 103.53)  # SAM's, on 0-255 RGB
 PIXEL_STD = (58.395, 57.12, 57.375)
 BOX_LABELS = (2, 3)  # top-left, bottom-right corner
 PADDING_LABEL = -1
+FILLER_LABEL = -2  # an empty slot of a shorter sample in a batch: masked out, not a token
 SAM_PROMPT_KINDS = ("points", "box")
-
-
-@dataclass
-class SamPromptGroup:
-    """Samples of a batch that share one token count, decoded together.
-
-    Attributes:
-        indices: G positions in the batch (long).
-        coords: G x K x 2 ``(x, y)`` token coordinates in model-input pixels.
-        labels: G x K token labels (1 / 0 clicks, -1 padding, 2 / 3 box corners).
-    """
-
-    indices: Tensor
-    coords: Tensor
-    labels: Tensor
 
 
 def normalize(images: Tensor) -> Tensor:
@@ -112,67 +99,44 @@ def sam_tokens(
     return coords, labels
 
 
-def group_by_token_count(
+def batch_tokens(
     points: Tensor, point_labels: Tensor, box: Tensor, kinds: Sequence[str]
-) -> list[SamPromptGroup]:
-    """Each sample's SAM tokens (:func:`sam_tokens`), grouped by token count.
+) -> tuple[Tensor, Tensor]:
+    """Each sample's SAM tokens (:func:`sam_tokens`), filled up to the longest with fillers.
 
     Args:
         points: B x N x 2 clicks; point_labels: B x N (1 / 0 clicks, -1 padding).
         box: B x 4; kinds: B prompt kinds (``"box"`` or ``"points"``). All in model pixels.
 
     Returns:
-        One :class:`SamPromptGroup` per distinct token count, in increasing count; every sample
-        is in exactly one group, in batch order within it.
+        B x K x 2 coordinates and B x K labels, K the most tokens of a sample; the slots after a
+        sample's own tokens are labelled ``FILLER_LABEL`` at ``(0, 0)``.
     """
     if len(kinds) != len(points):
         raise ValueError(f"got {len(kinds)} prompt kinds for a batch of {len(points)}")
     tokens = [sam_tokens(points[i], point_labels[i], box[i], kind) for i, kind in enumerate(kinds)]
-    groups = []
-    for count in sorted({len(labels) for _, labels in tokens}):
-        members = [i for i, (_, labels) in enumerate(tokens) if len(labels) == count]
-        groups.append(
-            SamPromptGroup(
-                indices=torch.tensor(members, device=points.device),
-                coords=torch.stack([tokens[i][0] for i in members]),
-                labels=torch.stack([tokens[i][1] for i in members]),
-            )
-        )
-    return groups
+    count = max(len(labels) for _, labels in tokens)
+    coords = points.new_zeros(len(tokens), count, 2)
+    labels = point_labels.new_full((len(tokens), count), FILLER_LABEL)
+    for i, (sample_coords, sample_labels) in enumerate(tokens):
+        coords[i, : len(sample_labels)] = sample_coords
+        labels[i, : len(sample_labels)] = sample_labels
+    return coords, labels
 
 
 def sam_batch_inputs(
     batch: MattingBatch, kinds: Sequence[str], size: int
-) -> tuple[Tensor, list[SamPromptGroup]]:
-    """A batch as a SAM-based model takes it: :func:`sam_image` and the prompt groups.
+) -> tuple[Tensor, Tensor, Tensor]:
+    """A batch as a SAM-based model takes it: :func:`sam_image` and :func:`batch_tokens`.
 
     Prompts are scaled from batch pixels to the ``size x size`` model input.
 
     Returns:
-        B x 3 x size x size images and the groups of :func:`group_by_token_count`.
+        B x 3 x size x size images, B x K x 2 token coordinates and B x K labels.
     """
     height, width = batch.image.shape[-2:]
     scale = batch.points.new_tensor([size / width, size / height])
-    groups = group_by_token_count(
+    coords, labels = batch_tokens(
         batch.points * scale, batch.point_labels, batch.box * scale.repeat(2), kinds
     )
-    return sam_image(batch.image, batch.content_size, size), groups
-
-
-def decode_groups(
-    groups: Sequence[SamPromptGroup], decode: Callable[[SamPromptGroup], tuple[Tensor, ...]]
-) -> tuple[Tensor, ...]:
-    """Run ``decode`` once per group and put the results back in batch order.
-
-    Args:
-        groups: from :func:`group_by_token_count`.
-        decode: a group -> tensors whose first dimension is the group's samples (G x ...).
-
-    Returns:
-        The same tensors for the whole batch (B x ...), sample ``i`` at row ``i``.
-    """
-    outputs = [decode(group) for group in groups]
-    order = torch.cat([group.indices for group in groups])
-    inverse = torch.empty_like(order)
-    inverse[order] = torch.arange(len(order), device=order.device)
-    return tuple(torch.cat(parts)[inverse] for parts in zip(*outputs, strict=True))
+    return sam_image(batch.image, batch.content_size, size), coords, labels

@@ -5,9 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from mattekit.models.sam_inputs import (
-    SamPromptGroup,
-    decode_groups,
-    group_by_token_count,
+    FILLER_LABEL,
+    batch_tokens,
     normalize,
     sam_batch_inputs,
     sam_image,
@@ -42,35 +41,17 @@ def test_unknown_kind_is_an_error():
         sam_tokens(*NO_POINTS, torch.zeros(4), "mask")
 
 
-def test_samples_are_grouped_by_token_count():
+def test_shorter_samples_are_filled_up_with_fillers():
     points = torch.arange(4 * 3 * 2, dtype=torch.float32).view(4, 3, 2)
     point_labels = torch.tensor([[1, 1, 0], [1, -1, -1], [1, -1, -1], [1, 0, -1]])
     box = torch.tensor([[1.0, 2.0, 3.0, 4.0]]).repeat(4, 1)
-    groups = group_by_token_count(points, point_labels, box, ["points", "box", "points", "points"])
-    # 3 clicks + pad = 4 tokens; the box (2) and one click + pad (2) share a group; 2 + pad = 3.
-    assert [g.indices.tolist() for g in groups] == [[1, 2], [3], [0]]
-    assert [tuple(g.labels.shape) for g in groups] == [(2, 2), (1, 3), (1, 4)]
-    assert groups[0].labels.tolist() == [[2, 3], [1, -1]]
-    assert torch.equal(groups[0].coords[1, 0], points[2, 0])
-    assert groups[2].labels.tolist() == [[1, 1, 0, -1]]
+    coords, labels = batch_tokens(points, point_labels, box, ["points", "box", "points", "points"])
+    f = FILLER_LABEL
+    # 3 clicks + pad = 4 tokens, the most; the others keep their own tokens, then fillers.
+    assert labels.tolist() == [[1, 1, 0, -1], [2, 3, f, f], [1, -1, f, f], [1, 0, -1, f]]
+    assert torch.equal(coords[2, 0], points[2, 0]) and coords[1, 2:].eq(0).all()
     with pytest.raises(ValueError, match="kinds"):
-        group_by_token_count(points, point_labels, box, ["box"])
-
-
-def test_decode_groups_puts_results_back_in_batch_order():
-    groups = [
-        SamPromptGroup(torch.tensor([1, 3]), torch.zeros(2, 2, 2), torch.zeros(2, 2)),
-        SamPromptGroup(torch.tensor([2, 0]), torch.zeros(2, 3, 2), torch.zeros(2, 3)),
-    ]
-
-    def decode(group):  # tags each row with its sample's index and the group's token count
-        return group.indices.float()[:, None], torch.full(
-            (len(group.indices),), group.labels.shape[1]
-        )
-
-    rows, counts = decode_groups(groups, decode)
-    assert rows[:, 0].tolist() == [0.0, 1.0, 2.0, 3.0]
-    assert counts.tolist() == [3, 2, 3, 2]
+        batch_tokens(points, point_labels, box, ["box"])
 
 
 def test_normalize_is_sams_per_channel_mean_and_std():
@@ -121,10 +102,8 @@ def test_batch_prompts_are_scaled_to_the_model_input(synthetic_batch):
         point_labels=torch.tensor([[1], [0]]),
         box=torch.tensor([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]]),
     )
-    images, groups = sam_batch_inputs(batch, ["box", "points"], 128)
+    images, coords, labels = sam_batch_inputs(batch, ["box", "points"], 128)
     assert images.shape == (2, 3, 128, 128)
-    (group,) = groups  # a box and one click + padding: both two tokens
-    assert group.indices.tolist() == [0, 1]
-    assert group.coords[0].tolist() == [[2.0, 4.0], [6.0, 8.0]]
-    assert group.coords[1, 0].tolist() == [60.0, 80.0]
-    assert group.labels.tolist() == [[2, 3], [0, -1]]
+    assert coords[0].tolist() == [[2.0, 4.0], [6.0, 8.0]]
+    assert coords[1, 0].tolist() == [60.0, 80.0]
+    assert labels.tolist() == [[2, 3], [0, -1]]  # a box and one click + padding: two tokens

@@ -434,7 +434,8 @@ def test_encode_returns_the_embedding_and_the_pixel_decoder_pyramid():
         assert [tuple(f.shape) for f in features.pyramid] == [(2, 8, 64, 64), (2, 16, 32, 32)]
         logits, _ = model.decode(features, BOX.repeat(2, 1, 1), BOX_LABELS.repeat(2, 1))
         whole, _ = model(images, BOX.repeat(2, 1, 1), BOX_LABELS.repeat(2, 1))
-        one, _ = model.decode(features.select(torch.tensor([1])), BOX, BOX_LABELS)
+        second = ZimImageFeatures(features.embedding[1:], tuple(f[1:] for f in features.pyramid))
+        one, _ = model.decode(second, BOX, BOX_LABELS)
     assert torch.equal(logits, whole)
     assert torch.allclose(one, whole[1:], atol=1e-5)
     assert build_zim("tiny", decoder="sam").encode(images).pyramid == ()
@@ -492,3 +493,25 @@ def test_predictor_rejects_labels_other_than_clicks():
     predictor.set_image(np.zeros((32, 32, 3), np.uint8))
     with pytest.raises(ValueError, match="point_labels"):
         predictor.predict(point_coords=np.array([[3, 4]]), point_labels=np.array([2]))
+
+
+@pytest.mark.parametrize("directions", [["t2i"], ["t2i", "i2t"], []])
+def test_mixed_token_counts_decode_in_one_call_as_each_alone(synthetic_batch, directions):
+    """Fillers (a shorter sample's empty slots) are read by no attention: a box (2 tokens) and
+    1 or 3 clicks (2, 4 tokens) in one batch give what each gives decoded alone."""
+    torch.manual_seed(0)
+    module = ZIM(variant="tiny", attention_directions=directions).eval()
+    batch = prompted_batch(synthetic_batch, [1, 3, 2])
+    kinds = ["box", "points", "points"]
+    with torch.no_grad():
+        outputs = module.predict_alpha(batch, kinds)
+        for i, kind in enumerate(kinds):
+            if kind == "box":
+                coords, labels = batch.box[i].view(1, 2, 2), torch.tensor([[2, 3]])
+            else:
+                real = batch.point_labels[i] >= 0
+                coords, labels = release_tokens(
+                    batch.points[i][real].tolist(), batch.point_labels[i][real].tolist()
+                )
+            expected = decode_alone(module.model, batch.image[i], coords, labels)
+            assert torch.allclose(outputs["alpha_logits"][i : i + 1], expected, atol=1e-4), i

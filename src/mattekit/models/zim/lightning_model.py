@@ -14,7 +14,7 @@ from mattekit.models.base import MattingModule
 from mattekit.models.frozen import FrozenPart
 from mattekit.models.loss_terms import LossTerm
 from mattekit.models.prompting import random_prompt_kinds
-from mattekit.models.sam_inputs import decode_groups, sam_batch_inputs
+from mattekit.models.sam_inputs import sam_batch_inputs
 from mattekit.models.zim.torch_model import build_zim, load_sam_weights
 
 logger = logging.getLogger(__name__)
@@ -131,8 +131,8 @@ class ZIM(MattingModule):
 
         The image is normalised then zero-padded outside ``batch.content_size``; each sample's
         prompt (``kinds``: one per sample) becomes SAM's tokens (a box alone, or its clicks and
-        one padding point); the image encoder runs once for the batch, the decoder once per
-        token count.
+        one padding point), samples with fewer tokens filled up with masked-out fillers; the
+        image encoder and the decoder each run once for the batch.
 
         Returns:
             ``alpha`` B x 1 x H x W in [0, 1]; ``alpha_logits`` B x 1 x H x W, the logits of
@@ -141,13 +141,7 @@ class ZIM(MattingModule):
             ``iou`` B x 4 IoU predictions.
         """
         height, width = batch.image.shape[-2:]
-        images, groups = sam_batch_inputs(batch, kinds, self.model.image_size)
-        features = self.model.encode(images)
-        logits, iou = decode_groups(
-            groups,
-            lambda group: self.model.decode(
-                features.select(group.indices), group.coords, group.labels
-            ),
-        )
+        images, coords, labels = sam_batch_inputs(batch, kinds, self.model.image_size)
+        logits, iou = self.model.decode(self.model.encode(images), coords, labels)
         logits = F.interpolate(logits[:, :1], (height, width), mode="bilinear", align_corners=False)
         return {"alpha": logits.sigmoid(), "alpha_logits": logits, "iou": iou}

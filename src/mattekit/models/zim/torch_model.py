@@ -3,9 +3,9 @@ attention. Pure PyTorch; parts are injected as in segment-anything's ``Sam``.
 
 Prompts use SAM's ONNX convention: every sample is a list of "points" with labels 1 (positive
 click), 0 (negative click), -1 (padding), and a box is two corner points labelled 2 (top-left) and
-3 (bottom-right). One decode call takes samples of one token count (kinds may mix: a box and one
-click plus its padding point are both two tokens); :mod:`mattekit.models.sam_inputs` makes the
-tokens in the official releases' convention and groups a batch by token count.
+3 (bottom-right). A batch may mix token counts: a shorter sample is filled up with slots labelled
+-2 (``FILLER_LABEL``), which no attention reads, so each sample decodes as it would alone;
+:mod:`mattekit.models.sam_inputs` makes the tokens in the official releases' convention.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from segment_anything.modeling import ImageEncoderViT, PromptEncoder
 from segment_anything.modeling.mask_decoder import MLP
 from torch import Tensor, nn
 
-from mattekit.models.sam_inputs import BOX_LABELS
+from mattekit.models.sam_inputs import BOX_LABELS, FILLER_LABEL, PADDING_LABEL
 from mattekit.models.zim.pixel_decoder import HierarchicalPixelDecoder, SamPixelDecoder
 from mattekit.models.zim.transformer import (
     MaskedTwoWayTransformer,
@@ -69,10 +69,6 @@ class ZimImageFeatures:
     embedding: Tensor
     pyramid: tuple[Tensor, ...] = field(default_factory=tuple)
 
-    def select(self, indices: Tensor) -> ZimImageFeatures:
-        """The features of the samples at ``indices`` (G long), for one decode call."""
-        return ZimImageFeatures(self.embedding[indices], tuple(f[indices] for f in self.pyramid))
-
 
 class ZimMaskDecoder(nn.Module):
     """SAM's mask decoder with an injected transformer and pixel decoder.
@@ -109,6 +105,7 @@ class ZimMaskDecoder(nn.Module):
         dense_prompts: Tensor,
         image_features: tuple[Tensor, ...],
         prompt_mask: PromptAttentionMask | None,
+        prompt_slots: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Mask logits and IoU predictions.
 
@@ -117,6 +114,7 @@ class ZimMaskDecoder(nn.Module):
             sparse_prompts: B x N x C; dense_prompts: B x C x h x w.
             image_features: the pixel decoder's ``image_features`` of the input images.
             prompt_mask: prompt regions for the masked cross-attention.
+            prompt_slots: B x N bool, False for filler slots (None: all are tokens).
 
         Returns:
             B x num_mask_tokens x H' x W' logits (stride 2 hierarchical, 4 SAM) and
@@ -125,8 +123,13 @@ class ZimMaskDecoder(nn.Module):
         batch = sparse_prompts.shape[0]
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         tokens = torch.cat([output_tokens.expand(batch, -1, -1), sparse_prompts], dim=1)
+        real_tokens = None
+        if prompt_slots is not None:
+            always = prompt_slots.new_ones(batch, len(output_tokens))
+            real_tokens = torch.cat([always, prompt_slots], dim=1)
         src = image_embedding + dense_prompts
-        hs, src = self.transformer(src, image_pe.expand(batch, -1, -1, -1), tokens, prompt_mask)
+        pe = image_pe.expand(batch, -1, -1, -1)
+        hs, src = self.transformer(src, pe, tokens, prompt_mask, real_tokens)
         b, c, h, w = image_embedding.shape
         features = self.pixel_decoder(src.transpose(1, 2).reshape(b, c, h, w), image_features)
         mask_tokens = hs[:, 1 : 1 + self.num_mask_tokens]
@@ -173,15 +176,17 @@ class Zim(nn.Module):
         """SAM's prompt embedding for mixed points / box corners.
 
         Args:
-            coords: B x N x 2 ``(x, y)`` in input pixels; labels: B x N in {-1, 0, 1, 2, 3}.
+            coords: B x N x 2 ``(x, y)`` in input pixels; labels: B x N in {-2, -1, 0, 1, 2, 3}.
 
         Returns:
             B x N x C sparse and B x C x h x w dense ("no mask") embeddings.
         """
         encoder = self.prompt_encoder
         embedding = encoder.pe_layer.forward_with_coords(coords + 0.5, encoder.input_image_size)
-        padding = (labels == -1)[..., None]
+        padding = (labels == PADDING_LABEL)[..., None]
         embedding = torch.where(padding, encoder.not_a_point_embed.weight, embedding)
+        # A filler slot holds no token; no attention reads it (see decode).
+        embedding = embedding.masked_fill((labels == FILLER_LABEL)[..., None], 0.0)
         for label in range(4):  # 0 negative, 1 positive, 2 / 3 box corners
             chosen = (labels == label)[..., None].to(embedding.dtype)
             embedding = embedding + chosen * encoder.point_embeddings[label].weight
@@ -212,7 +217,8 @@ class Zim(nn.Module):
         boxes = box_mask(corners, grid)[:, 0]
         has_box = (labels == BOX_LABELS[0]).any(dim=1)
         on_grid = (cells >= 0).all(dim=-1) & (cells[..., 0] < grid[1]) & (cells[..., 1] < grid[0])
-        clicks = torch.where((labels <= 1) & on_grid, labels, torch.full_like(labels, -1))
+        is_click = (labels == 0) | (labels == 1)
+        clicks = torch.where(is_click & on_grid, labels, torch.full_like(labels, -1))
         sigma = self.point_sigma * grid[1] / 64
         point_map = gaussian_point_map(
             cells, clicks, grid, sigma, include_negative=True, radius=3 * sigma + 1
@@ -242,7 +248,8 @@ class Zim(nn.Module):
         Args:
             features: from :meth:`encode` (B samples).
             coords: B x K x 2 prompt coordinates in input pixels.
-            labels: B x K prompt labels (see module docstring); one K for the batch.
+            labels: B x K prompt labels (see module docstring); a sample with fewer tokens is
+                filled up with ``FILLER_LABEL``.
 
         Returns:
             B x 4 x S/2 x S/2 mask logits (S/4 with SAM's decoder at 16 px patches; mask 0 is
@@ -251,8 +258,17 @@ class Zim(nn.Module):
         sparse, dense = self.embed_prompts(coords, labels)
         image_pe = self.prompt_encoder.get_dense_pe()
         prompt_mask = self.attention_mask(coords, labels)
+        fillers = labels == FILLER_LABEL
+        # Meta tensors (structure checks) have no values to decide on: they take the masked path.
+        no_fillers = fillers.device.type != "meta" and not bool(fillers.any())
         return self.mask_decoder(
-            features.embedding, image_pe, sparse, dense, features.pyramid, prompt_mask
+            features.embedding,
+            image_pe,
+            sparse,
+            dense,
+            features.pyramid,
+            prompt_mask,
+            None if no_fillers else ~fillers,
         )
 
     def forward(self, images: Tensor, coords: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:

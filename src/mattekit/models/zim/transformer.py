@@ -77,6 +77,7 @@ class MaskedTwoWayBlock(TwoWayAttentionBlock):
     ) -> None:
         super().__init__(embedding_dim, num_heads, mlp_dim, skip_first_layer_pe=skip_first_layer_pe)
         # Same names and shapes as SAM's layers, so SAM checkpoints load unchanged.
+        self.self_attn = MaskedAttention(embedding_dim, num_heads)
         self.cross_attn_token_to_image = MaskedAttention(embedding_dim, num_heads, 2)
         self.cross_attn_image_to_token = MaskedAttention(embedding_dim, num_heads, 2)
 
@@ -88,12 +89,14 @@ class MaskedTwoWayBlock(TwoWayAttentionBlock):
         key_pe: Tensor,
         t2i_mask: dict | None = None,
         i2t_mask: dict | None = None,
+        token_keys: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
+        """``token_keys``: B x 1 x 1 x N key bias, -inf on filler slots (None: no fillers)."""
         if self.skip_first_layer_pe:
-            queries = self.self_attn(q=queries, k=queries, v=queries)
+            queries = self.self_attn(q=queries, k=queries, v=queries, key_bias=token_keys)
         else:
             q = queries + query_pe
-            queries = queries + self.self_attn(q=q, k=q, v=queries)
+            queries = queries + self.self_attn(q=q, k=q, v=queries, key_bias=token_keys)
         queries = self.norm1(queries)
 
         q, k = queries + query_pe, keys + key_pe
@@ -103,7 +106,8 @@ class MaskedTwoWayBlock(TwoWayAttentionBlock):
         queries = self.norm3(queries + self.mlp(queries))
 
         q, k = queries + query_pe, keys + key_pe
-        keys = self.norm4(keys + self.cross_attn_image_to_token(k, q, queries, **(i2t_mask or {})))
+        i2t = {**(i2t_mask or {}), **({} if token_keys is None else {"key_bias": token_keys})}
+        keys = self.norm4(keys + self.cross_attn_image_to_token(k, q, queries, **i2t))
         return queries, keys
 
 
@@ -142,6 +146,7 @@ class MaskedTwoWayTransformer(TwoWayTransformer):
         image_pe: Tensor,
         point_embedding: Tensor,
         prompt_mask: PromptAttentionMask | None = None,
+        real_tokens: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Run the decoder.
 
@@ -150,6 +155,8 @@ class MaskedTwoWayTransformer(TwoWayTransformer):
             image_pe: B x C x h x w positional encoding.
             point_embedding: B x N x C output + prompt tokens.
             prompt_mask: regions over the h x w tokens; ignored when no direction is masked.
+            real_tokens: B x N bool, False for filler slots, which no attention reads as a key
+                (a filler's own output is never used). None: every slot is a token.
 
         Returns:
             B x N x C processed tokens and B x hw x C processed image tokens.
@@ -159,9 +166,10 @@ class MaskedTwoWayTransformer(TwoWayTransformer):
         use = prompt_mask is not None
         t2i = prompt_mask.token_to_image() if use and "t2i" in self.masked_directions else None
         i2t = prompt_mask.image_to_token() if use and "i2t" in self.masked_directions else None
+        token_keys = None if real_tokens is None else key_bias_from_mask(real_tokens)
         queries = point_embedding
         for layer in self.layers:
-            queries, keys = layer(queries, keys, point_embedding, key_pe, t2i, i2t)
+            queries, keys = layer(queries, keys, point_embedding, key_pe, t2i, i2t, token_keys)
         q, k = queries + point_embedding, keys + key_pe
         queries = self.norm_final_attn(
             queries + self.final_attn_token_to_image(q, k, keys, **(t2i or {}))
