@@ -12,7 +12,12 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 from torchvision.io import encode_png
-from torchvision.utils import draw_bounding_boxes, draw_keypoints, make_grid
+from torchvision.utils import (
+    draw_bounding_boxes,
+    draw_keypoints,
+    draw_segmentation_masks,
+    make_grid,
+)
 
 from mattekit.data.io import write_bytes_atomic
 from mattekit.data.sample import MattingBatch
@@ -25,20 +30,26 @@ def to_uint8(values: Tensor) -> Tensor:
     return (values.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
 
 
-def prompt_overlay(image: Tensor, points: Tensor, labels: Tensor, box: Tensor) -> Tensor:
-    """Draw a sample's box and clicks on its image.
+def prompt_overlay(
+    image: Tensor, points: Tensor, labels: Tensor, box: Tensor, mask: Tensor | None = None
+) -> Tensor:
+    """Draw a sample's prompt on its image: the box, the clicks, the coarse mask (tinted).
 
     Args:
         image: 3 x H x W float in [0, 1].
-        points: N x 2 ``(x, y)``; labels: N (1 positive, 0 negative, -1 padding).
-        box: 4 ``(x0, y0, x1, y1)``.
+        points: N x 2 ``(x, y)``; labels: N (1 positive, 0 negative, -1 not shown).
+        box: 4 ``(x0, y0, x1, y1)``; not drawn when empty (``x1 <= x0``).
+        mask: 1 x H x W coarse mask, tinted where above 0.5; None or all zero: not drawn.
 
     Returns:
         3 x H x W uint8.
     """
     canvas = to_uint8(image).cpu()
+    if mask is not None and bool((mask > 0.5).any()):
+        canvas = draw_segmentation_masks(canvas, mask.cpu()[0] > 0.5, alpha=0.45, colors=_BOX)
     width = max(1, image.shape[-1] // 128)
-    canvas = draw_bounding_boxes(canvas, box[None].cpu(), colors=_BOX, width=width)
+    if box[2] > box[0]:
+        canvas = draw_bounding_boxes(canvas, box[None].cpu(), colors=_BOX, width=width)
     for label, colour in ((1, _POSITIVE), (0, _NEGATIVE)):
         chosen = points[labels == label].cpu()
         if len(chosen):
@@ -46,16 +57,26 @@ def prompt_overlay(image: Tensor, points: Tensor, labels: Tensor, box: Tensor) -
     return canvas
 
 
-SAMPLE_KEYS = ("image", "alpha", "points", "point_labels", "box")
+SAMPLE_KEYS = ("image", "alpha", "points", "point_labels", "box", "coarse_mask")
 
 
-def logged_samples(batch: MattingBatch, prediction: Tensor, count: int) -> dict[str, Tensor]:
+def logged_samples(
+    batch: MattingBatch, prediction: Tensor, count: int, prompt: str = "box"
+) -> dict[str, Tensor]:
     """The first ``count`` samples of a batch and their prediction, on the CPU.
 
     What a prediction picture needs, as plain tensors: saved beside each run's picture, they
     let pictures that compare runs on the same samples be drawn later (:func:`prediction_grid`).
+    Only the prompt the model was given (``prompt``: ``box``, ``points`` or ``mask``) is kept
+    for drawing: the other kinds are blanked (no clicks, an empty box, an empty mask).
     """
     samples = {key: getattr(batch, key)[:count].detach().cpu() for key in SAMPLE_KEYS}
+    if prompt != "points":
+        samples["point_labels"] = torch.full_like(samples["point_labels"], -1)
+    if prompt != "box":
+        samples["box"] = torch.zeros_like(samples["box"])
+    if prompt != "mask":
+        samples["coarse_mask"] = torch.zeros_like(samples["coarse_mask"])
     samples["prediction"] = prediction[:count].detach().float().cpu()
     return samples
 
@@ -79,7 +100,11 @@ def prediction_grid(samples: Mapping[str, Tensor], predictions: Mapping[str, Ten
         tiles += [
             to_rgb(image),
             prompt_overlay(
-                image, samples["points"][i], samples["point_labels"][i], samples["box"][i]
+                image,
+                samples["points"][i],
+                samples["point_labels"][i],
+                samples["box"][i],
+                samples["coarse_mask"][i] if "coarse_mask" in samples else None,
             ),
             to_rgb(samples["alpha"][i].cpu()),
             *(to_rgb(prediction[i].cpu()) for prediction in predictions.values()),

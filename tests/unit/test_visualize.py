@@ -8,7 +8,7 @@ from torchvision.io import decode_png, read_file
 from mattekit.pipelines import grid_figure
 from mattekit.pipelines.grid_results import GridResults
 from mattekit.pipelines.grid_spec import GridSpec
-from mattekit.visualize import logged_samples, prediction_grid, write_samples
+from mattekit.visualize import logged_samples, prediction_grid, to_uint8, write_samples
 
 SIZE = 32
 
@@ -91,3 +91,17 @@ def test_long_labels_wrap_inside_their_columns(synthetic_batch):
     ink = (header < 128).any(0).any(0).nonzero().flatten()
     # The long label (column 3 of 5) stays within its column; the last column's label is blank.
     assert 3 * column_width < ink.max() < 4 * column_width
+
+
+def test_the_picture_shows_only_the_prompt_the_model_was_given(synthetic_batch):
+    batch = synthetic_batch(SIZE, 1)
+    batch.coarse_mask[:] = 0.0
+    batch.coarse_mask[0, 0, 8:16, 8:16] = 1.0
+    masked = logged_samples(batch, batch.alpha, 1, prompt="mask")
+    assert (masked["point_labels"] == -1).all() and masked["box"].eq(0).all()
+    boxed = logged_samples(batch, batch.alpha, 1, prompt="box")
+    assert boxed["coarse_mask"].eq(0).all() and torch.equal(boxed["box"], batch.box[:1])
+    image = to_uint8(batch.image[0])
+    overlay = tile(prediction_grid(masked, {"": masked["prediction"]}), 0, 1)
+    changed = (overlay != image).any(dim=0)
+    assert changed[8:16, 8:16].all() and not changed[20:, 20:].any()  # the mask, tinted, alone

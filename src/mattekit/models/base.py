@@ -233,6 +233,13 @@ class MattingModule(L.LightningModule):
             return None
         return path
 
+    @property
+    def evaluation_prompt(self) -> str:
+        """The prompt kind evaluation and prediction give the model (drawn in the pictures):
+        the family's ``eval_prompt`` argument if it has one, else its first accepted kind."""
+        kind = self.hparams.get("eval_prompt")
+        return kind or (self.accepted_prompts[0] if self.accepted_prompts else "none")
+
     def check_prompts(self, kinds: list[str], eval_kind: str) -> None:
         """Raise a ValueError naming the argument when a kind is not one the family accepts."""
         check_prompt_kinds(kinds, eval_kind, self.accepted_prompts)
@@ -407,7 +414,9 @@ class MattingModule(L.LightningModule):
             self.log(f"{stage}/loss", total, batch_size=len(batch), sync_dist=True)
         if batch_idx == 0 and self.hparams.num_logged_images > 0:
             count = self.hparams.num_logged_images
-            log_prediction_grid(self, batch, outputs["alpha"], stage, count, self.output_dir)
+            log_prediction_grid(
+                self, batch, outputs["alpha"], stage, count, self.output_dir, self.evaluation_prompt
+            )
         return outputs
 
     def validation_step(self, batch: MattingBatch, batch_idx: int) -> None:

@@ -19,8 +19,10 @@ def log_prediction_grid(
     stage: str,
     count: int,
     output_dir: Path,
+    prompt: str = "box",
 ) -> None:
-    """Draw the first ``count`` samples of ``batch`` with their predicted ``alpha``.
+    """Draw the first ``count`` samples of ``batch`` with their predicted ``alpha`` and the
+    ``prompt`` kind they were given.
 
     Writes ``predictions_<stage>.png`` and ``predictions_<stage>.pt`` (the same samples as
     tensors, so that runs can later be compared side by side) in ``output_dir``, and adds the
@@ -29,7 +31,7 @@ def log_prediction_grid(
     trainer = module.trainer
     if trainer.sanity_checking or not trainer.is_global_zero:
         return
-    samples = logged_samples(batch, alpha, count)
+    samples = logged_samples(batch, alpha, count, prompt)
     grid = prediction_grid(samples, {"": samples["prediction"]})
     if isinstance(module.logger, TensorBoardLogger):
         module.logger.experiment.add_image(f"{stage}/predictions", grid, module.global_step)

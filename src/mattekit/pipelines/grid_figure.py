@@ -36,7 +36,9 @@ def write_comparison_figure(spec: GridSpec, results: GridResults, path: Path) ->
         samples = torch.load(saved, map_location="cpu", weights_only=True)
         if reference is None:
             reference = samples
-        elif any(not torch.equal(samples[key], reference[key]) for key in SAMPLE_KEYS):
+        elif any(
+            key in samples and not torch.equal(samples[key], reference[key]) for key in SAMPLE_KEYS
+        ):
             logger.info("grid %s: runs predicted on different samples, no figure", spec.name)
             return False
         label = ", ".join(f"{key.rsplit('.', 1)[-1]}={row[key]}" for key in spec.grid)
