@@ -2,6 +2,7 @@
 
     mattekit models [PATTERN]              list the registered families
     mattekit grid experiments/NAME.yaml    run an ablation grid (experiments/README.md)
+    mattekit benchmark experiments/NAME.yaml   compare methods under one protocol
     mattekit fit --model baseline          train (any LightningCLI flag works)
     mattekit test --model baseline --ckpt_path runs/baseline/version_0/checkpoints/last.ckpt
     mattekit predict --model baseline --ckpt_path ... --prediction_writer.output_dir out/
@@ -41,6 +42,10 @@ def _handler(target: str) -> Callable[[list[str]], int | None]:
 EXTRA_COMMANDS: dict[str, tuple[str, Callable[[list[str]], int | None]]] = {
     "models": ("list the registered model families", lambda argv: print_models(*argv[:1])),
     "grid": ("run an ablation grid YAML", _handler("mattekit.pipelines.grid:grid_main")),
+    "benchmark": (
+        "compare methods on datasets under one protocol (a benchmark YAML)",
+        _handler("mattekit.pipelines.benchmark:benchmark_main"),
+    ),
     "convert-labels": (
         "convert images + segmentation masks into mattes with a trained ZIM label converter",
         _handler("mattekit.pipelines.label_conversion:convert_labels_main"),

@@ -138,6 +138,11 @@ def _header(labels: list[str], width: int, columns: int) -> Tensor:
     return torch.from_numpy(np.asarray(strip).copy()).permute(2, 0, 1)
 
 
+def title_strip(title: str, width: int) -> Tensor:
+    """A white strip ``width`` wide with ``title`` centred (3 x h x width uint8)."""
+    return _header([title], width, 1)
+
+
 def _wrap(label: str, fits) -> list[str]:
     """``label`` as lines that each satisfy ``fits`` (a single character always does)."""
     lines = []
@@ -185,14 +190,19 @@ def write_metrics_table(
     table in the .md only, so the CSV stays plain rows.
     """
     path = Path(path)
-    columns = list(dict.fromkeys(key for row in rows for key in row))
     markdown = markdown_table(rows)
     if preamble:
         markdown = preamble.rstrip("\n") + "\n\n" + markdown
     write_bytes_atomic(path, markdown.encode())
+    write_bytes_atomic(path.with_suffix(".csv"), csv_text(rows).encode())
+    return markdown
+
+
+def csv_text(rows: list[Mapping[str, object]]) -> str:
+    """Rows as CSV, columns in order of first appearance, full precision."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
     table = io.StringIO(newline="")
     writer = csv.DictWriter(table, fieldnames=columns)
     writer.writeheader()
     writer.writerows(rows)
-    write_bytes_atomic(path.with_suffix(".csv"), table.getvalue().encode())
-    return markdown
+    return table.getvalue()

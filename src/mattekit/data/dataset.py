@@ -19,6 +19,12 @@ def _chw(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255)
 
 
+def evaluation_rng(seed: int, index: int) -> np.random.Generator:
+    """The generator evaluation sample ``index`` is loaded, resized and prompted with (in that
+    order): the same in every epoch and every run."""
+    return np.random.default_rng([seed, index])
+
+
 class MattingDataset(Dataset):
     """A source seen through the shared pipeline; items are dicts for ``collate_samples``.
 
@@ -62,7 +68,7 @@ class MattingDataset(Dataset):
             return item.rng()
         if self.train:
             return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
-        return np.random.default_rng([self.seed, item])
+        return evaluation_rng(self.seed, item)
 
     def _why_empty(self, stored_alpha: np.ndarray) -> str:
         """What to tell a user whose sample has no foreground at the network input."""
@@ -85,6 +91,7 @@ class MattingDataset(Dataset):
                 trimap=sample.trimap,
                 points=sample.points,
                 box=sample.box,
+                coarse_mask=sample.coarse_mask,
             )
         except EmptyAlphaError as error:
             raise EmptyAlphaError(

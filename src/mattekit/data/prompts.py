@@ -282,11 +282,13 @@ class PromptSampler:
         trimap: np.ndarray | None = None,
         points: np.ndarray | None = None,
         box: np.ndarray | None = None,
+        coarse_mask: np.ndarray | None = None,
     ) -> Prompts:
         """Sample prompts from ``alpha`` (H x W float32 at the network input size).
 
-        ``trimap`` / ``points`` (N x 3 ``x, y, label``) / ``box`` are a source's own prompts,
-        already transformed to the network input; they are kept when the config says so.
+        ``trimap`` / ``points`` (N x 3 ``x, y, label``) / ``box`` / ``coarse_mask`` (H x W
+        {0, 1}) are a source's own prompts, already transformed to the network input; they are
+        kept when the config says so (a source's coarse mask is used as it is: not degraded).
 
         Source points with no click (zero rows, or only padding) count as absent: clicks are then
         sampled from the alpha. An empty alpha is accepted only with source prompts
@@ -306,23 +308,26 @@ class PromptSampler:
             # of handing the model an empty point prompt.
             logger.debug("%s: the source gives no clicks; sampling them from the alpha", sample_id)
             points = None
+        if not cfg.use_source_prompts:
+            coarse_mask = None
         has_source_prompts = cfg.use_source_prompts and (points is not None or box is not None)
         if not (alpha > 0).any():
             if not has_source_prompts:
                 raise EmptyAlphaError(
                     f"{sample_id}: the alpha is empty, so no prompt can be sampled"
                 )
-            return self._from_source_prompts(alpha.shape, trimap, points, box)
+            return self._from_source_prompts(alpha.shape, trimap, points, box, coarse_mask)
         if trimap is None or not cfg.use_source_trimap:
             trimap = sample_trimap(alpha, rng.uniform(*cfg.trimap_width), side)
-        coarse_mask = sample_coarse_mask(
-            alpha,
-            rng.uniform(*cfg.mask_threshold),
-            rng.uniform(*cfg.mask_morphology),
-            dilate=bool(rng.integers(2)),
-            side=side,
-        )
-        coarse_mask = degrade_coarse_mask(coarse_mask, cfg, rng, side)
+        if coarse_mask is None:
+            coarse_mask = sample_coarse_mask(
+                alpha,
+                rng.uniform(*cfg.mask_threshold),
+                rng.uniform(*cfg.mask_morphology),
+                dilate=bool(rng.integers(2)),
+                side=side,
+            )
+            coarse_mask = degrade_coarse_mask(coarse_mask, cfg, rng, side)
 
         padded_points, padded_labels = self._padded(points if cfg.use_source_prompts else None)
         if points is None or not cfg.use_source_prompts:
@@ -368,17 +373,19 @@ class PromptSampler:
         padded_labels[: len(clicks)] = clicks[:, 2].astype(np.int64)
         return padded_points, padded_labels
 
-    def _from_source_prompts(self, size, trimap, points, box) -> Prompts:
-        """Prompts when there is no ground truth: only what the source gave."""
+    def _from_source_prompts(self, size, trimap, points, box, coarse_mask=None) -> Prompts:
+        """Prompts when there is no ground truth: only what the source gave (the coarse mask,
+        when the source has none, is the box)."""
         height, width = size
         padded_points, padded_labels = self._padded(points)
         if box is None:  # points only: the box spans the positive clicks
             clicks = points[points[:, 2] == 1, :2] if points is not None else np.zeros((0, 2))
             clicks = clicks if len(clicks) else np.array([[0, 0], [width - 1, height - 1]])
             box = np.concatenate([clicks.min(0), clicks.max(0)]).astype(np.float32)
-        coarse_mask = np.zeros(size, np.uint8)
-        x0, y0, x1, y1 = np.round(box).astype(int)
-        coarse_mask[y0 : y1 + 1, x0 : x1 + 1] = 1
+        if coarse_mask is None:
+            coarse_mask = np.zeros(size, np.uint8)
+            x0, y0, x1, y1 = np.round(box).astype(int)
+            coarse_mask[y0 : y1 + 1, x0 : x1 + 1] = 1
         if trimap is None:
             trimap = np.full(size, 128, np.uint8)
         return Prompts(padded_points, padded_labels, box.astype(np.float32), coarse_mask, trimap)

@@ -40,6 +40,8 @@ class RawSample:
         points: N x 3 float32 ``(x, y, label)`` in pixels, label 1 positive / 0 negative, when the
             source ships fixed prompts (MicroMat-3K); otherwise points are sampled.
         box: 4 float32 ``(x0, y0, x1, y1)`` in pixels, when the source ships it.
+        coarse_mask: H x W uint8 {0, 1} coarse-mask prompt, when the source ships one (stored
+            benchmark prompts); otherwise it is sampled from the alpha.
         seg_mask: H x W bool segmentation mask, when it differs from ``alpha > 0`` (DIS-5K).
         source: name of the source, for logging and per-source metrics.
     """
@@ -54,6 +56,7 @@ class RawSample:
     is_transparent: bool = False
     points: np.ndarray | None = None
     box: np.ndarray | None = None
+    coarse_mask: np.ndarray | None = None
     seg_mask: np.ndarray | None = None
     source: str = ""
 
@@ -64,7 +67,7 @@ class RawSample:
                 f"{self.sample_id}: image must be H x W x 3 uint8, got "
                 f"{self.image.shape} {self.image.dtype}"
             )
-        for name in ("alpha", "trimap", "seg_mask", "fg", "bg"):
+        for name in ("alpha", "trimap", "coarse_mask", "seg_mask", "fg", "bg"):
             value = getattr(self, name)
             if value is not None and value.shape[:2] != (height, width):
                 raise ValueError(

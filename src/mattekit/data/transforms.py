@@ -2,8 +2,9 @@
 
 Three stages, because each part of a sample may only see some transforms:
 
-1. geometric (crop / resize / flip): image, alpha, fg, bg with bilinear interpolation; trimap and
-   segmentation mask with nearest; a source's points and box corners as keypoints;
+1. geometric (crop / resize / flip): image, alpha, fg, bg with bilinear interpolation; trimap,
+   segmentation mask and a source's coarse mask with nearest; a source's points and box
+   corners as keypoints;
 2. background blur (only when fg and bg are known): blur bg, then recomposite
    ``image = alpha * fg + (1 - alpha) * bg`` so the composition equation holds exactly;
 3. photometric (colour jitter, grey): image, fg and bg with the same parameters; never the alpha.
@@ -34,6 +35,7 @@ _GEOMETRIC_TARGETS = {
     "bg": "image",
     "trimap": "mask",
     "seg_mask": "mask",
+    "coarse_mask": "mask",
     "valid": "mask",
 }
 
@@ -65,6 +67,7 @@ class TransformedSample:
     alpha: np.ndarray  # H x W float32
     trimap: np.ndarray | None  # H x W uint8
     seg_mask: np.ndarray | None  # H x W uint8
+    coarse_mask: np.ndarray | None  # H x W uint8 {0, 1}: a source's coarse-mask prompt
     fg: np.ndarray | None
     bg: np.ndarray | None
     points: np.ndarray | None  # N x 3 (x, y, label); points pushed outside the crop get label -1
@@ -138,8 +141,9 @@ class MattingTransform:
         for name in ("fg", "bg", "trimap"):
             if getattr(raw, name) is not None:
                 targets[name] = getattr(raw, name)
-        if raw.seg_mask is not None:
-            targets["seg_mask"] = raw.seg_mask.astype(np.uint8)
+        for name in ("seg_mask", "coarse_mask"):
+            if getattr(raw, name) is not None:
+                targets[name] = getattr(raw, name).astype(np.uint8)
         out = self._geometric(targets, rng, raw.sample_id, has_object=bool((raw.alpha > 0).any()))
         out_h, out_w = out["image"].shape[:2]
         moved = np.asarray(out["keypoints"], np.float32).reshape(-1, 2)
@@ -178,6 +182,7 @@ class MattingTransform:
             alpha=alpha,
             trimap=out.get("trimap"),
             seg_mask=out.get("seg_mask"),
+            coarse_mask=out.get("coarse_mask"),
             fg=fg,
             bg=bg,
             points=points,

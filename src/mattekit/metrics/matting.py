@@ -142,6 +142,14 @@ class MattingMetricCollection(MetricCollection):
         """Add a batch to every metric (arguments as :meth:`_MattingMetric.update`)."""
         super().update(PreparedPair.from_inputs(pred, target, trimap, self.preset))
 
+    def sample_errors(
+        self, pred: Tensor, target: Tensor, trimap: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """Each metric's per-sample errors of a batch, ``{name: (B,) float64}`` (NaN where the
+        region is empty), without adding the batch: what :meth:`update` would average."""
+        prepared = PreparedPair.from_inputs(pred, target, trimap, self.preset)
+        return {name: metric._sample_errors(prepared) for name, metric in self.items()}
+
 
 def matting_metrics(
     preset: str | MattingPreset = "dim", prefix: str | None = None

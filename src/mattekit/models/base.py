@@ -240,6 +240,33 @@ class MattingModule(L.LightningModule):
         kind = self.hparams.get("eval_prompt")
         return kind or (self.accepted_prompts[0] if self.accepted_prompts else "none")
 
+    def evaluate_with(self, kind: str) -> None:
+        """Evaluate and predict with prompt ``kind`` from now on (``eval_prompt`` is a run
+        setting; a family without one is evaluated with its :attr:`evaluation_prompt` only).
+
+        Raises:
+            ValueError naming the kinds the family is evaluated with.
+        """
+        if "eval_prompt" not in self.hparams:
+            if kind != self.evaluation_prompt:
+                raise ValueError(
+                    f"{type(self).__name__} is evaluated with the {self.evaluation_prompt!r} "
+                    f"prompt only, not {kind!r}"
+                )
+            return
+        if kind not in self.accepted_prompts:
+            raise ValueError(
+                f"{type(self).__name__} takes the prompts {self.accepted_prompts}, not {kind!r}"
+            )
+        self.hparams.eval_prompt = kind
+
+    @property
+    def input_convention(self) -> tuple[int | None, str]:
+        """``(side, resize)``: the square input a family evaluates at (None: the run's
+        ``data.image_size``) and how an image is fitted to it (``stretch`` or ``letterbox``).
+        The benchmark gives each family its own convention."""
+        return None, "stretch"
+
     def check_prompts(self, kinds: list[str], eval_kind: str) -> None:
         """Raise a ValueError naming the argument when a kind is not one the family accepts."""
         check_prompt_kinds(kinds, eval_kind, self.accepted_prompts)

@@ -118,6 +118,11 @@ class ZIM(MattingModule):
             FrozenPart("model.prompt_encoder.mask_downscaling"),
         ]
 
+    @property
+    def input_convention(self) -> tuple[int | None, str]:
+        """SAM's: the image encoder's fixed side (1024, tiny 128), letterboxed."""
+        return self.model.image_size, "letterbox"
+
     def forward(self, batch: MattingBatch) -> dict[str, Tensor]:
         """Inference: every sample prompted by ``eval_prompt`` (see :meth:`predict_alpha`)."""
         return self.predict_alpha(batch, [self.hparams.eval_prompt] * len(batch))

@@ -127,6 +127,11 @@ class ZIMLabelConverter(MattingModule):
             mask, target = apply_cutout(mask, target, keep)
         return mask, target
 
+    @property
+    def input_convention(self) -> tuple[int | None, str]:
+        """The backbone's side (``image_size``), stretched."""
+        return self.hparams.image_size, "stretch"
+
     def forward(self, batch: MattingBatch) -> dict[str, Tensor]:
         """The converter's outputs for the batch's coarse masks: ``"alpha"`` and the three
         strides (B x 1 x H x W), the PRN bands ``"band_os4"`` / ``"band_os1"`` (B x 1 x H x W

@@ -1,0 +1,99 @@
+"""Weight-free rows of a benchmark: classical matting on a trimap, and the prompt as the alpha.
+
+Classical methods (closed-form and KNN matting, from pymatting) need a trimap. They get the
+stored one for the ``trimap`` prompt (the dataset's own when it has one: an upper reference,
+marked so in the tables) and one derived from the prompt otherwise, by this rule (``band`` is
+``TRIMAP_BAND`` of the image's longer side, at least one pixel):
+
+- ``mask``: the coarse mask eroded by ``band`` is foreground, everything beyond the mask dilated
+  by ``band`` background, the rest unknown.
+- ``box``: outside the box is background, inside unknown, and the box's central third (on each
+  axis) foreground: a guess that fails for objects with a hole in the middle (the rule, not the
+  method, is then to blame).
+
+Clicks alone give no background, so classical methods do not take the ``points`` prompt.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import cv2
+import numpy as np
+import torch
+
+from mattekit.nn.prompt_maps import box_mask
+from mattekit.pipelines.benchmark.prompt_store import StoredPrompt
+
+#: Half width of a derived trimap's unknown band, as a fraction of the image's longer side.
+TRIMAP_BAND = 0.02
+#: Prompt kinds each weight-free method takes.
+CLASSICAL_PROMPTS = ("trimap", "mask", "box")
+FLOOR_PROMPTS = ("box", "mask")
+
+Algorithm = Literal["closed_form", "knn"]
+
+
+def _disk(radius: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
+
+def box_alpha(box: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The filled box (inclusive pixel coordinates) as an H x W float32 {0, 1} map: the same
+    rasterisation as the models' reference row (:func:`~mattekit.nn.prompt_maps.box_mask`)."""
+    return box_mask(torch.from_numpy(box)[None].double(), size)[0, 0].float().numpy()
+
+
+def derived_trimap(prompt: StoredPrompt, kind: str, size: tuple[int, int]) -> np.ndarray:
+    """The trimap a classical method gets for prompt ``kind`` (H x W uint8 {0, 128, 255}).
+
+    Raises:
+        ValueError: for a kind classical methods do not take.
+    """
+    if kind == "trimap":
+        return prompt.trimap
+    band = max(1, round(TRIMAP_BAND * max(size)))
+    trimap = np.full(size, 128, np.uint8)
+    if kind == "mask":
+        mask = prompt.coarse_mask.astype(np.uint8)
+        trimap[cv2.dilate(mask, _disk(band)) == 0] = 0
+        trimap[cv2.erode(mask, _disk(band)) == 1] = 255
+        return trimap
+    if kind == "box":
+        inside = box_alpha(prompt.box, size) > 0
+        trimap[~inside] = 0
+        x0, y0, x1, y1 = prompt.box
+        third_x, third_y = (x1 - x0) / 3, (y1 - y0) / 3
+        centre = np.array([x0 + third_x, y0 + third_y, x1 - third_x, y1 - third_y], np.float32)
+        trimap[box_alpha(centre, size) > 0] = 255
+        return trimap
+    raise ValueError(f"classical methods take the prompts {CLASSICAL_PROMPTS}, not {kind!r}")
+
+
+def classical_alpha(algorithm: Algorithm, image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
+    """pymatting's closed-form or KNN matting, called as a user would call it directly.
+
+    Args:
+        image: H x W x 3 uint8 RGB (divided by 255 in float64, as ``pymatting.load_image``).
+        trimap: H x W uint8 {0, 128, 255} (divided by 255 in float64).
+
+    Returns:
+        H x W float64 alpha in [0, 1].
+    """
+    from pymatting import estimate_alpha_cf, estimate_alpha_knn  # numba: imported when used
+
+    estimate = {"closed_form": estimate_alpha_cf, "knn": estimate_alpha_knn}[algorithm]
+    return estimate(image.astype(np.float64) / 255.0, trimap.astype(np.float64) / 255.0)
+
+
+def floor_alpha(prompt: StoredPrompt, kind: str, size: tuple[int, int]) -> np.ndarray:
+    """The prompt itself as the alpha (H x W float32): the filled box or the coarse mask.
+
+    Raises:
+        ValueError: for a kind that is not a region (``points``, ``text``, ``trimap``).
+    """
+    if kind == "box":
+        return box_alpha(prompt.box, size)
+    if kind == "mask":
+        return prompt.coarse_mask.astype(np.float32)
+    raise ValueError(f"the floor takes the prompts {FLOOR_PROMPTS}, not {kind!r}")

@@ -1,0 +1,184 @@
+"""What a benchmark is: datasets x methods under one protocol, read from YAML (and overrides).
+
+    mattekit benchmark experiments/benchmark_alphamatting.yaml --protocol.seed 1 --workers 2
+
+Every field below is a command-line override (``--protocol.prompts '[box, mask]'``); the YAML
+lists only what differs from the defaults. See ``experiments/README.md``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser
+
+from mattekit.data.source import MattingSource
+
+#: The prompt kinds a benchmark can give: N clicks, a box, a coarse mask, the dataset's trimap
+#: (classical methods only), a referring expression (families that take text).
+BenchmarkPrompt = Literal["points", "box", "mask", "trimap", "text"]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How every method is prompted and scored.
+
+    Attributes:
+        prompts: the prompt kinds; each method is scored once per kind it accepts (a row each).
+        clicks: positive clicks of the ``points`` prompt (no negative clicks).
+        seed: seed of the stored prompts (and of synthetic datasets' scenes, through their own
+            ``seed``).
+        preset: the matting metric preset (``dim``, ``zim``, ``sdmatte``), named in every table.
+        with_trimap: under a trimap-region preset, restrict the metrics to the unknown band of
+            the dataset's own trimap (DIM's protocol); False, or a dataset without a trimap:
+            the whole image.
+    """
+
+    prompts: list[BenchmarkPrompt] = field(default_factory=lambda: ["box"])
+    clicks: int = 1
+    seed: int = 0
+    preset: Literal["dim", "zim", "sdmatte"] = "dim"
+    with_trimap: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.prompts:
+            raise ValueError("protocol.prompts: give at least one prompt kind")
+        if len(set(self.prompts)) != len(self.prompts):
+            raise ValueError(f"protocol.prompts: repeated kinds in {self.prompts}")
+        if self.clicks < 1:
+            raise ValueError(f"protocol.clicks must be at least 1, got {self.clicks}")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset: a name (its rows and folders) and any source the DataModule has.
+
+    Attributes:
+        name: row label and folder name (letters, digits, ``.``, ``_``, ``-``).
+        source: the source, as in data configs: ``{class_path: ..., init_args: {...}}``.
+    """
+
+    name: str
+    source: MattingSource
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One method.
+
+    Attributes:
+        name: row label and folder name (letters, digits, spaces, ``.``, ``_``, ``-``, ``()``).
+        kind: ``model`` (a trained mattekit checkpoint), ``classical`` (a weight-free method
+            from pymatting, on a trimap) or ``floor`` (the prompt itself as the alpha).
+        checkpoint: ``model``: the Lightning checkpoint.
+        config: ``model``: the run's ``config.yaml`` (default: the one of the run the checkpoint
+            belongs to, ``<run>/config.yaml`` beside ``<run>/checkpoints/``); it gives the input
+            size.
+        image_size: ``model``: the network input side (default: the run's ``data.image_size``).
+        resize: ``model``: ``stretch`` or ``letterbox`` (default: the family's convention).
+        algorithm: ``classical``: ``closed_form`` or ``knn``.
+        device: where a model runs (``cpu``, ``cuda``).
+    """
+
+    name: str
+    kind: Literal["model", "classical", "floor"]
+    checkpoint: str | None = None
+    config: str | None = None
+    image_size: int | None = None
+    resize: Literal["stretch", "letterbox"] | None = None
+    algorithm: Literal["closed_form", "knn"] | None = None
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.kind == "model" and self.checkpoint is None:
+            raise ValueError(f"method {self.name!r}: a model needs a checkpoint")
+        if self.kind == "classical" and self.algorithm is None:
+            raise ValueError(f"method {self.name!r}: a classical method needs an algorithm")
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """A whole benchmark (see the module docstring)."""
+
+    name: str
+    datasets: list[DatasetSpec]
+    methods: list[MethodSpec]
+    protocol: Protocol = field(default_factory=Protocol)
+    output: str | None = None
+    workers: int = 1
+    force: list[str] = field(default_factory=list)
+    grid_images: int = 4
+    tradeoff_metric: str = "SAD"
+
+    def __post_init__(self) -> None:
+        for label, names, pattern in (
+            ("dataset", [d.name for d in self.datasets], _DATASET_NAME),
+            ("method", [m.name for m in self.methods], _METHOD_NAME),
+        ):
+            if not names:
+                raise ValueError(f"a benchmark needs at least one {label}")
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise ValueError(f"{label} names must be distinct; repeated: {repeated}")
+            for name in names:
+                if not pattern.fullmatch(name):
+                    raise ValueError(f"{label} name {name!r}: use {pattern.pattern}")
+        unknown = sorted(set(self.force) - {m.name for m in self.methods})
+        if unknown:
+            raise ValueError(f"--force names unknown methods {unknown}")
+        if self.workers < 1:
+            raise ValueError(f"--workers must be at least 1, got {self.workers}")
+
+    def output_dir(self, config_path: Path | None) -> Path:
+        """``output``, else ``<config dir>/results/<name>``."""
+        if self.output is not None:
+            return Path(self.output)
+        base = config_path.parent if config_path is not None else Path(".")
+        return base / "results" / self.name
+
+
+_DATASET_NAME = re.compile(r"[A-Za-z0-9._-]+")
+_METHOD_NAME = re.compile(r"[A-Za-z0-9._() -]+")
+
+
+def method_folder(name: str) -> str:
+    """A method's folder name: its name with spaces and brackets as ``_``."""
+    return re.sub(r"[ ()]", "_", name)
+
+
+def benchmark_parser() -> ArgumentParser:
+    """``mattekit benchmark``'s parser: a config file first, then overrides of its fields."""
+    parser = ArgumentParser(
+        exit_on_error=False,
+        prog="mattekit benchmark",
+        description="Compare methods on datasets under one protocol (experiments/README.md).",
+    )
+    parser.add_argument("--config", action=ActionConfigFile, help="the benchmark YAML")
+    parser.add_class_arguments(BenchmarkSpec, as_group=False, fail_untyped=True)
+    return parser
+
+
+def parse_benchmark(argv: list[str]) -> tuple[BenchmarkSpec, Path | None]:
+    """The spec from ``[CONFIG.yaml] [--field value ...]`` and the config's path (or None).
+
+    Raises:
+        ValueError: a bad argument or config value (the message names it).
+        FileNotFoundError: the config does not exist.
+    """
+    config_path = None
+    if argv and not argv[0].startswith("-"):
+        config_path = Path(argv[0])
+        if not config_path.is_file():
+            raise FileNotFoundError(f"benchmark config not found: {config_path}")
+        argv = ["--config", argv[0], *argv[1:]]
+    parser = benchmark_parser()
+    try:
+        config = parser.parse_args(argv)
+        config.pop("config", None)
+        instantiated = parser.instantiate_classes(config)
+    except ArgumentError as error:
+        raise ValueError(str(error)) from None
+    return BenchmarkSpec(**instantiated.as_dict()), config_path
