@@ -107,3 +107,35 @@ def test_changed_settings_are_refused_not_mixed(checkpoints, tmp_path, capsys):
     assert "--force" in capsys.readouterr().err
     assert benchmark_main([str(config), "--protocol.prompts=[nonsense]"]) == 2
     assert "nonsense" in capsys.readouterr().err
+
+
+def test_a_method_trained_in_a_stage_is_made_once_and_never_mixed_with_a_new_making(tmp_path):
+    fit = " ".join(f'"{arg}",' for arg in [*FAMILIES["baseline"], *FIT]).rstrip(",")
+    config = tmp_path / "bench.yaml"
+    config.write_text(
+        f"""
+name: staged
+protocol: {{prompts: [box]}}
+datasets:
+  - name: shapes
+    source:
+      class_path: mattekit.data.synthetic.SyntheticSource
+      init_args: {{num_samples: 2, image_size: 32, seed: 9}}
+stages:
+  - {{name: baseline, args: [{fit}]}}
+methods:
+  - {{name: baseline, kind: model, checkpoint: "{{baseline}}"}}
+"""
+    )
+    out = tmp_path / "results" / "staged"
+    assert benchmark_main([str(config)]) == 0
+    stage_record = out / "stages" / "baseline" / "baseline.json"
+    made = stage_record.read_text()
+    assert rows_of(out / "results.csv")[0]["input"] == "32 px stretch"  # the stage run's size
+    assert benchmark_main([str(config)]) == 0
+    assert stage_record.read_text() == made  # reused, not fitted again
+    # The stage made again (its folder deleted): the old rows are refused, not silently kept.
+    for path in sorted((out / "stages").rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    assert benchmark_main([str(config)]) == 1
+    assert benchmark_main([str(config), "--force=[baseline]"]) == 0

@@ -36,8 +36,9 @@ class PromptConfig:
         mask_morphology: range of the erode/dilate kernel of the coarse mask (fraction of side).
         trimap_width: range of the unknown band's half width (fraction of side).
         use_source_trimap: keep a trimap shipped by the source instead of sampling one.
-        use_source_prompts: keep points / box shipped by the source (MicroMat-3K) instead of
-            sampling them; every click of the source is kept, even beyond ``max_points``.
+        use_source_prompts: keep points / box / coarse mask shipped by the source (MicroMat-3K,
+            the benchmark's stored prompts) instead of sampling them; every click of the source
+            is kept, even beyond ``max_points``.
         mask_downscale_probability: chance that the coarse mask is down-scaled then up-scaled
             (blocky, rounded outlines: a low-resolution segmentation).
         mask_downscale: range of the down-scaling factor (0.1 = a tenth of the side).

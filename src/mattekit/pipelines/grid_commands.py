@@ -98,8 +98,16 @@ def shared_stage_command(
     spec: GridSpec, stage: Stage, run_dir: str | Path, checkpoints: Mapping[str, str]
 ) -> list[str]:
     """The fit of a stage made once before the runs: its own arguments only, the first seed."""
+    return stage_fit_command(stage, run_dir, checkpoints, spec.seeds[0])
+
+
+def stage_fit_command(
+    stage: Stage, run_dir: str | Path, checkpoints: Mapping[str, str], seed: int
+) -> list[str]:
+    """The fit of a stage made once (a grid's or a benchmark's): its own arguments only,
+    earlier stages' checkpoints filled in, its files in ``run_dir/fit/``, seeded by ``seed``."""
     args = fill(stage.args, checkpoints)
-    return ["fit", *GRID_DEFAULTS, *args, *_placement(run_dir, "fit", spec.seeds[0])]
+    return ["fit", *GRID_DEFAULTS, *args, *_placement(run_dir, "fit", seed)]
 
 
 def shell_line(args: list[str]) -> str:

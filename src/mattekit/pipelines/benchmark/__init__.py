@@ -2,9 +2,10 @@
 
     mattekit benchmark experiments/benchmark_alphamatting.yaml [--workers 2] [--force '[knn]']
 
-Writes, under ``<config dir>/results/<name>/`` (or ``--output``): the stored prompts
-(``prompts/``), one record per method x dataset x prompt (``records/``; finished ones are
-reused), ``results.csv`` / ``results.md``, ``per_image.csv``, ``tradeoff.png`` and ``grid.png``.
+Writes, under ``<config dir>/results/<name>/`` (or ``--output``): the fits of its ``stages``
+(``stages/``, or ``stages_dir``), the stored prompts (``prompts/``), one record per method x
+dataset x prompt (``records/``; finished ones are reused), ``results.csv`` / ``results.md``,
+``per_image.csv``, ``tradeoff.png`` and ``grid.png``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from mattekit.pipelines.benchmark.records import RecordConflict
 from mattekit.pipelines.benchmark.report import write_reports
 from mattekit.pipelines.benchmark.runner import run_benchmark
 from mattekit.pipelines.benchmark.spec import parse_benchmark
+from mattekit.pipelines.grid_process import ProcessFailed
+from mattekit.pipelines.grid_stages import StageConflict
 
 
 def benchmark_main(argv: list[str]) -> int:
@@ -33,7 +36,7 @@ def benchmark_main(argv: list[str]) -> int:
     start = time.perf_counter()
     try:
         timing = run_benchmark(spec, root)
-    except (PromptsConflict, RecordConflict) as error:
+    except (PromptsConflict, RecordConflict, StageConflict, ProcessFailed) as error:
         print(f"mattekit benchmark: {error}", file=sys.stderr)
         return 1
     command = shlex.join(["mattekit", "benchmark", *argv])

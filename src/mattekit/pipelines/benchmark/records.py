@@ -34,31 +34,35 @@ def alpha_path(record: Path, stem: str) -> Path:
     return record.with_suffix("") / f"{stem}.png"
 
 
-def settings(method: MethodSpec, protocol: Protocol) -> dict:
-    """What a record must have been made with to be reused (json-plain)."""
-    return json.loads(json.dumps({"method": dataclasses.asdict(method), **_protocol(protocol)}))
+def settings(method: MethodSpec, protocol: Protocol, stages: dict[str, str]) -> dict:
+    """What a record must have been made with to be reused (json-plain): the method, the
+    protocol, and the making (``made_at``) of each benchmark stage its checkpoint comes from."""
+    made = {
+        "method": dataclasses.asdict(method),
+        "protocol": dataclasses.asdict(protocol),
+        "stages": stages,
+    }
+    return json.loads(json.dumps(made))
 
 
-def _protocol(protocol: Protocol) -> dict:
-    return {"protocol": dataclasses.asdict(protocol)}
-
-
-def read_record(path: Path, method: MethodSpec, protocol: Protocol) -> dict | None:
+def read_record(
+    path: Path, method: MethodSpec, protocol: Protocol, stages: dict[str, str]
+) -> dict | None:
     """The stored record, None when there is none.
 
     Raises:
-        RecordConflict: it was made with other settings.
+        RecordConflict: it was made with other settings (or from another making of a stage).
     """
     if not path.exists():
         return None
     record = read_json(path, "benchmark record")
-    wanted = settings(method, protocol)
+    wanted = settings(method, protocol, stages)
     made = {key: record.get(key) for key in wanted}
     if made != wanted:
         raise RecordConflict(
-            f"{path} was made with other settings than the benchmark's (method or protocol "
-            f"changed): pass --force '[{method.name}]' to make it again, or delete "
-            f"{path.parent.parent}"
+            f"{path} was made with other settings than the benchmark's (the method, the "
+            f"protocol or a stage it was trained in changed): pass --force '[{method.name}]' "
+            f"to make it again, or delete {path.parent.parent}"
         )
     return record
 

@@ -6,23 +6,22 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from mattekit.data.io import write_bytes_atomic
-from mattekit.pipelines.benchmark.records import METRIC_NAMES, read_record, record_path
+from mattekit.data.io import read_json, write_bytes_atomic
+from mattekit.pipelines.benchmark.records import METRIC_NAMES, record_path
 from mattekit.pipelines.benchmark.spec import BenchmarkSpec
 from mattekit.visualize import csv_text, markdown_table
 
 
 def collect_records(spec: BenchmarkSpec, root: Path) -> list[dict]:
-    """Every record of the benchmark, in the order datasets x prompts x methods; a missing one
-    (never made) is left out."""
+    """Every record of the benchmark, in the order datasets x prompts x methods (as
+    :func:`~.runner.run_benchmark` left them); a missing one (never made) is left out."""
     records = []
     for dataset in spec.datasets:
         for kind in spec.protocol.prompts:
             for method in spec.methods:
                 path = record_path(root, method, dataset.name, kind)
-                record = read_record(path, method, spec.protocol)
-                if record is not None:
-                    records.append(record)
+                if path.exists():
+                    records.append(read_json(path, "benchmark record"))
     return records
 
 

@@ -3,6 +3,7 @@ recorded, each prediction scored at the stored size against the stored GT; then 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -33,6 +34,10 @@ from mattekit.pipelines.benchmark.records import (
     write_record,
 )
 from mattekit.pipelines.benchmark.spec import BenchmarkSpec, DatasetSpec, MethodSpec
+from mattekit.pipelines.grid_commands import stage_dir, stage_fit_command
+from mattekit.pipelines.grid_placeholders import fill, placeholders
+from mattekit.pipelines.grid_spec import Stage
+from mattekit.pipelines.grid_stages import MadeStage, ensure_stages
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +57,31 @@ class Timing:
     def overhead(self) -> float:
         """The fraction of the time spent outside the methods' calls."""
         return 1.0 - self.methods / self.total if self.total > 0 else math.nan
+
+
+def make_stages(spec: BenchmarkSpec, root: Path) -> dict[str, MadeStage]:
+    """The benchmark's stages, reused or made, in ``stages_dir`` (the grid's rules:
+    :mod:`mattekit.pipelines.grid_stages`)."""
+    if not spec.stages:
+        return {}
+    stages = [Stage(stage.name, tuple(stage.args)) for stage in spec.stages]
+    folder = Path(spec.stages_dir) if spec.stages_dir else root / "stages"
+    needed = set(placeholders([m.checkpoint or "" for m in spec.methods]))
+    return ensure_stages(
+        stages,
+        folder,
+        lambda stage, used: stage_fit_command(
+            stage, stage_dir(folder, stage), used, spec.stage_seed
+        ),
+        needed=needed,
+    )
+
+
+def with_checkpoint(method: MethodSpec, checkpoints: dict[str, str]) -> MethodSpec:
+    """``method`` with the stages named in its checkpoint filled in."""
+    if method.checkpoint is None:
+        return method
+    return dataclasses.replace(method, checkpoint=fill([method.checkpoint], checkpoints)[0])
 
 
 def build_method(spec: MethodSpec, workers: int) -> BenchmarkMethod:
@@ -81,23 +111,29 @@ def run_benchmark(spec: BenchmarkSpec, root: Path, progress: bool = True) -> Tim
     """Make every missing record under ``root`` (see :mod:`.records`); returns the timing."""
     timing = Timing()
     start = time.perf_counter()
+    made = make_stages(spec, root)
     methods: dict[str, BenchmarkMethod] = {}
     scorer = Scorer(spec.protocol.preset, spec.protocol.with_trimap)
     for dataset in spec.datasets:
         store = PromptStore(root / "prompts" / dataset.name, spec.protocol)
         store.make(dataset.source, progress)
         for method_spec in spec.methods:
+            used = placeholders([method_spec.checkpoint or ""])
+            stages = {name: made[name].made_at for name in used}
             for kind in spec.protocol.prompts:
                 path = record_path(root, method_spec, dataset.name, kind)
                 forced = method_spec.name in spec.force
-                if not forced and read_record(path, method_spec, spec.protocol) is not None:
+                if not forced and read_record(path, method_spec, spec.protocol, stages):
                     continue
                 if method_spec.name not in methods:
-                    methods[method_spec.name] = build_method(method_spec, spec.workers)
+                    checkpoints = {name: made[name].checkpoint for name in used}
+                    resolved = with_checkpoint(method_spec, checkpoints)
+                    methods[method_spec.name] = build_method(resolved, spec.workers)
                 method = methods[method_spec.name]
                 record, seconds = _make_record(
                     spec, method, dataset, store, kind, scorer, path, progress
                 )
+                record.update(settings(method_spec, spec.protocol, stages))
                 write_record(path, record)
                 timing.methods += seconds
                 timing.made.append(f"{method_spec.name} / {dataset.name} / {kind}")
@@ -118,7 +154,6 @@ def _make_record(
     """The record of one method on one dataset with one prompt, and the seconds its calls took
     (a pool's divided by its workers)."""
     record = {
-        **settings(method.spec, spec.protocol),
         "dataset": dataset.name,
         "prompt": kind,
         "parameters": method.parameters,

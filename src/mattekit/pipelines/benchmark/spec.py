@@ -16,6 +16,7 @@ from typing import Literal
 from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser
 
 from mattekit.data.source import MattingSource
+from mattekit.pipelines.grid_placeholders import placeholders
 
 #: The prompt kinds a benchmark can give: N clicks, a box, a coarse mask, the dataset's trimap
 #: (classical methods only), a referring expression (families that take text).
@@ -100,13 +101,38 @@ class MethodSpec:
 
 
 @dataclass(frozen=True)
+class StageSpec:
+    """A ``mattekit fit`` made once before the methods run, recorded and reused as a grid's
+    stages are (``experiments/README.md``): ``{name}`` in a later stage's ``args`` or in a
+    method's ``checkpoint`` is its best (else last) checkpoint.
+
+    Attributes:
+        name: the placeholder and the folder (``<output>/stages/<name>/``).
+        args: the fit's arguments (any ``mattekit fit`` flag or ``--config``).
+    """
+
+    name: str
+    args: list[str]
+
+
+@dataclass(frozen=True)
 class BenchmarkSpec:
-    """A whole benchmark (see the module docstring)."""
+    """A whole benchmark (see the module docstring).
+
+    Attributes:
+        stages: fits made once (the methods' training), in order, seeded by ``stage_seed``.
+        stages_dir: their folder (default ``<output>/stages``); benchmarks that name the same
+            folder and the same stages share the fits (a stage whose command differs from the
+            recorded one is refused, as in grids).
+    """
 
     name: str
     datasets: list[DatasetSpec]
     methods: list[MethodSpec]
     protocol: Protocol = field(default_factory=Protocol)
+    stages: list[StageSpec] = field(default_factory=list)
+    stage_seed: int = 0
+    stages_dir: str | None = None
     output: str | None = None
     workers: int = 1
     force: list[str] = field(default_factory=list)
@@ -126,6 +152,20 @@ class BenchmarkSpec:
             for name in names:
                 if not pattern.fullmatch(name):
                     raise ValueError(f"{label} name {name!r}: use {pattern.pattern}")
+        stage_names = [stage.name for stage in self.stages]
+        known: set[str] = set()
+        for stage in self.stages:
+            missing = sorted(set(placeholders(stage.args)) - known)
+            if missing or stage.name in known:
+                raise ValueError(
+                    f"stage {stage.name!r}: names must be distinct and a stage may only use "
+                    f"earlier ones; unknown: {missing}"
+                )
+            known.add(stage.name)
+        for method in self.methods:
+            missing = sorted(set(placeholders([method.checkpoint or ""])) - set(stage_names))
+            if missing:
+                raise ValueError(f"method {method.name!r}: no stage named {missing}")
         unknown = sorted(set(self.force) - {m.name for m in self.methods})
         if unknown:
             raise ValueError(f"--force names unknown methods {unknown}")
