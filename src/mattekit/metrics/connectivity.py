@@ -52,26 +52,39 @@ def largest_component(mask: np.ndarray, rule: ComponentRule, tie_break: TieBreak
     Returns:
         (H, W) bool.
     """
+    box, selected = _largest_component_parts(mask, rule, tie_break)
+    if box is None:
+        return selected
+    omega = np.zeros(mask.shape, dtype=bool)
+    omega[box] = selected
+    return omega
+
+
+def _largest_component_parts(
+    mask: np.ndarray, rule: ComponentRule, tie_break: TieBreak
+) -> tuple[tuple[slice, slice] | None, np.ndarray]:
+    """omega as ``(box, omega inside the box)``, all False outside it; or ``(None, omega)``
+    when omega is not confined to the mask's bounding box (SDMatte's background label)."""
     if rule not in ("largest_foreground", "largest_label_with_background"):
         raise ValueError(f"unknown component rule {rule!r}")
     box = _bounding_box(mask)
     if box is None:  # no foreground: SDMatte's argmax picks the background label, i.e. all
-        return np.full(mask.shape, rule == "largest_label_with_background")
+        return None, np.full(mask.shape, rule == "largest_label_with_background")
     # Components lie inside the mask's bounding box (on average ~3/4 of an alphamatting image),
     # and scan orders within it agree with those of the whole image. Labels without OpenCV's
     # stats, then a bincount, is about twice as fast as connectedComponentsWithStats.
     count, labels = cv2.connectedComponents(mask[box], connectivity=4, ltype=cv2.CV_32S)
+    if count == 2 and rule == "largest_foreground":  # a single component: no areas to compare
+        return box, labels == 1
     foreground_areas = np.bincount(labels.ravel(), minlength=count)[1:]
     largest_area = foreground_areas.max()
     if rule == "largest_label_with_background":
         background_area = mask.size - int(foreground_areas.sum())
         if background_area >= largest_area:
-            return mask == 0
+            return None, mask == 0
     winners = np.flatnonzero(foreground_areas == largest_area) + 1
     winner = winners[0] if len(winners) == 1 else _first_in_scan_order(labels, winners, tie_break)
-    omega = np.zeros(mask.shape, dtype=bool)
-    omega[box] = labels == winner
-    return omega
+    return box, labels == winner
 
 
 def connectivity_levels(
@@ -88,7 +101,13 @@ def connectivity_levels(
     for k in range(1, len(CONN_THRESHOLDS)):
         threshold = CONN_THRESHOLDS[k]  # float32 scalar: the comparison stays in float32
         mask = (both >= threshold).view(np.uint8)
-        alive &= largest_component(mask, rule, tie_break)
+        box, selected = _largest_component_parts(mask, rule, tie_break)
+        if box is None:
+            alive &= selected
+        else:  # omega is confined to the box: everything outside it dies
+            inside = alive[box] & selected
+            alive[:] = False
+            alive[box] = inside
         if not alive.any():  # every pixel has its level; later thresholds change nothing
             break
         survived += alive
@@ -112,11 +131,12 @@ def connectivity_error(
     pred = np.asarray(pred, dtype=np.float32)
     target = np.asarray(target, dtype=np.float32)
     levels = connectivity_levels(pred, target, rule, tie_break)
+    if region is not None:  # the levels need the whole image; phi only the region's pixels
+        pred, target, levels = pred[region], target[region], levels[region]
 
     def phi(alpha: np.ndarray) -> np.ndarray:
         d = alpha - levels
         return np.where(d >= PHI_MIN_DIFFERENCE, np.float32(1) - d, np.float32(1))
 
     error = np.abs(phi(pred) - phi(target))
-    selected = error if region is None else error[region]
-    return float(selected.sum(dtype=np.float64)) / 1000
+    return float(error.sum(dtype=np.float64)) / 1000

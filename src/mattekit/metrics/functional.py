@@ -36,10 +36,15 @@ def gaussian_derivative_factors(sigma: float = GAUSSIAN_SIGMA) -> tuple[np.ndarr
     return g / np.linalg.norm(g), dg / np.linalg.norm(dg)
 
 
-def mat2gray(alpha: np.ndarray) -> np.ndarray:
+def mat2gray(alpha: np.ndarray, limits: tuple[float, float] | None = None) -> np.ndarray:
     """MATLAB ``mat2gray``: min-max normalise (H, W) to [0, 1]; a constant image is returned as is
-    (MATLAB's behaviour; its gradient is zero either way)."""
-    low, high = float(alpha.min()), float(alpha.max())
+    (MATLAB's behaviour; its gradient is zero either way).
+
+    Args:
+        limits: ``(min, max)`` of the whole image when ``alpha`` is a window of it (default:
+            ``alpha``'s own).
+    """
+    low, high = limits if limits is not None else (float(alpha.min()), float(alpha.max()))
     if high == low:
         return alpha
     return (alpha - low) / (high - low)
@@ -85,26 +90,33 @@ def gradient_error(
     """Gradient error of one sample, in the preset's scale.
 
     Args:
-        pred, target: (H, W) float64 alphas in [0, 1].
+        pred, target: (H, W) float32 or float64 alphas in [0, 1] (computed in float64).
         region: (H, W) bool pixels to sum over, or None for the whole image.
         kind: ``"gaussian_minmax"`` / ``"gaussian"``: sum over the region of
             ``(|grad pred| - |grad gt|)^2`` / 1000 (after ``mat2gray`` for the first);
             ``"sobel"``: mean over the region of ``||grad pred| - |grad gt||`` x 1e3 (NaN for an
             empty region: a mean over no pixels is undefined).
     """
+    as_float64 = lambda alpha: alpha.astype(np.float64, copy=False)  # noqa: E731
     if kind == "sobel":
-        error = np.abs(sobel_gradient_magnitude(pred) - sobel_gradient_magnitude(target))
+        magnitudes = [sobel_gradient_magnitude(as_float64(alpha)) for alpha in (pred, target)]
+        error = np.abs(magnitudes[0] - magnitudes[1])
         selected = error if region is None else error[region]
         return float(selected.mean()) * 1e3 if selected.size else float("nan")
-    if kind == "gaussian_minmax":
-        pred, target = mat2gray(pred), mat2gray(target)
-    elif kind != "gaussian":
+    if kind not in ("gaussian_minmax", "gaussian"):
         raise ValueError(f"unknown gradient kind {kind!r}")
+    # mat2gray's limits are the whole image's; the rest needs only the region's window.
+    limits = [(float(alpha.min()), float(alpha.max())) for alpha in (pred, target)]
+    if kind == "gaussian":
+        limits = [None, None]
     if region is not None:
         window = _filter_window(region, len(gaussian_derivative_factors()[0]) // 2)
         if window is None:
             return 0.0
         pred, target, region = pred[window], target[window], region[window]
+    pred, target = as_float64(pred), as_float64(target)
+    if kind == "gaussian_minmax":
+        pred, target = mat2gray(pred, limits[0]), mat2gray(target, limits[1])
     difference = gaussian_gradient_magnitude(pred) - gaussian_gradient_magnitude(target)
     squared = difference * difference
     return float(squared.sum() if region is None else squared[region].sum()) / 1000

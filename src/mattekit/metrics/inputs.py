@@ -71,12 +71,13 @@ def check_pair(pred: object, target: object) -> tuple[Tensor, Tensor]:
 def _unknown_if_valid(trimap: Tensor, encoding: tuple[float, float, float]) -> Tensor | None:
     """(B, H, W) unknown mask if every value is in ``(background, unknown, foreground)``."""
     background, unknown_value, foreground = encoding
-    if trimap.dtype == torch.uint8:
-        # One counting pass checks every value (instead of three comparisons and two ors).
-        counts = torch.bincount(trimap.flatten(), minlength=256)
-        if int(counts[list(_TRIMAP_255)].sum()) != trimap.numel():
+    if trimap.dtype == torch.uint8 and trimap.device.type == "cpu":
+        # numpy compares bytes several times faster than torch does on the CPU.
+        values = trimap.detach()[:, 0].numpy()
+        unknown = values == unknown_value
+        if not (unknown | (values == background) | (values == foreground)).all():
             return None
-        return trimap[:, 0] == unknown_value
+        return torch.from_numpy(unknown)
     unknown = trimap[:, 0] == unknown_value
     valid = unknown | (trimap[:, 0] == background) | (trimap[:, 0] == foreground)
     return unknown if bool(valid.all()) else None

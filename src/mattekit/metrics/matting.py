@@ -111,7 +111,8 @@ class GradientError(_MattingMetric):
     or ZIM's Sobel mean x1e3; see :class:`~mattekit.metrics.presets.MattingPreset`."""
 
     def _sample_errors(self, prepared: PreparedPair) -> Tensor:
-        samples = prepared.numpy_samples(torch.float64)
+        # float32 views: gradient_error converts only the window it filters to float64.
+        samples = prepared.numpy_samples(torch.float32)
         values = [gradient_error(p, g, r, self.preset.gradient) for p, g, r in samples]
         return torch.tensor(values, dtype=torch.float64)
 

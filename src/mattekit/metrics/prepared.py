@@ -46,18 +46,18 @@ class PreparedPair:
     def difference_sums(self) -> tuple[Tensor, Tensor, Tensor]:
         """Per sample, over the region: ``(sum |pred - gt|, sum (pred - gt)^2, pixel count)``.
 
-        Differences are taken in float64 on the region's pixels only: the same values as the
-        whole-image difference indexed by the region, in a fraction of the work.
+        Differences are taken in float64 (exact for float32 inputs), then summed over the
+        region's pixels.
         """
         return self._cached("difference_sums", self._difference_sums)
 
     def _difference_sums(self) -> tuple[Tensor, Tensor, Tensor]:
         absolute, squared, counts = [], [], []
         for pred, target, region in self.numpy_samples(torch.float32):
-            if region is not None:
-                pred, target = pred[region], target[region]
-            difference = pred.astype(np.float64).ravel()
-            difference -= target.ravel()
+            # One float64 pass over the image, then the region's pixels: cheaper than indexing
+            # both float32 maps first (two gathers) and converting after.
+            difference = np.subtract(pred, target, dtype=np.float64)
+            difference = difference.ravel() if region is None else difference[region]
             absolute.append(np.abs(difference).sum())
             squared.append(np.dot(difference, difference))
             counts.append(difference.size)
