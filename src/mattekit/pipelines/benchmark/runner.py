@@ -92,6 +92,29 @@ def build_method(spec: MethodSpec, workers: int) -> BenchmarkMethod:
     return FloorMethod(spec)
 
 
+class GroundTruth:
+    """Each sample's stored GT and dataset trimap, loaded once for every method that is scored
+    on it (kept while they fit in ``budget_bytes``, loaded again after that)."""
+
+    def __init__(self, source, seed: int, budget_bytes: int = 2**30) -> None:
+        self.source = source
+        self.seed = seed
+        self.budget = budget_bytes
+        self.kept: dict[int, tuple[str, np.ndarray, np.ndarray | None]] = {}
+
+    def __call__(self, index: int) -> tuple[str, np.ndarray, np.ndarray | None]:
+        """``(sample id, alpha H x W float32, trimap H x W uint8 or None)`` of sample ``index``."""
+        if index in self.kept:
+            return self.kept[index]
+        raw = load_raw(self.source, index, self.seed)
+        truth = (raw.sample_id, raw.alpha, raw.trimap)
+        size = raw.alpha.nbytes + (raw.trimap.nbytes if raw.trimap is not None else 0)
+        if size <= self.budget:
+            self.kept[index] = truth
+            self.budget -= size
+        return truth
+
+
 class Scorer:
     """Per-image metrics of one preset, at the stored size, in the dataset's trimap band when
     the protocol and preset use one and the dataset has one, else on the whole image."""
@@ -117,6 +140,7 @@ def run_benchmark(spec: BenchmarkSpec, root: Path, progress: bool = True) -> Tim
     for dataset in spec.datasets:
         store = PromptStore(root / "prompts" / dataset.name, spec.protocol)
         store.make(dataset.source, progress)
+        truth = GroundTruth(dataset.source, spec.protocol.seed)
         for method_spec in spec.methods:
             used = placeholders([method_spec.checkpoint or ""])
             stages = {name: made[name].made_at for name in used}
@@ -131,7 +155,7 @@ def run_benchmark(spec: BenchmarkSpec, root: Path, progress: bool = True) -> Tim
                     methods[method_spec.name] = build_method(resolved, spec.workers)
                 method = methods[method_spec.name]
                 record, seconds = _make_record(
-                    spec, method, dataset, store, kind, scorer, path, progress
+                    spec, method, dataset, store, kind, (truth, scorer), path, progress
                 )
                 record.update(settings(method_spec, spec.protocol, stages))
                 write_record(path, record)
@@ -147,7 +171,7 @@ def _make_record(
     dataset: DatasetSpec,
     store: PromptStore,
     kind: str,
-    scorer: Scorer,
+    scoring: tuple[GroundTruth, Scorer],
     path: Path,
     progress: bool,
 ) -> tuple[dict, float]:
@@ -171,7 +195,7 @@ def _make_record(
     rows, from_dataset = [], set()
     predictions = method.predictions(source, store, kind, indices)
     for prediction in tqdm(predictions, label, len(source), disable=not progress):
-        rows.append(_scored(prediction, source, store.protocol.seed, scorer))
+        rows.append(_scored(prediction, *scoring))
         if prediction.trimap_from_dataset is not None:
             from_dataset.add(prediction.trimap_from_dataset)
         if prediction.index < spec.grid_images:
@@ -186,16 +210,16 @@ def _make_record(
     return record, seconds / min(workers, max(1, len(rows)))
 
 
-def _scored(prediction: Prediction, source, seed: int, scorer: Scorer) -> dict:
-    raw = load_raw(source, prediction.index, seed)
-    if prediction.alpha.shape != raw.alpha.shape:
+def _scored(prediction: Prediction, truth: GroundTruth, scorer: Scorer) -> dict:
+    sample_id, alpha, trimap = truth(prediction.index)
+    if prediction.alpha.shape != alpha.shape:
         raise ValueError(
-            f"{prediction.sample_id}: prediction {prediction.alpha.shape} is not at the stored "
-            f"size {raw.alpha.shape}"
+            f"{sample_id}: prediction {prediction.alpha.shape} is not at the stored size "
+            f"{alpha.shape}"
         )
     return {
-        "sample_id": prediction.sample_id,
-        **scorer(prediction.alpha, raw.alpha, raw.trimap),
+        "sample_id": sample_id,
+        **scorer(prediction.alpha, alpha, trimap),
         "latency_ms": prediction.measured.seconds * 1000,
         "peak_mib": prediction.measured.peak_bytes / _MIB,
     }
