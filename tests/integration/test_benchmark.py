@@ -31,17 +31,23 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
     return found
 
 
+def shapes(count: int, size: int) -> str:
+    """The ``datasets:`` entry of ``count`` synthetic scenes at ``size`` px, named ``shapes``."""
+    source = f"{{num_samples: {count}, image_size: {size}, seed: 9}}"
+    return (
+        "datasets:\n  - name: shapes\n    source:\n"
+        "      class_path: mattekit.data.synthetic.SyntheticSource\n"
+        f"      init_args: {source}"
+    )
+
+
 def write_config(folder: Path, checkpoints: dict[str, Path]) -> Path:
     config = folder / "bench.yaml"
     config.write_text(
         f"""
 name: tiny
 protocol: {{prompts: [box, points], clicks: 2, seed: 1}}
-datasets:
-  - name: shapes
-    source:
-      class_path: mattekit.data.synthetic.SyntheticSource
-      init_args: {{num_samples: 3, image_size: 40, seed: 9}}
+{shapes(count=3, size=40)}
 methods:
   - {{name: prompt as alpha, kind: floor}}
   - {{name: closed-form, kind: classical, algorithm: closed_form}}
@@ -116,11 +122,7 @@ def test_a_method_trained_in_a_stage_is_made_once_and_never_mixed_with_a_new_mak
         f"""
 name: staged
 protocol: {{prompts: [box]}}
-datasets:
-  - name: shapes
-    source:
-      class_path: mattekit.data.synthetic.SyntheticSource
-      init_args: {{num_samples: 2, image_size: 32, seed: 9}}
+{shapes(count=2, size=32)}
 stages:
   - {{name: baseline, args: [{fit}]}}
 methods:
