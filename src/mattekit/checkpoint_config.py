@@ -62,6 +62,18 @@ def checkpoint_hparams(path: str | Path) -> dict:
     return dict(checkpoint.get("hyper_parameters") or {})
 
 
+def checkpoint_entry(path: str | Path) -> ModelEntry:
+    """The registered family a local checkpoint holds (read weights-only; nothing imported).
+
+    Raises:
+        CheckpointConfigError: the file names no model class, or one that is not registered.
+    """
+    class_path = checkpoint_hparams(path).get("_class_path")
+    if class_path is None:
+        raise CheckpointConfigError(f"{path} does not name its model class")
+    return registered_entry(str(class_path), path)
+
+
 def registered_entry(class_path: str, path: str | Path) -> ModelEntry:
     """The registered family whose class is ``class_path``; nothing is imported to find it."""
     for entry in MODELS.values():

@@ -261,11 +261,11 @@ class MattingModule(L.LightningModule):
         self.hparams.eval_prompt = kind
 
     @property
-    def input_convention(self) -> tuple[int | None, str]:
-        """``(side, resize)``: the square input a family evaluates at (None: the run's
-        ``data.image_size``) and how an image is fitted to it (``stretch`` or ``letterbox``).
-        The benchmark gives each family its own convention."""
-        return None, "stretch"
+    def input_convention(self) -> tuple[int | None, str | None]:
+        """``(side, resize)``: the square input a family evaluates at and how an image is fitted
+        to it (``stretch`` or ``letterbox``); None where the family has no convention of its own
+        (the benchmark then reads the run's data settings)."""
+        return None, None
 
     def check_prompts(self, kinds: list[str], eval_kind: str) -> None:
         """Raise a ValueError naming the argument when a kind is not one the family accepts."""

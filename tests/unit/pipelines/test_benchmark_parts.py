@@ -1,8 +1,6 @@
 """The benchmark's parts: its spec, stored prompts, trimap rule, classical and floor rows,
 per-image scoring (issue 9)."""
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
@@ -175,6 +173,15 @@ def test_classical_alpha_is_pymatting_called_directly_and_recovers_a_matte():
         assert np.abs(ours - alpha).mean() < 0.05, name
 
 
+def test_a_trimap_with_one_known_label_gets_the_constant_solution():
+    image = np.random.default_rng(0).integers(0, 255, (6, 6, 3)).astype(np.uint8)
+    trimap = np.full((6, 6), 128, np.uint8)
+    trimap[0] = 0  # background only: pymatting refuses; the equations give alpha = 0
+    np.testing.assert_array_equal(classical_alpha("closed_form", image, trimap), np.zeros((6, 6)))
+    trimap[0] = 255
+    np.testing.assert_array_equal(classical_alpha("knn", image, trimap), np.ones((6, 6)))
+
+
 def test_floor_is_the_models_reference_box_and_the_coarse_mask():
     prompt = prompt_with(box=(2.4, 3.0, 10.6, 7.5))
     expected = box_mask(torch.tensor([[2.4, 3.0, 10.6, 7.5]]), (12, 16))[0, 0].numpy()
@@ -198,10 +205,13 @@ def test_scorer_equals_the_metric_collection_and_uses_only_a_datasets_trimap():
         region = as_batch(expected_trimap) if expected_trimap is not None else None
         collection.update(as_batch(pred), as_batch(gt), region)
         expected = {k: float(v) for k, v in collection.compute().items()}
-        scored = Scorer("dim", with_trimap)(pred, gt, trimap)
+        scored = Scorer(Protocol(with_trimap=with_trimap))(pred, gt, trimap)
         assert scored == pytest.approx(expected, rel=1e-12)
-    whole = Scorer("dim", True)(pred, gt, None)  # no dataset trimap: the whole image
-    assert whole == pytest.approx(Scorer("dim", False)(pred, gt, trimap), rel=1e-12)
+    whole = Scorer(Protocol())(pred, gt, None)  # no dataset trimap: the whole image
+    assert whole == pytest.approx(Scorer(Protocol(with_trimap=False))(pred, gt, trimap), rel=1e-12)
+    # A whole-image preset never looks at the trimap.
+    zim = Scorer(Protocol(preset="zim"))
+    assert zim(pred, gt, trimap) == pytest.approx(zim(pred, gt, None), rel=1e-12)
 
 
 def test_a_sources_coarse_mask_is_kept_as_the_prompt():
@@ -218,4 +228,3 @@ def test_a_sources_coarse_mask_is_kept_as_the_prompt():
     raw = RawSample("r", np.zeros((16, 16, 3), np.uint8), alpha, coarse_mask=given)
     moved = MattingTransform((8, 8), train=False)(raw, np.random.default_rng(0))
     assert moved.coarse_mask.shape == (8, 8) and moved.coarse_mask[0, 0] == 1
-    assert dataclasses.replace(raw).coarse_mask is given

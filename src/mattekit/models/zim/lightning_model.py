@@ -119,7 +119,7 @@ class ZIM(MattingModule):
         ]
 
     @property
-    def input_convention(self) -> tuple[int | None, str]:
+    def input_convention(self) -> tuple[int | None, str | None]:
         """SAM's: the image encoder's fixed side (1024, tiny 128), letterboxed."""
         return self.model.image_size, "letterbox"
 

@@ -128,7 +128,7 @@ class ZIMLabelConverter(MattingModule):
         return mask, target
 
     @property
-    def input_convention(self) -> tuple[int | None, str]:
+    def input_convention(self) -> tuple[int | None, str | None]:
         """The backbone's side (``image_size``), stretched."""
         return self.hparams.image_size, "stretch"
 

@@ -14,6 +14,8 @@ import shlex
 import sys
 import time
 
+from mattekit.data.prompts import EmptyAlphaError
+from mattekit.errors import UsageError
 from mattekit.pipelines.benchmark.figures import write_comparison_grid, write_tradeoff_plot
 from mattekit.pipelines.benchmark.prompt_store import PromptsConflict
 from mattekit.pipelines.benchmark.records import RecordConflict
@@ -39,9 +41,14 @@ def benchmark_main(argv: list[str]) -> int:
     except (PromptsConflict, RecordConflict, StageConflict, ProcessFailed) as error:
         print(f"mattekit benchmark: {error}", file=sys.stderr)
         return 1
+    except (UsageError, EmptyAlphaError, FileNotFoundError) as error:
+        # A bad checkpoint or data file met while running: the records made so far are kept.
+        print(f"mattekit benchmark: error: {error}", file=sys.stderr)
+        return 2
     command = shlex.join(["mattekit", "benchmark", *argv])
     rows = write_reports(spec, root, command)
-    write_tradeoff_plot(rows, spec.tradeoff_metric, root / "tradeoff.png")
+    if not write_tradeoff_plot(rows, spec.tradeoff_metric, root / "tradeoff.png"):
+        (root / "tradeoff.png").unlink(missing_ok=True)  # no scored row: no stale picture
     write_comparison_grid(spec, root, root / "grid.png")
     timing.total = time.perf_counter() - start  # the reports and pictures count too
     made = len(timing.made)

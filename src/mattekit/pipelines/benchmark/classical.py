@@ -2,11 +2,12 @@
 
 Classical methods (closed-form and KNN matting, from pymatting) need a trimap. They get the
 stored one for the ``trimap`` prompt (the dataset's own when it has one: an upper reference,
-marked so in the tables) and one derived from the prompt otherwise, by this rule (``band`` is
-``TRIMAP_BAND`` of the image's longer side, at least one pixel):
+marked so in the tables; for a dataset without one, the trimap sampled from the GT when the
+prompts were stored, marked "sampled from the GT") and one derived from the prompt otherwise:
 
-- ``mask``: the coarse mask eroded by ``band`` is foreground, everything beyond the mask dilated
-  by ``band`` background, the rest unknown.
+- ``mask``: the training pipeline's trimap rule (:func:`~mattekit.data.prompts.sample_trimap`)
+  on the mask: eroded by ``TRIMAP_BAND`` of the longer side (a disk; none below half a pixel)
+  it is foreground, beyond the mask dilated as much background, the rest unknown.
 - ``box``: outside the box is background, inside unknown, and the box's central third (on each
   axis) foreground: a guess that fails for objects with a hole in the middle (the rule, not the
   method, is then to blame).
@@ -18,10 +19,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-import cv2
 import numpy as np
 import torch
 
+from mattekit.data.prompts import sample_trimap
 from mattekit.nn.prompt_maps import box_mask
 from mattekit.pipelines.benchmark.prompt_store import StoredPrompt
 
@@ -32,10 +33,6 @@ CLASSICAL_PROMPTS = ("trimap", "mask", "box")
 FLOOR_PROMPTS = ("box", "mask")
 
 Algorithm = Literal["closed_form", "knn"]
-
-
-def _disk(radius: int) -> np.ndarray:
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
 
 
 def box_alpha(box: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -52,13 +49,10 @@ def derived_trimap(prompt: StoredPrompt, kind: str, size: tuple[int, int]) -> np
     """
     if kind == "trimap":
         return prompt.trimap
-    band = max(1, round(TRIMAP_BAND * max(size)))
-    trimap = np.full(size, 128, np.uint8)
     if kind == "mask":
-        mask = prompt.coarse_mask.astype(np.uint8)
-        trimap[cv2.dilate(mask, _disk(band)) == 0] = 0
-        trimap[cv2.erode(mask, _disk(band)) == 1] = 255
-        return trimap
+        # The training pipeline's trimap rule, on the mask as a binary alpha.
+        return sample_trimap(prompt.coarse_mask.astype(np.float32), TRIMAP_BAND, max(size))
+    trimap = np.full(size, 128, np.uint8)
     if kind == "box":
         inside = box_alpha(prompt.box, size) > 0
         trimap[~inside] = 0
@@ -77,11 +71,19 @@ def classical_alpha(algorithm: Algorithm, image: np.ndarray, trimap: np.ndarray)
         image: H x W x 3 uint8 RGB (divided by 255 in float64, as ``pymatting.load_image``).
         trimap: H x W uint8 {0, 128, 255} (divided by 255 in float64).
 
+    A trimap with no foreground (or no background) pixel, which pymatting refuses, gets the
+    solution both methods' equations have then: the constant alpha of the one known label
+    (0 everywhere, or 1), the known pixels kept.
+
     Returns:
         H x W float64 alpha in [0, 1].
     """
     from pymatting import estimate_alpha_cf, estimate_alpha_knn  # numba: imported when used
 
+    has_foreground, has_background = bool((trimap == 255).any()), bool((trimap == 0).any())
+    if not (has_foreground and has_background):
+        constant = 1.0 if has_foreground else 0.0
+        return np.where(trimap == 128, constant, trimap / 255.0)
     estimate = {"closed_form": estimate_alpha_cf, "knn": estimate_alpha_knn}[algorithm]
     return estimate(image.astype(np.float64) / 255.0, trimap.astype(np.float64) / 255.0)
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from mattekit.data.io import read_alpha, write_bytes_atomic
+from mattekit.data.io import read_alpha, read_json, write_bytes_atomic
+from mattekit.data.letterbox import letterbox_size
 from mattekit.pipelines.benchmark.prompt_store import PromptStore, file_stem, load_raw
 from mattekit.pipelines.benchmark.records import alpha_path, record_path
 from mattekit.pipelines.benchmark.spec import BenchmarkSpec
@@ -59,8 +60,8 @@ def write_tradeoff_plot(rows: list[dict], metric: str, path: Path) -> bool:
 def _letterboxed(tensor: torch.Tensor, mode: str) -> tuple[torch.Tensor, float]:
     """C x H x W into C x TILE x TILE (aspect kept, zero padding right / bottom) and the scale."""
     height, width = tensor.shape[-2:]
-    scale = TILE / max(height, width)
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    size = letterbox_size((height, width), (TILE, TILE))
+    scale = size[0] / height
     antialias = mode == "bilinear"
     resized = F.interpolate(tensor[None].float(), size, mode=mode, antialias=antialias)[0]
     return F.pad(resized, (0, TILE - size[1], 0, TILE - size[0])), scale
@@ -94,8 +95,7 @@ def _stacked(tiles: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
 
 def write_comparison_grid(spec: BenchmarkSpec, root: Path, path: Path) -> bool:
     """``grid.png``: per dataset and prompt, the first ``grid_images`` samples, one column per
-    method (grey where a method has no alpha: it did not take the prompt); False when nothing
-    was drawn."""
+    method (:func:`_missing_tile` where it has no alpha); False when nothing was drawn."""
     blocks = []
     for dataset in spec.datasets:
         store = PromptStore(root / "prompts" / dataset.name, spec.protocol)
@@ -110,12 +110,13 @@ def write_comparison_grid(spec: BenchmarkSpec, root: Path, path: Path) -> bool:
                 alphas = []
                 for raw in raws:
                     file = alpha_path(record, file_stem(raw.sample_id))
-                    alpha = (
-                        torch.from_numpy(read_alpha(file))[None]
-                        if file.exists()
-                        else torch.full((1, *raw.size), 0.5)
-                    )
-                    alphas.append(_letterboxed(alpha, "bilinear")[0])
+                    if file.exists():
+                        alpha = _letterboxed(torch.from_numpy(read_alpha(file))[None], "bilinear")[
+                            0
+                        ]
+                    else:
+                        alpha = _missing_tile(record)
+                    alphas.append(alpha)
                 columns[method.name] = torch.stack(alphas)
             if tiles:
                 blocks.append(
@@ -127,6 +128,15 @@ def write_comparison_grid(spec: BenchmarkSpec, root: Path, path: Path) -> bool:
     padded = [F.pad(b, (0, width - b.shape[-1]), value=255) for b in blocks]
     write_png_grid(torch.cat(padded, dim=1), path)
     return True
+
+
+def _missing_tile(record: Path) -> torch.Tensor:
+    """Grey where the method did not take the prompt (or was not run); a checkerboard where it
+    ran but did not keep this image's alpha (``grid_images`` raised since)."""
+    if not record.exists() or read_json(record, "benchmark record")["skipped"]:
+        return torch.full((1, TILE, TILE), 0.5)
+    squares = (torch.arange(TILE) // 16) % 2
+    return (squares[:, None] ^ squares[None, :]).float()[None] * 0.5 + 0.25
 
 
 def _titled(grid: torch.Tensor, dataset: str, kind: str) -> torch.Tensor:

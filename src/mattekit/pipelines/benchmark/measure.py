@@ -1,9 +1,10 @@
-"""Latency and peak memory of one call, the same way for every method.
+"""Latency of each call and peak memory of a whole method, the same way for every method.
 
-On the CPU the peak is sampled: a thread reads the process's resident memory every
-``SAMPLE_SECONDS`` while the call runs, and the peak above the level before the call is kept (a
-call shorter than the interval may show 0). On CUDA it is the allocator's exact peak above the
-memory allocated before the call.
+Peak memory is what a method needs above the process's level before its first call (a model's
+weights already loaded): on CUDA the allocator's exact peak; on the CPU the resident memory,
+sampled every ``SAMPLE_SECONDS`` by a thread for as long as the method runs (memory a call
+allocates and frees within one interval can be missed). One number per method, not per image:
+memory an earlier call left allocated would hide a later call's needs.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 import torch
@@ -29,42 +29,57 @@ def resident_bytes() -> int:
         return int(statm.read().split()[1]) * _PAGE_BYTES
 
 
-@dataclass(frozen=True)
-class Measured:
-    """A call's wall-clock ``seconds`` and ``peak_bytes`` above the memory in use before it."""
-
-    seconds: float
-    peak_bytes: int
-
-
-def measured(call: Callable[[], T], device: torch.device | str = "cpu") -> tuple[T, Measured]:
-    """Run ``call()`` once; return its result with its latency and peak memory."""
+def timed(call: Callable[[], T], device: torch.device | str = "cpu") -> tuple[T, float]:
+    """``call()`` and its wall-clock seconds (CUDA work included: synchronised around it)."""
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-        before = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        start = time.perf_counter()
-        result = call()
-        torch.cuda.synchronize(device)
-        seconds = time.perf_counter() - start
-        return result, Measured(seconds, torch.cuda.max_memory_allocated(device) - before)
-    before = resident_bytes()
-    peak = [before]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.wait(SAMPLE_SECONDS):
-            peak[0] = max(peak[0], resident_bytes())
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
     start = time.perf_counter()
-    try:
-        result = call()
-        seconds = time.perf_counter() - start
-    finally:
-        done.set()
-        sampler.join()
-    peak[0] = max(peak[0], resident_bytes())
-    return result, Measured(seconds, peak[0] - before)
+    result = call()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return result, time.perf_counter() - start
+
+
+class PeakMemory:
+    """The peak memory above the level at :meth:`start` (see the module docstring)."""
+
+    def __init__(self, device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self._baseline = 0
+        self._peak = 0
+        self._done = threading.Event()
+        self._sampler: threading.Thread | None = None
+
+    def start(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self._baseline = torch.cuda.memory_allocated(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return self
+        self._baseline = self._peak = resident_bytes()
+        self._done.clear()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._done.wait(SAMPLE_SECONDS):
+            self._peak = max(self._peak, resident_bytes())
+
+    @property
+    def peak_bytes(self) -> int:
+        """The peak so far, above the level at :meth:`start`."""
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device) - self._baseline
+        self._peak = max(self._peak, resident_bytes())
+        return self._peak - self._baseline
+
+    def stop(self) -> int:
+        """Stop sampling; the peak."""
+        peak = self.peak_bytes
+        self._done.set()
+        if self._sampler is not None:
+            self._sampler.join()
+            self._sampler = None
+        return peak

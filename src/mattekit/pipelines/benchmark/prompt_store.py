@@ -85,25 +85,30 @@ class PromptStore:
         self.sampler = PromptSampler(prompt_config(protocol))
         self.sample_ids: list[str] = []
 
-    def _manifest(self, source: MattingSource) -> dict:
+    def _manifest(self, source: MattingSource, identity: dict | None) -> dict:
         return {
             "version": PROMPT_VERSION,
-            "source": source.name,
+            "source": identity or {"name": source.name},
             "samples": len(source),
             "seed": self.protocol.seed,
             "prompt_config": json.loads(json.dumps(dataclasses.asdict(self.sampler.config))),
         }
 
-    def make(self, source: MattingSource, progress: bool = True) -> None:
+    def make(
+        self, source: MattingSource, progress: bool = True, identity: dict | None = None
+    ) -> None:
         """Draw and write every sample's prompts not yet stored; check the stored ones' settings.
+
+        ``identity`` names the data (the source's ``class_path`` and ``init_args``; default its
+        name): prompts stored for other data are not reused.
 
         Raises:
             PromptsConflict: the folder holds prompts made with other settings (a seed, a click
                 count, another source).
-            ValueError: two samples share an id.
+            PromptsConflict: two samples share an id.
         """
         manifest_path = self.folder / "manifest.json"
-        wanted = self._manifest(source)
+        wanted = self._manifest(source, identity)
         if manifest_path.exists():
             stored = self.load_manifest()
             made = {k: v for k, v in stored.items() if k != "sample_ids"}
@@ -128,7 +133,10 @@ class PromptStore:
         stems = [file_stem(i) for i in ids]
         if len(set(stems)) != len(stems):
             repeated = sorted({s for s in stems if stems.count(s) > 1})[:3]
-            raise ValueError(f"{source.name}: samples share ids (as file names: {repeated})")
+            raise PromptsConflict(
+                f"{source.name}: samples share ids (as file names: {repeated}); the benchmark "
+                "stores prompts by sample id"
+            )
         self.sample_ids = ids
         manifest = {**wanted, "sample_ids": ids}
         write_bytes_atomic(manifest_path, json.dumps(manifest, indent=1).encode())
@@ -181,6 +189,13 @@ class PromptStore:
         trimap = raw.trimap
         if trimap is None:
             trimap = read_trimap(self.folder / f"{stem}_trimap.png")
+        for name, stored in (("mask", coarse_mask), ("trimap", trimap)):
+            if stored.shape != raw.size:
+                raise PromptsConflict(
+                    f"{self.folder / stem}_{name}.png is {stored.shape[1]}x{stored.shape[0]} but "
+                    f"the image is {width}x{height}: the dataset changed since the prompts were "
+                    "made; delete the folder to make them again"
+                )
         text = read_json(path, "prompt file").get("text", "")
         return StoredPrompt(points, box, coarse_mask, trimap, raw.trimap is not None, text)
 

@@ -1,9 +1,10 @@
 """One record per (method, dataset, prompt): what a finished part of a benchmark found.
 
 ``records/<method>/<dataset>/<prompt>.json`` holds the settings it was made with, the per-image
-metrics, latencies and memory, and the summary; ``.../<prompt>/<stem>.png`` the first alphas
-(for the comparison picture). A record whose settings differ from the benchmark's is never
-reused silently (:class:`RecordConflict`); deleting a method's folder makes it again, alone.
+metrics and latencies, the method's peak memory and the summary; ``.../<prompt>/<stem>.png``
+the first alphas (for the comparison picture). A record whose settings differ from the
+benchmark's is never reused silently (:class:`RecordConflict`); deleting a method's folder
+makes it again, alone. An undefined metric (an empty evaluation region) is stored as ``null``.
 """
 
 from __future__ import annotations
@@ -13,11 +14,19 @@ import json
 import math
 import statistics
 from pathlib import Path
+from typing import get_args
 
 from mattekit.data.io import read_json, write_bytes_atomic
-from mattekit.pipelines.benchmark.spec import MethodSpec, Protocol, method_folder
+from mattekit.metrics import resolve_preset
+from mattekit.pipelines.benchmark.spec import (
+    DatasetSpec,
+    MethodSpec,
+    MetricName,
+    Protocol,
+    method_folder,
+)
 
-METRIC_NAMES = ("SAD", "MSE", "MAD", "Grad", "Conn")
+METRIC_NAMES: tuple[str, ...] = get_args(MetricName)
 
 
 class RecordConflict(ValueError):
@@ -34,53 +43,85 @@ def alpha_path(record: Path, stem: str) -> Path:
     return record.with_suffix("") / f"{stem}.png"
 
 
-def settings(method: MethodSpec, protocol: Protocol, stages: dict[str, str]) -> dict:
-    """What a record must have been made with to be reused (json-plain): the method, the
-    protocol, and the making (``made_at``) of each benchmark stage its checkpoint comes from."""
+def scores_in_trimap(protocol: Protocol) -> bool:
+    """Whether the protocol scores inside a dataset's trimap band (else the whole image)."""
+    return protocol.with_trimap and resolve_preset(protocol.preset).region == "trimap_unknown"
+
+
+def settings(method: MethodSpec, protocol: Protocol, dataset: DatasetSpec, made_from: dict) -> dict:
+    """What a record must have been made with to be reused (json-plain): the method, the data,
+    what of the protocol affects one record (not the list of prompt kinds: adding a kind keeps
+    the others' records), and ``made_from``: the making of the stages its checkpoint comes from,
+    or the checkpoint file's size and modification time."""
     made = {
         "method": dataclasses.asdict(method),
-        "protocol": dataclasses.asdict(protocol),
-        "stages": stages,
+        "data": dataset.source_config or {"name": dataset.source.name},
+        "protocol": {
+            "seed": protocol.seed,
+            "clicks": protocol.clicks,
+            "preset": protocol.preset,
+            "scored_in_trimap": scores_in_trimap(protocol),
+        },
+        "made_from": made_from,
     }
     return json.loads(json.dumps(made))
 
 
-def read_record(
-    path: Path, method: MethodSpec, protocol: Protocol, stages: dict[str, str]
-) -> dict | None:
-    """The stored record, None when there is none.
+def read_record(path: Path, wanted: dict) -> dict | None:
+    """The stored record (undefined metrics as NaN), None when there is none.
 
     Raises:
-        RecordConflict: it was made with other settings (or from another making of a stage).
+        RecordConflict: it was made with other ``settings`` than ``wanted``.
     """
     if not path.exists():
         return None
     record = read_json(path, "benchmark record")
-    wanted = settings(method, protocol, stages)
     made = {key: record.get(key) for key in wanted}
     if made != wanted:
+        changed = sorted(key for key in wanted if made[key] != wanted[key])
         raise RecordConflict(
-            f"{path} was made with other settings than the benchmark's (the method, the "
-            f"protocol or a stage it was trained in changed): pass --force '[{method.name}]' "
-            f"to make it again, or delete {path.parent.parent}"
+            f"{path} was made with other settings than the benchmark's ({', '.join(changed)} "
+            f"changed): pass --force '[{wanted['method']['name']}]' to make it again, or delete "
+            f"{path.parent.parent}"
         )
+    return with_nan(record)
+
+
+def with_nan(record: dict) -> dict:
+    """``null`` metrics back to NaN."""
+    for row in [*record.get("images", []), record.get("summary") or {}]:
+        for key, value in row.items():
+            if value is None and key != "sample_id":
+                row[key] = math.nan
     return record
 
 
-def summary(images: list[dict]) -> dict:
-    """Mean of each metric over the images where it is defined; latency median / min / max in
-    milliseconds; the largest peak memory in MiB."""
-    result: dict = {"n": len(images)}
+def summary(images: list[dict], peak_bytes: int) -> dict:
+    """Mean of each metric over the images where it is defined; how many images the method
+    failed on (their metrics are undefined: a failure never scores as a prediction); latency
+    median / min / max in milliseconds; the method's peak memory in MiB."""
+    result: dict = {"n": len(images), "failed": sum(1 for row in images if row.get("error"))}
     for name in METRIC_NAMES:
         values = [row[name] for row in images if not math.isnan(row[name])]
         result[name] = sum(values) / len(values) if values else math.nan
-    latencies = [row["latency_ms"] for row in images]
+    latencies = [row["latency_ms"] for row in images if not math.isnan(row["latency_ms"])]
     result["latency_ms"] = statistics.median(latencies) if latencies else math.nan
     result["latency_min_ms"] = min(latencies, default=math.nan)
     result["latency_max_ms"] = max(latencies, default=math.nan)
-    result["peak_mib"] = max((row["peak_mib"] for row in images), default=math.nan)
+    result["peak_mib"] = peak_bytes / 1024**2
     return result
 
 
+def _finite_or_null(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_null(item) for item in value]
+    return value
+
+
 def write_record(path: Path, record: dict) -> None:
-    write_bytes_atomic(path, json.dumps(record, indent=1).encode())
+    """Write atomically, undefined (NaN) metrics as ``null`` (json has no NaN)."""
+    write_bytes_atomic(path, json.dumps(_finite_or_null(record), indent=1).encode())

@@ -7,7 +7,12 @@ import math
 from pathlib import Path
 
 from mattekit.data.io import read_json, write_bytes_atomic
-from mattekit.pipelines.benchmark.records import METRIC_NAMES, record_path
+from mattekit.pipelines.benchmark.records import (
+    METRIC_NAMES,
+    record_path,
+    scores_in_trimap,
+    with_nan,
+)
 from mattekit.pipelines.benchmark.spec import BenchmarkSpec
 from mattekit.visualize import csv_text, markdown_table
 
@@ -21,7 +26,7 @@ def collect_records(spec: BenchmarkSpec, root: Path) -> list[dict]:
             for method in spec.methods:
                 path = record_path(root, method, dataset.name, kind)
                 if path.exists():
-                    records.append(read_json(path, "benchmark record"))
+                    records.append(with_nan(read_json(path, "benchmark record")))
     return records
 
 
@@ -41,6 +46,7 @@ def result_row(record: dict) -> dict:
         trimap=record["trimap"] or "",
         input=record["input"],
         n=numbers["n"],
+        failed=numbers.get("failed", 0),
         **{name: numbers[name] for name in METRIC_NAMES},
         parameters=record["parameters"],
         latency_ms=numbers["latency_ms"],
@@ -70,24 +76,36 @@ def _markdown_row(row: dict) -> dict:
         "params": row["parameters"],
         "latency ms": _latency(row),
         "peak MiB": f"{row['peak_mib']:.3g}",
-        "note": f"trimap: {row['trimap']}" if row["trimap"] else "",
+        "note": "; ".join(note for note in _notes(row) if note),
     }
+
+
+def _notes(row: dict) -> list[str]:
+    failed = row["failed"]
+    return [
+        f"trimap: {row['trimap']}" if row["trimap"] else "",
+        f"failed on {failed} image(s), left out of the means (per_image.csv)" if failed else "",
+    ]
 
 
 def markdown_report(spec: BenchmarkSpec, rows: list[dict], command: str) -> str:
     """``results.md``: the protocol, the command, a table per dataset and prompt."""
     protocol = spec.protocol
-    region = "the dataset's trimap band where it has one" if protocol.with_trimap else "whole"
+    region = (
+        "inside the dataset's trimap band where it has one, else the whole image"
+        if scores_in_trimap(protocol)
+        else "the whole image"
+    )
     lines = [
         f"# Benchmark `{spec.name}`",
         "",
         f"Made by `{command}`.",
         "",
-        f"Metric preset **`{protocol.preset}`** (region: {region}; every prediction scored at the "
-        f"image's stored size against the stored GT); prompts stored with seed {protocol.seed}"
+        f"Metric preset **`{protocol.preset}`**, {region}; every prediction scored at the "
+        f"image's stored size against the stored GT. Prompts stored with seed {protocol.seed}"
         f" ({protocol.clicks} click(s) for `points`), the same for every method. Latency: median "
-        "(min-max) ms per image, warm; peak: the most memory one image took above the level "
-        "before it (MiB).",
+        "(min-max) ms per image, warm. Peak: the most memory the method needed above the level "
+        "before its first call, weights loaded (MiB; CPU: sampled resident memory).",
     ]
     for dataset in spec.datasets:
         for kind in protocol.prompts:

@@ -15,33 +15,28 @@ import torch
 from tqdm import tqdm
 
 from mattekit.data.io import write_png_atomic
-from mattekit.metrics import matting_metrics, resolve_preset
-from mattekit.pipelines.benchmark.methods import (
-    BenchmarkMethod,
-    ClassicalMethod,
-    FloorMethod,
-    ModelMethod,
-    Prediction,
-)
+from mattekit.metrics import matting_metrics
+from mattekit.pipelines.benchmark.classical_method import ClassicalMethod
+from mattekit.pipelines.benchmark.methods import BenchmarkMethod, FloorMethod, Prediction
+from mattekit.pipelines.benchmark.model_method import ModelMethod
 from mattekit.pipelines.benchmark.prompt_store import PromptStore, file_stem, load_raw
 from mattekit.pipelines.benchmark.records import (
     METRIC_NAMES,
     alpha_path,
     read_record,
     record_path,
+    scores_in_trimap,
     settings,
     summary,
     write_record,
 )
-from mattekit.pipelines.benchmark.spec import BenchmarkSpec, DatasetSpec, MethodSpec
+from mattekit.pipelines.benchmark.spec import BenchmarkSpec, DatasetSpec, MethodSpec, Protocol
 from mattekit.pipelines.grid_commands import stage_dir, stage_fit_command
 from mattekit.pipelines.grid_placeholders import fill, placeholders
 from mattekit.pipelines.grid_spec import Stage
 from mattekit.pipelines.grid_stages import MadeStage, ensure_stages
 
 logger = logging.getLogger(__name__)
-
-_MIB = 1024.0**2
 
 
 @dataclass
@@ -116,12 +111,13 @@ class GroundTruth:
 
 
 class Scorer:
-    """Per-image metrics of one preset, at the stored size, in the dataset's trimap band when
-    the protocol and preset use one and the dataset has one, else on the whole image."""
+    """Per-image metrics of the protocol's preset at the stored size: in the dataset's trimap
+    band when the protocol scores there (:func:`~.records.scores_in_trimap`) and the dataset
+    has a trimap, else on the whole image."""
 
-    def __init__(self, preset: str, with_trimap: bool) -> None:
-        self.metrics = matting_metrics(preset)
-        self.use_trimap = with_trimap and resolve_preset(preset).region == "trimap_unknown"
+    def __init__(self, protocol: Protocol) -> None:
+        self.metrics = matting_metrics(protocol.preset)
+        self.use_trimap = scores_in_trimap(protocol)
 
     def __call__(self, alpha: np.ndarray, gt: np.ndarray, trimap: np.ndarray | None) -> dict:
         as_batch = lambda array: torch.from_numpy(np.ascontiguousarray(array))[None, None]  # noqa: E731
@@ -130,39 +126,61 @@ class Scorer:
         return {name: float(errors[name][0]) for name in METRIC_NAMES}
 
 
+def checkpoint_identity(method: MethodSpec) -> dict:
+    """A checkpoint file's size and modification time: a retrained file is not the same."""
+    if method.checkpoint is None:
+        return {}
+    status = Path(method.checkpoint).stat()
+    return {"checkpoint_bytes": status.st_size, "checkpoint_mtime_ns": status.st_mtime_ns}
+
+
 def run_benchmark(spec: BenchmarkSpec, root: Path, progress: bool = True) -> Timing:
     """Make every missing record under ``root`` (see :mod:`.records`); returns the timing."""
     timing = Timing()
     start = time.perf_counter()
     made = make_stages(spec, root)
     methods: dict[str, BenchmarkMethod] = {}
-    scorer = Scorer(spec.protocol.preset, spec.protocol.with_trimap)
+    try:
+        _make_records(spec, root, made, methods, timing, progress)
+    finally:
+        for method in methods.values():
+            method.close()
+    timing.total = time.perf_counter() - start
+    return timing
+
+
+def _make_records(
+    spec: BenchmarkSpec,
+    root: Path,
+    made: dict[str, MadeStage],
+    methods: dict[str, BenchmarkMethod],
+    timing: Timing,
+    progress: bool,
+) -> None:
+    """Every missing record, dataset by dataset; the methods built on first use."""
+    scorer = Scorer(spec.protocol)
     for dataset in spec.datasets:
         store = PromptStore(root / "prompts" / dataset.name, spec.protocol)
-        store.make(dataset.source, progress)
+        store.make(dataset.source, progress, dataset.source_config)
         truth = GroundTruth(dataset.source, spec.protocol.seed)
         for method_spec in spec.methods:
             used = placeholders([method_spec.checkpoint or ""])
-            stages = {name: made[name].made_at for name in used}
+            resolved = with_checkpoint(method_spec, {n: made[n].checkpoint for n in used})
+            made_from = {n: made[n].made_at for n in used} or checkpoint_identity(resolved)
+            wanted = settings(method_spec, spec.protocol, dataset, made_from)
             for kind in spec.protocol.prompts:
                 path = record_path(root, method_spec, dataset.name, kind)
-                forced = method_spec.name in spec.force
-                if not forced and read_record(path, method_spec, spec.protocol, stages):
+                if method_spec.name not in spec.force and read_record(path, wanted):
                     continue
                 if method_spec.name not in methods:
-                    checkpoints = {name: made[name].checkpoint for name in used}
-                    resolved = with_checkpoint(method_spec, checkpoints)
                     methods[method_spec.name] = build_method(resolved, spec.workers)
                 method = methods[method_spec.name]
                 record, seconds = _make_record(
                     spec, method, dataset, store, kind, (truth, scorer), path, progress
                 )
-                record.update(settings(method_spec, spec.protocol, stages))
-                write_record(path, record)
+                write_record(path, {**wanted, **record})
                 timing.methods += seconds
                 timing.made.append(f"{method_spec.name} / {dataset.name} / {kind}")
-    timing.total = time.perf_counter() - start
-    return timing
 
 
 def _make_record(
@@ -192,26 +210,38 @@ def _make_record(
     source = dataset.source
     indices = range(len(source))
     label = f"{method.spec.name} | {dataset.name} | {kind}"
-    rows, from_dataset = [], set()
+    rows, trimaps, peak = [], set(), 0
     predictions = method.predictions(source, store, kind, indices)
     for prediction in tqdm(predictions, label, len(source), disable=not progress):
         rows.append(_scored(prediction, *scoring))
-        if prediction.trimap_from_dataset is not None:
-            from_dataset.add(prediction.trimap_from_dataset)
-        if prediction.index < spec.grid_images:
+        peak = max(peak, prediction.peak_bytes)
+        if prediction.trimap is not None:
+            trimaps.add(prediction.trimap)
+        if prediction.index < spec.grid_images and prediction.alpha is not None:
             alpha = np.round(np.clip(prediction.alpha, 0, 1) * 255).astype(np.uint8)
             write_png_atomic(alpha_path(path, file_stem(prediction.sample_id)), alpha)
-    if from_dataset:
-        record["trimap"] = "dataset" if from_dataset == {True} else "derived from the prompt"
+    record["trimap"] = ", ".join(sorted(trimaps)) or None
+    record["parallel_calls"] = method.parallel_calls
     record["images"] = rows
-    record["summary"] = summary(rows)
-    seconds = sum(row["latency_ms"] for row in rows) / 1000
-    workers = getattr(method, "workers", 1)
-    return record, seconds / min(workers, max(1, len(rows)))
+    record["summary"] = summary(rows, peak)
+    seconds = sum(row["latency_ms"] for row in rows if not row.get("error")) / 1000
+    failed = [row["sample_id"] for row in rows if row.get("error")]
+    if failed:
+        logger.warning("%s: failed on %s (see per_image.csv)", label, failed)
+    return record, seconds / min(method.parallel_calls, max(1, len(rows)))
 
 
 def _scored(prediction: Prediction, truth: GroundTruth, scorer: Scorer) -> dict:
+    """The image's row: its metrics and latency, or NaN ones and the error of a failure."""
     sample_id, alpha, trimap = truth(prediction.index)
+    if prediction.error is not None:
+        undefined = dict.fromkeys(METRIC_NAMES, math.nan)
+        return {
+            "sample_id": sample_id,
+            **undefined,
+            "latency_ms": math.nan,
+            "error": prediction.error,
+        }
     if prediction.alpha.shape != alpha.shape:
         raise ValueError(
             f"{sample_id}: prediction {prediction.alpha.shape} is not at the stored size "
@@ -220,6 +250,5 @@ def _scored(prediction: Prediction, truth: GroundTruth, scorer: Scorer) -> dict:
     return {
         "sample_id": sample_id,
         **scorer(prediction.alpha, alpha, trimap),
-        "latency_ms": prediction.measured.seconds * 1000,
-        "peak_mib": prediction.measured.peak_bytes / _MIB,
+        "latency_ms": prediction.seconds * 1000,
     }

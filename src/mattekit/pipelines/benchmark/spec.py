@@ -3,7 +3,7 @@
     mattekit benchmark experiments/benchmark_alphamatting.yaml --protocol.seed 1 --workers 2
 
 Every field below is a command-line override (``--protocol.prompts '[box, mask]'``); the YAML
-lists only what differs from the defaults. See ``experiments/README.md``.
+lists only what differs from the defaults. See ``experiments/benchmark.md``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import torch
 from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser
 
 from mattekit.data.source import MattingSource
@@ -21,6 +22,8 @@ from mattekit.pipelines.grid_placeholders import placeholders
 #: The prompt kinds a benchmark can give: N clicks, a box, a coarse mask, the dataset's trimap
 #: (classical methods only), a referring expression (families that take text).
 BenchmarkPrompt = Literal["points", "box", "mask", "trimap", "text"]
+#: The metrics of every preset, in table order.
+MetricName = Literal["SAD", "MSE", "MAD", "Grad", "Conn"]
 
 
 @dataclass(frozen=True)
@@ -60,10 +63,13 @@ class DatasetSpec:
     Attributes:
         name: row label and folder name (letters, digits, ``.``, ``_``, ``-``).
         source: the source, as in data configs: ``{class_path: ..., init_args: {...}}``.
+        source_config: set by the parser: the source's ``class_path`` and ``init_args`` as
+            given, which identify the data in the stored prompts and records.
     """
 
     name: str
     source: MattingSource
+    source_config: dict = field(default_factory=dict, init=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,12 @@ class MethodSpec:
     def __post_init__(self) -> None:
         if self.kind == "model" and self.checkpoint is None:
             raise ValueError(f"method {self.name!r}: a model needs a checkpoint")
+        if self.image_size is not None and self.image_size < 1:
+            raise ValueError(f"method {self.name!r}: image_size must be positive")
+        try:
+            torch.device(self.device)
+        except RuntimeError as error:
+            raise ValueError(f"method {self.name!r}: device {self.device!r}: {error}") from None
         if self.kind == "classical" and self.algorithm is None:
             raise ValueError(f"method {self.name!r}: a classical method needs an algorithm")
 
@@ -137,7 +149,7 @@ class BenchmarkSpec:
     workers: int = 1
     force: list[str] = field(default_factory=list)
     grid_images: int = 4
-    tradeoff_metric: str = "SAD"
+    tradeoff_metric: MetricName = "SAD"
 
     def __post_init__(self) -> None:
         for label, names, pattern in (
@@ -150,8 +162,16 @@ class BenchmarkSpec:
             if repeated:
                 raise ValueError(f"{label} names must be distinct; repeated: {repeated}")
             for name in names:
-                if not pattern.fullmatch(name):
+                if not pattern.fullmatch(name) or name.strip(".") == "":
                     raise ValueError(f"{label} name {name!r}: use {pattern.pattern}")
+        folders = [method_folder(m.name) for m in self.methods]
+        clashing = sorted(
+            {m.name for m in self.methods if folders.count(method_folder(m.name)) > 1}
+        )
+        if clashing:
+            raise ValueError(f"method names {clashing} share a folder name: rename one")
+        if self.grid_images < 0:
+            raise ValueError(f"grid_images must be 0 or more, got {self.grid_images}")
         stage_names = [stage.name for stage in self.stages]
         known: set[str] = set()
         for stage in self.stages:
@@ -163,9 +183,14 @@ class BenchmarkSpec:
                 )
             known.add(stage.name)
         for method in self.methods:
-            missing = sorted(set(placeholders([method.checkpoint or ""])) - set(stage_names))
+            used = placeholders([method.checkpoint or ""])
+            missing = sorted(set(used) - set(stage_names))
             if missing:
                 raise ValueError(f"method {method.name!r}: no stage named {missing}")
+            if method.checkpoint and not used and not Path(method.checkpoint).is_file():
+                raise ValueError(
+                    f"method {method.name!r}: checkpoint not found: {method.checkpoint}"
+                )
         unknown = sorted(set(self.force) - {m.name for m in self.methods})
         if unknown:
             raise ValueError(f"--force names unknown methods {unknown}")
@@ -194,7 +219,7 @@ def benchmark_parser() -> ArgumentParser:
     parser = ArgumentParser(
         exit_on_error=False,
         prog="mattekit benchmark",
-        description="Compare methods on datasets under one protocol (experiments/README.md).",
+        description="Compare methods on datasets under one protocol (experiments/benchmark.md).",
     )
     parser.add_argument("--config", action=ActionConfigFile, help="the benchmark YAML")
     parser.add_class_arguments(BenchmarkSpec, as_group=False, fail_untyped=True)
@@ -218,7 +243,11 @@ def parse_benchmark(argv: list[str]) -> tuple[BenchmarkSpec, Path | None]:
     try:
         config = parser.parse_args(argv)
         config.pop("config", None)
+        source_configs = [dataset.source.as_dict() for dataset in config.datasets]
         instantiated = parser.instantiate_classes(config)
     except ArgumentError as error:
         raise ValueError(str(error)) from None
-    return BenchmarkSpec(**instantiated.as_dict()), config_path
+    spec = BenchmarkSpec(**instantiated.as_dict())
+    for dataset, source_config in zip(spec.datasets, source_configs, strict=True):
+        object.__setattr__(dataset, "source_config", source_config)
+    return spec, config_path
