@@ -107,16 +107,15 @@ def write_comparison_grid(spec: BenchmarkSpec, root: Path, path: Path) -> bool:
             columns = {}
             for method in spec.methods:
                 record = record_path(root, method, dataset.name, kind)
+                missing = _missing_tile(record)  # read once per record, not once per image
                 alphas = []
                 for raw in raws:
                     file = alpha_path(record, file_stem(raw.sample_id))
                     if file.exists():
-                        alpha = _letterboxed(torch.from_numpy(read_alpha(file))[None], "bilinear")[
-                            0
-                        ]
+                        stored = torch.from_numpy(read_alpha(file))[None]
+                        alphas.append(_letterboxed(stored, "bilinear")[0])
                     else:
-                        alpha = _missing_tile(record)
-                    alphas.append(alpha)
+                        alphas.append(missing)
                 columns[method.name] = torch.stack(alphas)
             if tiles:
                 blocks.append(
