@@ -37,7 +37,14 @@ def read_micromat_prompt(
         ValueError naming the file: malformed content, labels other than -1 / 0 / 1, a box with
         x1 <= x0 or y1 <= y0, or a box entirely outside the image.
     """
-    prompt = read_json(path, "prompt file")
+    return parse_micromat_prompt(read_json(path, "prompt file"), path, height, width, sample_id)
+
+
+def parse_micromat_prompt(
+    prompt: object, path: Path, height: int, width: int, sample_id: str
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`read_micromat_prompt` on a json document already read from ``path`` (the errors
+    and warnings still name ``path``)."""
     if not isinstance(prompt, dict):
         raise ValueError(f"{path}: expected a json object with 'point' and 'bbox'")
 

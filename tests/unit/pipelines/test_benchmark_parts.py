@@ -19,6 +19,7 @@ from mattekit.pipelines.benchmark.classical import (
     derived_trimap,
     floor_alpha,
 )
+from mattekit.pipelines.benchmark.measure import WarmTimer
 from mattekit.pipelines.benchmark.prompt_store import (
     PromptsConflict,
     PromptStore,
@@ -228,3 +229,12 @@ def test_a_sources_coarse_mask_is_kept_as_the_prompt():
     raw = RawSample("r", np.zeros((16, 16, 3), np.uint8), alpha, coarse_mask=given)
     moved = MattingTransform((8, 8), train=False)(raw, np.random.default_rng(0))
     assert moved.coarse_mask.shape == (8, 8) and moved.coarse_mask[0, 0] == 1
+
+
+def test_warm_timer_calls_once_untimed_then_times_every_call():
+    calls = []
+    timer = WarmTimer()
+    result, seconds = timer(lambda: calls.append(1) or len(calls))
+    assert (result, len(calls)) == (2, 2) and seconds >= 0
+    result, _ = timer(lambda: calls.append(1) or len(calls))
+    assert (result, len(calls)) == (3, 3)

@@ -68,6 +68,7 @@ class ClassicalMethod(BenchmarkMethod):
         super().__init__(spec)
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
+        self._warm_here = False
 
     def refusal(self, kind: str) -> str | None:
         if kind in CLASSICAL_PROMPTS:
@@ -81,7 +82,9 @@ class ClassicalMethod(BenchmarkMethod):
     def predictions(self, source, store, kind, indices):
         predict = partial(_predict, (source, store, kind, self.spec.algorithm))
         if self.workers == 1:
-            _start_worker(self.spec.algorithm)
+            if not self._warm_here:
+                _start_worker(self.spec.algorithm)
+                self._warm_here = True
             yield from map(predict, indices)
             return
         if self._pool is None:

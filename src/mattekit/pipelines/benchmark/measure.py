@@ -41,6 +41,21 @@ def timed(call: Callable[[], T], device: torch.device | str = "cpu") -> tuple[T,
     return result, time.perf_counter() - start
 
 
+class WarmTimer:
+    """:func:`timed` after one untimed first call: that call pays for loading the code it runs,
+    allocations and kernel selection, which no later call repeats."""
+
+    def __init__(self, device: torch.device | str = "cpu") -> None:
+        self.device = device
+        self.warm = False
+
+    def __call__(self, call: Callable[[], T]) -> tuple[T, float]:
+        if not self.warm:
+            call()
+            self.warm = True
+        return timed(call, self.device)
+
+
 class PeakMemory:
     """The peak memory above the level at :meth:`start` (see the module docstring)."""
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from mattekit.data.source import MattingSource
 from mattekit.pipelines.benchmark.classical import FLOOR_PROMPTS, floor_alpha
-from mattekit.pipelines.benchmark.measure import PeakMemory, timed
+from mattekit.pipelines.benchmark.measure import PeakMemory, WarmTimer
 from mattekit.pipelines.benchmark.prompt_store import PromptStore, load_raw
 from mattekit.pipelines.benchmark.spec import MethodSpec
 
@@ -89,15 +89,12 @@ class FloorMethod(BenchmarkMethod):
 
     def predictions(self, source, store, kind, indices):
         memory = PeakMemory().start()
-        warm = False
+        timer = WarmTimer()
         try:
             for index in indices:
                 raw = load_raw(source, index, store.protocol.seed)
                 prompt = store.read(index, raw)
-                if not warm:  # the first call pays for loading the code it runs
-                    floor_alpha(prompt, kind, raw.size)
-                    warm = True
-                alpha, seconds = timed(lambda: floor_alpha(prompt, kind, raw.size))  # noqa: B023
+                alpha, seconds = timer(lambda: floor_alpha(prompt, kind, raw.size))  # noqa: B023
                 yield Prediction(index, raw.sample_id, alpha, seconds, memory.peak_bytes)
         finally:
             memory.stop()

@@ -16,7 +16,7 @@ from mattekit.data.transforms import MattingTransform
 from mattekit.errors import UsageError
 from mattekit.models.base import MattingModule
 from mattekit.models.evaluation import alpha_at_original_size
-from mattekit.pipelines.benchmark.measure import PeakMemory, timed
+from mattekit.pipelines.benchmark.measure import PeakMemory, WarmTimer
 from mattekit.pipelines.benchmark.methods import BenchmarkMethod, Prediction
 from mattekit.pipelines.benchmark.prompt_store import StoredPromptSource
 from mattekit.pipelines.benchmark.spec import MethodSpec
@@ -92,15 +92,12 @@ class ModelMethod(BenchmarkMethod):
             return alpha_at_original_size(self.model(batch), batch)[0][0]
 
         memory = PeakMemory(device).start()
-        warm = False
+        timer = WarmTimer(device)
         try:
             with torch.inference_mode():
                 for index in indices:
                     batch = collate_samples([dataset[index]]).to(device)
-                    if not warm:  # the first call pays for allocations and kernel selection
-                        predict(batch)
-                        warm = True
-                    alpha, seconds = timed(lambda: predict(batch), device)  # noqa: B023
+                    alpha, seconds = timer(lambda: predict(batch))  # noqa: B023
                     alpha = alpha.float().cpu().numpy()
                     peak = memory.peak_bytes
                     yield Prediction(index, batch.sample_id[0], alpha, seconds, peak)

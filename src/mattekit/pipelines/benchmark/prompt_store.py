@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from mattekit.data.dataset import evaluation_rng
 from mattekit.data.io import read_json, read_mask, read_trimap, write_bytes_atomic, write_png_atomic
-from mattekit.data.micromat import read_micromat_prompt
+from mattekit.data.micromat import parse_micromat_prompt
 from mattekit.data.prompts import PromptConfig, PromptSampler
 from mattekit.data.sample import RawSample
 from mattekit.data.source import MattingSource
@@ -182,7 +182,8 @@ class PromptStore:
         stem = file_stem(raw.sample_id)
         height, width = raw.size
         path = self.folder / f"{stem}.json"
-        points, box = read_micromat_prompt(path, height, width, raw.sample_id)
+        document = read_json(path, "prompt file")
+        points, box = parse_micromat_prompt(document, path, height, width, raw.sample_id)
         if box is None:
             raise ValueError(f"{path}: no 'bbox'")
         coarse_mask = read_mask(self.folder / f"{stem}_mask.png").astype(np.uint8)
@@ -196,7 +197,7 @@ class PromptStore:
                     f"the image is {width}x{height}: the dataset changed since the prompts were "
                     "made; delete the folder to make them again"
                 )
-        text = read_json(path, "prompt file").get("text", "")
+        text = document.get("text", "")
         return StoredPrompt(points, box, coarse_mask, trimap, raw.trimap is not None, text)
 
 
