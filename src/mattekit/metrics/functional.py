@@ -1,7 +1,7 @@
 """Per-sample computations behind the matting metrics (the fast path).
 
-Pixel-wise sums run in torch on the inputs' device; the gradient filters run on the CPU with
-OpenCV, in float64. The slow, literal port of the same definitions is :mod:`.reference`.
+SAD / MSE / MAD's sums are one pass on the CPU (:mod:`.region_sums`); the gradient filters run
+on the CPU with OpenCV, in float64. The slow, literal port of the same definitions is :mod:`.reference`.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from metric_cases import as_batch
 
 from mattekit.metrics import MAD, MSE, SAD, ConnectivityError, GradientError, reference
 from mattekit.metrics.connectivity import largest_component
+from mattekit.metrics.region_sums import region_sums
 
 # gt: left half 0, right half 1. pred differs at (0, 1) by 0.5, at (1, 2) by 0.25 and at (3, 3)
 # by 1. The trimap marks columns 1 and 2 unknown (8 pixels), column 0 background, 3 foreground.
@@ -159,3 +160,17 @@ def test_float64_and_float32_inputs_give_the_same_conn():
     metric32.update(as_batch(pred), as_batch(gt))
     metric64.update(as_batch(pred, dtype=torch.float64), as_batch(gt, dtype=torch.float64))
     assert float(metric32.compute()) == float(metric64.compute())
+
+
+def test_region_sums_equal_numpy_in_float64_with_and_without_a_region():
+    rng = np.random.default_rng(0)
+    pred, target = rng.random((2, 37, 53), dtype=np.float32)
+    region = rng.random((37, 53)) < 0.3
+    difference = pred.astype(np.float64) - target.astype(np.float64)
+    for mask in (region, None):
+        chosen = difference[mask] if mask is not None else difference.ravel()
+        absolute, squared, count = region_sums(pred, target, mask)
+        assert count == chosen.size
+        assert absolute == pytest.approx(np.abs(chosen).sum(), rel=1e-12)
+        assert squared == pytest.approx((chosen**2).sum(), rel=1e-12)
+    assert region_sums(pred, target, np.zeros_like(region)) == (0.0, 0.0, 0)
