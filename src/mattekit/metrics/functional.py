@@ -1,7 +1,8 @@
 """Per-sample computations behind the matting metrics (the fast path).
 
 SAD / MSE / MAD's sums are one pass on the CPU (:mod:`.region_sums`); the gradient filters run
-on the CPU with OpenCV, in float64. The slow, literal port of the same definitions is :mod:`.reference`.
+on the CPU with OpenCV, in float64. The slow, literal port of the same definitions is
+:mod:`.reference`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """The benchmark's parts: its spec, stored prompts, trimap rule, classical and floor rows,
 per-image scoring (issue 9)."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -27,7 +29,7 @@ from mattekit.pipelines.benchmark.prompt_store import (
     StoredPromptSource,
     file_stem,
 )
-from mattekit.pipelines.benchmark.runner import Scorer
+from mattekit.pipelines.benchmark.runner import Scorer, Timing
 from mattekit.pipelines.benchmark.spec import Protocol, parse_benchmark
 
 SPEC = """
@@ -238,3 +240,8 @@ def test_warm_timer_calls_once_untimed_then_times_every_call():
     assert (result, len(calls)) == (2, 2) and seconds >= 0
     result, _ = timer(lambda: calls.append(1) or len(calls))
     assert (result, len(calls)) == (3, 3)
+
+
+def test_overhead_leaves_the_stages_training_aside():
+    assert Timing(total=100.0, stages=60.0, methods=36.0).overhead == pytest.approx(0.1)
+    assert math.isnan(Timing(total=5.0, stages=5.0).overhead)

@@ -54,9 +54,10 @@ def benchmark_main(argv: list[str]) -> int:
     made = len(timing.made)
     print(f"results: {root / 'results.md'} ({made} record(s) made, the rest reused)")
     if made:
+        stages = f" (training stages {timing.stages:.1f} s aside)" if timing.stages >= 1 else ""
         print(
-            f"time: {timing.total:.1f} s, of which the methods' own calls {timing.methods:.1f} s;"
-            f" benchmark overhead {100 * timing.overhead:.1f} %"
+            f"time: {timing.total:.1f} s{stages}, of which the methods' own calls "
+            f"{timing.methods:.1f} s; benchmark overhead {100 * timing.overhead:.1f} %"
         )
     return 0
 

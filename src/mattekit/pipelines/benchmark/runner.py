@@ -41,17 +41,20 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Timing:
-    """Where a benchmark run's time went: ``total`` seconds, of which ``methods`` in the
-    methods' own calls (a pool's calls divided by its workers)."""
+    """Where a benchmark run's time went: ``total`` seconds, of which ``stages`` training the
+    stages and ``methods`` in the methods' own calls (a pool's calls divided by its workers)."""
 
     total: float = 0.0
+    stages: float = 0.0
     methods: float = 0.0
     made: list[str] = field(default_factory=list)
 
     @property
     def overhead(self) -> float:
-        """The fraction of the time spent outside the methods' calls."""
-        return 1.0 - self.methods / self.total if self.total > 0 else math.nan
+        """The fraction of the benchmark's time (training the stages aside) spent outside the
+        methods' calls: loading, prompting, scoring, writing."""
+        benchmark = self.total - self.stages
+        return 1.0 - self.methods / benchmark if benchmark > 0 else math.nan
 
 
 def make_stages(spec: BenchmarkSpec, root: Path) -> dict[str, MadeStage]:
@@ -139,6 +142,7 @@ def run_benchmark(spec: BenchmarkSpec, root: Path, progress: bool = True) -> Tim
     timing = Timing()
     start = time.perf_counter()
     made = make_stages(spec, root)
+    timing.stages = time.perf_counter() - start
     methods: dict[str, BenchmarkMethod] = {}
     try:
         _make_records(spec, root, made, methods, timing, progress)
