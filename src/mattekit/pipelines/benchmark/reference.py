@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from mattekit.metrics import matting_metrics
 from mattekit.visualize import markdown_table
@@ -32,7 +33,7 @@ def direct_rows(
     rows = []
     for algorithm in ALGORITHMS:
         metrics = matting_metrics(preset)
-        for name in names:
+        for name in tqdm(names, algorithm, unit="image"):
             image = load_image(str(root / "input" / name), "RGB")
             trimap = load_image(str(root / trimap_dir / name), "GRAY")
             gt = load_image(str(root / "gt" / name), "GRAY")
