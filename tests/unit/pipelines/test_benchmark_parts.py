@@ -2,13 +2,14 @@
 per-image scoring (issue 9)."""
 
 import math
+import pickle
 
 import numpy as np
 import pytest
 import torch
 from pymatting import estimate_alpha_cf, estimate_alpha_knn
 
-from mattekit.data.dataset import MattingDataset
+from mattekit.data.dataset import MattingDataset, evaluation_rng
 from mattekit.data.prompts import PromptConfig, PromptSampler
 from mattekit.data.sample import RawSample
 from mattekit.data.synthetic import SyntheticSource
@@ -30,6 +31,7 @@ from mattekit.pipelines.benchmark.prompt_store import (
     file_stem,
 )
 from mattekit.pipelines.benchmark.runner import Scorer, Timing
+from mattekit.pipelines.benchmark.sample_cache import CachedSource
 from mattekit.pipelines.benchmark.spec import Protocol, parse_benchmark
 
 SPEC = """
@@ -245,3 +247,21 @@ def test_warm_timer_calls_once_untimed_then_times_every_call():
 def test_overhead_leaves_the_stages_training_aside():
     assert Timing(total=100.0, stages=60.0, methods=36.0).overhead == pytest.approx(0.1)
     assert math.isnan(Timing(total=5.0, stages=5.0).overhead)
+
+
+def test_cached_source_loads_once_per_generator_state_and_leaves_the_generator_as_a_load():
+    source = SyntheticSource(num_samples=3, image_size=32, seed=5)
+    cached = CachedSource(source)
+    first_rng, plain_rng = evaluation_rng(0, 1), evaluation_rng(0, 1)
+    first = cached.load(1, first_rng)
+    plain = source.load(1, plain_rng)
+    assert np.array_equal(first.image, plain.image) and np.array_equal(first.alpha, plain.alpha)
+    again_rng = evaluation_rng(0, 1)
+    assert cached.load(1, again_rng) is first  # reused, not rendered again
+    # the generator continues as after a real load: the caller's next draws are unchanged
+    assert again_rng.random() == plain_rng.random() == first_rng.random()
+    other = cached.load(1, evaluation_rng(7, 1))  # another starting state: a real load
+    assert other is not first
+    assert not pickle.loads(pickle.dumps(cached))._kept  # a worker gets no samples
+    tiny = CachedSource(source, budget_bytes=0)
+    assert tiny.load(0, evaluation_rng(0, 0)) is not tiny.load(0, evaluation_rng(0, 0))

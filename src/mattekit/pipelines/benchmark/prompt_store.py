@@ -84,6 +84,10 @@ class PromptStore:
         self.protocol = protocol
         self.sampler = PromptSampler(prompt_config(protocol))
         self.sample_ids: list[str] = []
+        self._read: dict[int, StoredPrompt] = {}  # read once for every method
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_read": {}}  # a worker process reads its own
 
     def _manifest(self, source: MattingSource, identity: dict | None) -> dict:
         return {
@@ -173,6 +177,14 @@ class PromptStore:
             ValueError naming the file: a sample whose id is not the stored one (the dataset
             changed since the prompts were made), or a malformed file.
         """
+        kept = self._read.get(index)
+        if kept is not None and raw.sample_id == self.sample_ids[index]:
+            return kept
+        prompt = self._read_files(index, raw)
+        self._read[index] = prompt
+        return prompt
+
+    def _read_files(self, index: int, raw: RawSample) -> StoredPrompt:
         expected = self.sample_ids[index]
         if raw.sample_id != expected:
             raise PromptsConflict(

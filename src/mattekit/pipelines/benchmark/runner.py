@@ -7,7 +7,9 @@ import dataclasses
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from mattekit.data.io import write_png_atomic
+from mattekit.data.source import MattingSource
 from mattekit.metrics import matting_metrics
 from mattekit.pipelines.benchmark.classical_method import ClassicalMethod
 from mattekit.pipelines.benchmark.methods import BenchmarkMethod, FloorMethod, Prediction
@@ -30,6 +33,7 @@ from mattekit.pipelines.benchmark.records import (
     summary,
     write_record,
 )
+from mattekit.pipelines.benchmark.sample_cache import CachedSource
 from mattekit.pipelines.benchmark.spec import BenchmarkSpec, DatasetSpec, MethodSpec, Protocol
 from mattekit.pipelines.grid_commands import stage_dir, stage_fit_command
 from mattekit.pipelines.grid_placeholders import fill, placeholders
@@ -90,27 +94,12 @@ def build_method(spec: MethodSpec, workers: int) -> BenchmarkMethod:
     return FloorMethod(spec)
 
 
-class GroundTruth:
-    """Each sample's stored GT and dataset trimap, loaded once for every method that is scored
-    on it (kept while they fit in ``budget_bytes``, loaded again after that)."""
-
-    def __init__(self, source, seed: int, budget_bytes: int = 2**30) -> None:
-        self.source = source
-        self.seed = seed
-        self.budget = budget_bytes
-        self.kept: dict[int, tuple[str, np.ndarray, np.ndarray | None]] = {}
-
-    def __call__(self, index: int) -> tuple[str, np.ndarray, np.ndarray | None]:
-        """``(sample id, alpha H x W float32, trimap H x W uint8 or None)`` of sample ``index``."""
-        if index in self.kept:
-            return self.kept[index]
-        raw = load_raw(self.source, index, self.seed)
-        truth = (raw.sample_id, raw.alpha, raw.trimap)
-        size = raw.alpha.nbytes + (raw.trimap.nbytes if raw.trimap is not None else 0)
-        if size <= self.budget:
-            self.kept[index] = truth
-            self.budget -= size
-        return truth
+def ground_truth(
+    source: MattingSource, seed: int, index: int
+) -> tuple[str, np.ndarray, np.ndarray | None]:
+    """``(sample id, alpha H x W float32, trimap H x W uint8 or None)`` of sample ``index``."""
+    raw = load_raw(source, index, seed)
+    return raw.sample_id, raw.alpha, raw.trimap
 
 
 class Scorer:
@@ -164,9 +153,10 @@ def _make_records(
     """Every missing record, dataset by dataset; the methods built on first use."""
     scorer = Scorer(spec.protocol)
     for dataset in spec.datasets:
+        source = CachedSource(dataset.source)
         store = PromptStore(root / "prompts" / dataset.name, spec.protocol)
-        store.make(dataset.source, progress, dataset.source_config)
-        truth = GroundTruth(dataset.source, spec.protocol.seed)
+        store.make(source, progress, dataset.source_config)
+        truth = partial(ground_truth, source, spec.protocol.seed)
         for method_spec in spec.methods:
             used = placeholders([method_spec.checkpoint or ""])
             resolved = with_checkpoint(method_spec, {n: made[n].checkpoint for n in used})
@@ -180,7 +170,7 @@ def _make_records(
                     methods[method_spec.name] = build_method(resolved, spec.workers)
                 method = methods[method_spec.name]
                 record, seconds = _make_record(
-                    spec, method, dataset, store, kind, (truth, scorer), path, progress
+                    spec, method, dataset, source, store, kind, (truth, scorer), path, progress
                 )
                 write_record(path, {**wanted, **record})
                 timing.methods += seconds
@@ -191,9 +181,10 @@ def _make_record(
     spec: BenchmarkSpec,
     method: BenchmarkMethod,
     dataset: DatasetSpec,
+    source: MattingSource,
     store: PromptStore,
     kind: str,
-    scoring: tuple[GroundTruth, Scorer],
+    scoring: tuple[Callable[[int], tuple], Scorer],
     path: Path,
     progress: bool,
 ) -> tuple[dict, float]:
@@ -211,7 +202,6 @@ def _make_record(
     if record["skipped"] is not None:
         logger.info("%s on %s: %s", method.spec.name, kind, record["skipped"])
         return record, 0.0
-    source = dataset.source
     indices = range(len(source))
     label = f"{method.spec.name} | {dataset.name} | {kind}"
     rows, trimaps, peak = [], set(), 0
@@ -235,7 +225,7 @@ def _make_record(
     return record, seconds / min(method.parallel_calls, max(1, len(rows)))
 
 
-def _scored(prediction: Prediction, truth: GroundTruth, scorer: Scorer) -> dict:
+def _scored(prediction: Prediction, truth: Callable[[int], tuple], scorer: Scorer) -> dict:
     """The image's row: its metrics and latency, or NaN ones and the error of a failure."""
     sample_id, alpha, trimap = truth(prediction.index)
     if prediction.error is not None:
