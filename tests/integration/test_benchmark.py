@@ -12,7 +12,7 @@ import pytest
 
 from mattekit.cli import main
 from mattekit.data.synthetic import SyntheticSource
-from mattekit.pipelines.benchmark import benchmark_main
+from mattekit.pipelines.benchmark.command import benchmark_main
 from mattekit.pipelines.benchmark.model_method import ModelMethod
 from mattekit.pipelines.benchmark.prompt_store import PromptStore
 from mattekit.pipelines.benchmark.spec import MethodSpec, Protocol

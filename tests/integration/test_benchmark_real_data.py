@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mattekit.pipelines.benchmark import benchmark_main
+from mattekit.pipelines.benchmark.command import benchmark_main
 from mattekit.pipelines.benchmark.reference import direct_rows
 
 PHOTOS = Path(__file__).resolve().parents[3] / "shared" / "data" / "alphamatting-lowres-dev"

@@ -7,8 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from mattekit.cli import main, resolve_model_aliases
+from mattekit.cli import main
 from mattekit.errors import UsageError
+from mattekit.matting_cli import resolve_model_aliases
 from mattekit.models import list_models
 
 TINY_DATA = [

@@ -1,30 +1,39 @@
-"""Shared data: sources, the one sample pipeline, prompts, mixing and the DataModule."""
+"""Shared data: sources, the one sample pipeline, prompts, mixing and the DataModule.
 
-from mattekit.data.composition import CompositionFolder
-from mattekit.data.datamodule import MattingDataModule
-from mattekit.data.folders import DISFolder, ImageAlphaFolder
-from mattekit.data.images import ImageFolder
-from mattekit.data.micromat import MicroMatFolder
-from mattekit.data.prompts import PromptConfig, PromptSampler
-from mattekit.data.refmatte import RefMatteFolder
-from mattekit.data.sample import MattingBatch, RawSample
-from mattekit.data.source import MattingSource
-from mattekit.data.synthetic import SyntheticSource
-from mattekit.data.transforms import AugmentConfig
+The names below are imported on first use: ``import mattekit.data.io`` (a worker process that
+only reads files) then does not pay for Lightning and the DataModule.
+"""
 
-__all__ = [
-    "AugmentConfig",
-    "CompositionFolder",
-    "DISFolder",
-    "ImageAlphaFolder",
-    "ImageFolder",
-    "MattingBatch",
-    "MattingDataModule",
-    "MattingSource",
-    "MicroMatFolder",
-    "PromptConfig",
-    "PromptSampler",
-    "RawSample",
-    "RefMatteFolder",
-    "SyntheticSource",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_MODULE_OF = {
+    "AugmentConfig": "mattekit.data.transforms",
+    "CompositionFolder": "mattekit.data.composition",
+    "DISFolder": "mattekit.data.folders",
+    "ImageAlphaFolder": "mattekit.data.folders",
+    "ImageFolder": "mattekit.data.images",
+    "MattingBatch": "mattekit.data.sample",
+    "MattingDataModule": "mattekit.data.datamodule",
+    "MattingSource": "mattekit.data.source",
+    "MicroMatFolder": "mattekit.data.micromat",
+    "PromptConfig": "mattekit.data.prompts",
+    "PromptSampler": "mattekit.data.prompts",
+    "RawSample": "mattekit.data.sample",
+    "RefMatteFolder": "mattekit.data.refmatte",
+    "SyntheticSource": "mattekit.data.synthetic",
+}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_MODULE_OF[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -22,8 +22,9 @@ import traceback
 import warnings
 from pathlib import Path
 
-from mattekit.cli import MattingCLI, resolve_model_aliases, show_mattekit_logs
+from mattekit.cli import show_mattekit_logs
 from mattekit.errors import UsageError
+from mattekit.matting_cli import MattingCLI, resolve_model_aliases
 
 
 class ProcessFailed(RuntimeError):

@@ -22,15 +22,16 @@ from mattekit.pipelines.benchmark.methods import BenchmarkMethod, Prediction
 from mattekit.pipelines.benchmark.prompt_store import load_raw
 from mattekit.pipelines.benchmark.spec import MethodSpec
 
-# This process's memory watch, started before the warm-up (one per worker).
-_MEMORY: list[PeakMemory] = []
+# This process's memory watch of each algorithm, started before that algorithm's warm-up.
+_MEMORY: dict[str, PeakMemory] = {}
 
 
 def _start_worker(algorithm: str) -> None:
-    """Start the memory watch, and compile pymatting's numba kernels on a tiny problem so that
-    every timed call is warm."""
-    if not _MEMORY:
-        _MEMORY.append(PeakMemory().start())
+    """Start ``algorithm``'s memory watch, and compile pymatting's numba kernels on a tiny
+    problem so that every timed call is warm; once per process and algorithm."""
+    if algorithm in _MEMORY:
+        return
+    _MEMORY[algorithm] = PeakMemory().start()
     image = np.zeros((8, 8, 3), np.uint8)
     image[:, 4:] = 255
     trimap = np.full((8, 8), 128, np.uint8)
@@ -54,9 +55,9 @@ def _predict(task: tuple, index: int) -> Prediction:
     try:
         alpha, seconds = timed(lambda: classical_alpha(algorithm, raw.image, trimap))
     except ValueError as error:  # pymatting's solver did not converge on this image
-        peak = _MEMORY[0].peak_bytes
+        peak = _MEMORY[algorithm].peak_bytes
         return Prediction(index, raw.sample_id, None, math.nan, peak, label, str(error))
-    peak = _MEMORY[0].peak_bytes
+    peak = _MEMORY[algorithm].peak_bytes
     return Prediction(index, raw.sample_id, alpha.astype(np.float32), seconds, peak, label)
 
 
@@ -68,7 +69,6 @@ class ClassicalMethod(BenchmarkMethod):
         super().__init__(spec)
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
-        self._warm_here = False
 
     def refusal(self, kind: str) -> str | None:
         if kind in CLASSICAL_PROMPTS:
@@ -82,9 +82,7 @@ class ClassicalMethod(BenchmarkMethod):
     def predictions(self, source, store, kind, indices):
         predict = partial(_predict, (source, store, kind, self.spec.algorithm))
         if self.workers == 1:
-            if not self._warm_here:
-                _start_worker(self.spec.algorithm)
-                self._warm_here = True
+            _start_worker(self.spec.algorithm)
             yield from map(predict, indices)
             return
         if self._pool is None:
@@ -97,6 +95,8 @@ class ClassicalMethod(BenchmarkMethod):
         yield from self._pool.map(predict, indices)
 
     def close(self) -> None:
+        if self.workers == 1 and self.spec.algorithm in _MEMORY:
+            _MEMORY.pop(self.spec.algorithm).stop()
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None

@@ -34,7 +34,7 @@ from mattekit.pipelines.benchmark.records import (
     write_record,
 )
 from mattekit.pipelines.benchmark.sample_cache import CachedSource
-from mattekit.pipelines.benchmark.spec import BenchmarkSpec, DatasetSpec, MethodSpec, Protocol
+from mattekit.pipelines.benchmark.spec import BenchmarkSpec, MethodSpec, Protocol
 from mattekit.pipelines.grid_commands import stage_dir, stage_fit_command
 from mattekit.pipelines.grid_placeholders import fill, placeholders
 from mattekit.pipelines.grid_spec import Stage
@@ -170,7 +170,7 @@ def _make_records(
                     methods[method_spec.name] = build_method(resolved, spec.workers)
                 method = methods[method_spec.name]
                 record, seconds = _make_record(
-                    spec, method, dataset, source, store, kind, (truth, scorer), path, progress
+                    spec, method, dataset.name, source, store, kind, (truth, scorer), path, progress
                 )
                 write_record(path, {**wanted, **record})
                 timing.methods += seconds
@@ -180,7 +180,7 @@ def _make_records(
 def _make_record(
     spec: BenchmarkSpec,
     method: BenchmarkMethod,
-    dataset: DatasetSpec,
+    dataset_name: str,
     source: MattingSource,
     store: PromptStore,
     kind: str,
@@ -191,7 +191,7 @@ def _make_record(
     """The record of one method on one dataset with one prompt, and the seconds its calls took
     (a pool's divided by its workers)."""
     record = {
-        "dataset": dataset.name,
+        "dataset": dataset_name,
         "prompt": kind,
         "parameters": method.parameters,
         "input": method.input_description,
@@ -203,7 +203,7 @@ def _make_record(
         logger.info("%s on %s: %s", method.spec.name, kind, record["skipped"])
         return record, 0.0
     indices = range(len(source))
-    label = f"{method.spec.name} | {dataset.name} | {kind}"
+    label = f"{method.spec.name} | {dataset_name} | {kind}"
     rows, trimaps, peak = [], set(), 0
     predictions = method.predictions(source, store, kind, indices)
     for prediction in tqdm(predictions, label, len(source), disable=not progress):
