@@ -187,7 +187,7 @@ def region_positional_encodings(
       (i, j) sits at token (i, j) of quadrant m of a (2 hl) x (2 wl) grid.
 
     With SAM's PE these are the values SAM's own dense PE would have at those points (a pooled
-    cell of kernel 1 is exactly SAM's ``get_dense_pe`` there).
+    cell of kernel 1 gets SAM's ``get_dense_pe`` value there, to float rounding).
 
     Args:
         pe: see :data:`PositionalEncoder`.
