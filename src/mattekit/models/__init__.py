@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from mattekit.models.base import MattingModule
 from mattekit.models.baseline.lightning_model import Baseline
+from mattekit.models.sama.lightning_model import SAMA
 from mattekit.models.zim.lightning_model import ZIM
 from mattekit.models.zim_converter.lightning_model import ZIMLabelConverter
 
@@ -52,6 +53,14 @@ MODELS: dict[str, ModelEntry] = {
             Baseline,
             "small prompt-conditioned U-Net; smoke model and reference row",
             tiny={"base_channels": 8, "depth": 2},
+        ),
+        ModelEntry(
+            "sama",
+            SAMA,
+            "SAMA: frozen SAM + multi-view localization encoder + local adapters, "
+            "segmentation and matting heads (AAAI 2026)",
+            tiny={"variant": "tiny"},
+            paper_size={"variant": "vit_b"},
         ),
         ModelEntry(
             "zim",

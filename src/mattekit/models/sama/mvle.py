@@ -202,9 +202,18 @@ def region_positional_encodings(
         (MVLE and Local-Adapter ``local_pe``).
     """
     pooled = pooled_regions(token_centres(*global_grid, device=device), kernels, mode)[0]
+    return _encode(pe, pooled), local_positional_encoding(pe, local_grid, device)
+
+
+def local_positional_encoding(
+    pe: PositionalEncoder, local_grid: tuple[int, int], device: torch.device | str | None = None
+) -> Tensor:
+    """4 x hl wl x C: the PE of each local view's tokens in global-image coordinates (view m
+    covers quadrant m at twice the density: its token (i, j) sits at token (i, j) of quadrant m
+    of a (2 hl) x (2 wl) grid)."""
     hl, wl = local_grid
     local = regions_to_tokens(split_regions(token_centres(2 * hl, 2 * wl, device=device)))[0]
-    return _encode(pe, pooled), _encode(pe, local)
+    return _encode(pe, local)
 
 
 class MultiViewLocalizationEncoder(nn.Module):

@@ -1,0 +1,241 @@
+"""SAMA as a mattekit family: the first implementation (no code or weights were released)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mattekit.data.sample import MattingBatch
+from mattekit.losses import BCELoss, GradientLoss, IoULoss, L1Loss, LaplacianLoss, SSIMLoss
+from mattekit.metrics import segmentation_metrics
+from mattekit.models.base import MattingModule
+from mattekit.models.evaluation import OutputMetrics
+from mattekit.models.frozen import FrozenPart
+from mattekit.models.loss_terms import LossTerm
+from mattekit.models.prompting import random_prompt_kinds
+from mattekit.models.sam_inputs import sam_batch_inputs
+from mattekit.models.sama.torch_model import TASKS, build_sama, load_sam_into_sama
+
+logger = logging.getLogger(__name__)
+
+TASK_CHOICES = ("both", *TASKS)
+SEGMENTATION_TERMS = ("seg_bce", "seg_iou", "seg_ssim")
+MATTING_TERMS = ("mat_l1", "mat_ssim", "mat_gradient", "mat_laplacian")
+
+
+class SAMA(MattingModule):
+    """SAMA: frozen SAM + Multi-View Localization Encoder + Local-Adapters + two task heads.
+
+    Loss terms (``--model.loss_weights``; the paper gives no weights, all 1.0): segmentation
+    ``seg_bce``, ``seg_iou`` (on the logits), ``seg_ssim`` (on the probabilities) against
+    ``batch.seg_mask``; matting ``mat_l1``, ``mat_ssim``, ``mat_gradient``, ``mat_laplacian`` on
+    the alpha. Each training step trains one task (:meth:`step_task`); the other task's head and
+    token get no gradient that step.
+
+    Args:
+        variant: SAM's size: ``vit_b`` (default), ``vit_l``, ``vit_h`` or ``tiny``.
+        checkpoint: a SAM checkpoint of that size (official ``sam_vit_b_01ec64.pth``, or a
+            mattekit SAM / ZIM run); None starts SAM from random weights (said in the log; SAMA
+            freezes SAM, so that only makes sense in tests).
+        mvle, local_adapter: the two modules (paper Tables 3 and 4).
+        pool_kernels: MVLE pooling windows on the token grid (default: the paper's 4, 8, 16 on
+            a 64 grid, scaled to the grid).
+        pool_mode: ``paper`` (pool, then split into quadrants) or ``mvanet`` (split, then pool).
+        channel_gate: a confidence per channel in the adapters' gate (default: per position).
+        head_norm: ``batch`` (paper) or ``group``.
+        init_from_sam: start the task tokens and the heads' hypernetworks from SAM's mask
+            token 0 (with ``checkpoint``).
+        tasks: ``both`` (joint training, the paper), ``segmentation`` or ``matting`` only
+            (Table 5).
+        task_schedule: tasks of successive training steps, cycled by the optimiser step (default
+            ``[segmentation, matting]`` when both tasks train): for sources that serve both
+            tasks, as the synthetic scenes (their ``seg_mask`` is the alpha above 0.5).
+        segmentation_sources: data source names whose batches are segmentation batches
+            whatever the schedule (DIS-5K, ThinObject-5K: binary masks, no matte).
+        prompt_kinds: prompt kinds drawn per sample in training.
+        eval_prompt: prompt kind for validation, test and predict (the paper: boxes).
+        **kwargs: :class:`MattingModule` arguments; SAMA's defaults: AdamW lr 1e-3 (only new
+            modules train, HQ-SAM's rate), losses and metrics over the whole image (trimap-free),
+            ``dim`` metric preset.
+    """
+
+    accepted_prompts = ("points", "box")
+    run_settings = MattingModule.run_settings | {
+        "checkpoint",
+        "init_from_sam",
+        "tasks",
+        "task_schedule",
+        "segmentation_sources",
+        "prompt_kinds",
+        "eval_prompt",
+    }
+
+    def __init__(
+        self,
+        variant: str = "vit_b",
+        checkpoint: str | None = None,
+        mvle: bool = True,
+        local_adapter: bool = True,
+        pool_kernels: list[int] | None = None,
+        pool_mode: Literal["paper", "mvanet"] = "paper",
+        channel_gate: bool = False,
+        head_norm: Literal["batch", "group"] = "batch",
+        init_from_sam: bool = True,
+        tasks: Literal["both", "segmentation", "matting"] = "both",
+        task_schedule: list[str] | None = None,
+        segmentation_sources: list[str] | None = None,
+        prompt_kinds: list[str] | None = None,
+        eval_prompt: str = "box",
+        lr: float = 1e-3,
+        metric_preset: str = "dim",
+        eval_with_trimap: bool = False,
+        loss_regions: bool = False,
+        **kwargs,
+    ) -> None:
+        self.prompt_kinds = prompt_kinds or list(self.accepted_prompts)
+        self.check_prompts(self.prompt_kinds, eval_prompt)
+        if tasks not in TASK_CHOICES:
+            raise ValueError(f"tasks must be one of {TASK_CHOICES}, got {tasks!r}")
+        self.trained_tasks = TASKS if tasks == "both" else (tasks,)
+        self.task_schedule = tuple(task_schedule or self.trained_tasks)
+        outside = [task for task in self.task_schedule if task not in self.trained_tasks]
+        if outside:
+            raise ValueError(
+                f"task_schedule {list(self.task_schedule)} names {outside}, which tasks={tasks!r} "
+                "does not train"
+            )
+        self.segmentation_sources = frozenset(segmentation_sources or ())
+        if self.segmentation_sources and "segmentation" not in self.trained_tasks:
+            raise ValueError(f"segmentation_sources given, but tasks={tasks!r}")
+        self._step_index = 0
+        super().__init__(
+            lr=lr, metric_preset=metric_preset, eval_with_trimap=eval_with_trimap,
+            loss_regions=loss_regions, **kwargs,
+        )  # fmt: skip
+
+    def configure_models(self) -> None:
+        hp = self.hparams
+        self.model = build_sama(
+            hp.variant, hp.mvle, hp.local_adapter, hp.pool_kernels, hp.pool_mode,
+            hp.channel_gate, hp.head_norm,
+        )  # fmt: skip
+        if hp.checkpoint is None:
+            logger.info("SAMA %s: no SAM checkpoint given, SAM stays random", hp.variant)
+        elif (checkpoint := self.initial_weights(hp.checkpoint)) is not None:
+            load_sam_into_sama(self.model, checkpoint, hp.init_from_sam)
+
+    def configure_losses(self) -> dict[str, LossTerm]:
+        terms = {}
+        if "segmentation" in self.trained_tasks:
+            terms |= {
+                "seg_bce": LossTerm(BCELoss()),
+                "seg_iou": LossTerm(IoULoss()),
+                "seg_ssim": LossTerm(SSIMLoss()),
+            }
+        if "matting" in self.trained_tasks:
+            terms |= {
+                "mat_l1": LossTerm(L1Loss()),
+                "mat_ssim": LossTerm(SSIMLoss()),
+                "mat_gradient": LossTerm(GradientLoss()),
+                "mat_laplacian": LossTerm(LaplacianLoss()),
+            }
+        return terms
+
+    def configure_frozen(self) -> list[FrozenPart]:
+        # All of SAM (encoder, prompt encoder, decoder, its tokens and heads), kept in
+        # checkpoints so a trained run restores without the SAM file. A task this run does not
+        # train keeps its token and head as built (the paper's other head, frozen).
+        untrained = [task for task in TASKS if task not in self.trained_tasks]
+        return [FrozenPart("model.sam"), *(FrozenPart(f"model.heads.{t}") for t in untrained)]
+
+    def configure_extra_metrics(self) -> list[OutputMetrics]:
+        return [OutputMetrics("seg", "seg_mask", segmentation_metrics)]
+
+    @property
+    def checkpoint_monitor(self) -> tuple[str, Literal["min", "max"]]:
+        if self.trained_tasks == ("segmentation",):
+            return "val/seg/maxF", "max"
+        return "val/SAD", "min"
+
+    @property
+    def input_convention(self) -> tuple[int | None, str | None]:
+        """SAM's: the image encoder's fixed side (1024, tiny 128), letterboxed."""
+        return self.model.image_size, "letterbox"
+
+    def training_step(self, batch: MattingBatch, batch_idx: int) -> Tensor:
+        # The optimiser step under a trainer (it survives exact resume, and accumulated batches
+        # share a task); the batch index when a test drives the steps by hand.
+        self._step_index = self.global_step if self._trainer is not None else batch_idx
+        return super().training_step(batch, batch_idx)
+
+    def step_task(self, batch: MattingBatch) -> str:
+        """The task a training batch trains: segmentation for a batch of
+        ``segmentation_sources``, else ``task_schedule`` at the current step."""
+        from_segmentation = [source in self.segmentation_sources for source in batch.source]
+        if any(from_segmentation):
+            if not all(from_segmentation):
+                raise ValueError(
+                    f"a batch mixes segmentation sources {sorted(self.segmentation_sources)} "
+                    f"with others ({sorted(set(batch.source))}): give the DataModule a schedule "
+                    "so that each batch comes from one source"
+                )
+            return "segmentation"
+        return self.task_schedule[self._step_index % len(self.task_schedule)]
+
+    def forward(self, batch: MattingBatch) -> dict[str, Tensor]:
+        """Inference: both heads, every sample prompted by ``eval_prompt``.
+
+        Returns:
+            ``alpha`` / ``alpha_logits`` (matting head) and ``seg`` / ``seg_logits``
+            (segmentation head), each B x 1 x H x W at the batch's size.
+        """
+        return self.predict(batch, [self.hparams.eval_prompt] * len(batch), TASKS)
+
+    def training_outputs(self, batch: MattingBatch) -> dict[str, Tensor]:
+        """The step's task only (:meth:`step_task`), prompts drawn from ``prompt_kinds``."""
+        kinds = random_prompt_kinds(len(batch), self.prompt_kinds)
+        return self.predict(batch, kinds, (self.step_task(batch),))
+
+    def loss_terms(self, outputs: dict[str, Tensor], batch: MattingBatch) -> dict[str, Tensor]:
+        terms = {}
+        active = dict(self.active_losses())
+        if "seg_logits" in outputs:
+            logits = outputs["seg_logits"]
+            target = batch.seg_mask.to(logits.dtype)
+            values = {"seg_bce": logits, "seg_iou": logits, "seg_ssim": outputs["seg"]}
+            terms |= {n: active[n](values[n], target) for n in SEGMENTATION_TERMS if n in active}
+        if "alpha" in outputs:
+            trimap = batch.trimap if self.hparams.loss_regions else None
+            alpha = outputs["alpha"]
+            for name in (n for n in MATTING_TERMS if n in active):
+                ssim = name == "mat_ssim"  # SSIM has no region weighting
+                loss = active[name]
+                terms[name] = loss(alpha, batch.alpha) if ssim else loss(alpha, batch.alpha, trimap)
+        return terms
+
+    def predict(
+        self, batch: MattingBatch, kinds: list[str], tasks: Sequence[str]
+    ) -> dict[str, Tensor]:
+        """The heads of ``tasks`` on the batch, in SAM's input convention (letterbox padding
+        zeroed after normalising, a box alone or clicks + one padding point: ZIM's
+        :func:`~mattekit.models.sam_inputs.sam_batch_inputs`).
+
+        Returns:
+            per task: ``alpha`` and ``alpha_logits`` (matting), ``seg`` and ``seg_logits``
+            (segmentation), B x 1 x H x W (the logits resized, then the sigmoid).
+        """
+        size = batch.image.shape[-2:]
+        images, coords, labels = sam_batch_inputs(batch, kinds, self.model.image_size)
+        logits = self.model(images, coords, labels, tasks)
+        names = {"segmentation": "seg", "matting": "alpha"}
+        outputs = {}
+        for task, task_logits in logits.items():
+            resized = F.interpolate(task_logits, size, mode="bilinear", align_corners=False)
+            outputs[names[task]] = torch.sigmoid(resized)
+            outputs[f"{names[task]}_logits"] = resized
+        return outputs

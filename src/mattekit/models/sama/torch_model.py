@@ -1,0 +1,338 @@
+"""SAMA (Segment And Matte Anything, AAAI 2026): a frozen SAM with a Multi-View Localization
+Encoder, a Local-Adapter after each decoder layer and two task tokens with their heads.
+
+Pure PyTorch, parts injected as in segment-anything's ``Sam``. The SAM inside is ZIM's build with
+SAM's own decoder and no masked attention, which is SAM exactly (same parameter names, official
+checkpoints load into it, ZIM's prompt tokens and filler slots work unchanged); everything SAMA
+adds lives beside it, so freezing ``sam`` freezes all of SAM.
+
+Data flow (ViT-B at 1024 px; C = 256, grid h = w = 64):
+
+    images B x 3 x S x S ─┬─ global view ───────────┐ the frozen encoder, one batch of 5B
+                          └─ 4 quadrant views x2 ───┘ (``encode``)
+    F^I B x C x h x w,  F^L B x 4 x C x h x w,  early features B x 4 x C x h x w
+    MVLE(F^I, F^L) -> local B x 4 x C x h x w
+    tokens [iou, mask x 4, seg, mat, prompts] ── SAM layer 1 ─ adapter 1 ─ layer 2 ─ adapter 2
+                                              ── SAM's final token-to-image attention
+    seg / mat token + image stream + local mosaic -> head -> B x 1 x S/4 x S/4 logits each
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from segment_anything.modeling import ImageEncoderViT
+from segment_anything.modeling.common import LayerNorm2d
+from torch import Tensor, nn
+
+from mattekit.models.sam_inputs import FILLER_LABEL
+from mattekit.models.sama.heads import PredictionHead
+from mattekit.models.sama.local_adapter import LocalAdapter
+from mattekit.models.sama.mvle import (
+    REGIONS,
+    MultiViewLocalizationEncoder,
+    local_positional_encoding,
+    local_views,
+    regions_to_tokens,
+    tile_regions,
+    tokens_to_regions,
+)
+from mattekit.models.zim.torch_model import VARIANTS, Zim, build_zim, load_sam_weights
+from mattekit.nn.masked_attention import key_bias_from_mask
+from mattekit.weights.report import LoadReport
+
+TASKS = ("segmentation", "matting")
+PAPER_POOL_KERNELS = (4, 8, 16)  # on SAM's 64 x 64 grid
+
+
+@dataclass
+class SamaImageFeatures:
+    """What depends on the image only (:meth:`Sama.encode`), reused across prompts.
+
+    Attributes:
+        embedding: B x C x h x w, SAM's embedding of the whole image (F^I).
+        local: B x 4 x C x h x w local features (the MVLE's output, or the views' own
+            embeddings without the MVLE); None when neither the MVLE nor the adapters are on.
+        early: B x 4 x C x h x w early encoder features of each view, projected to C; None
+            without the adapters.
+    """
+
+    embedding: Tensor
+    local: Tensor | None = None
+    early: Tensor | None = None
+
+
+def encode_with_early(
+    encoder: ImageEncoderViT, images: Tensor, early_block: int | None
+) -> tuple[Tensor, Tensor | None]:
+    """SAM's image encoder, also returning one block's output (HQ-SAM's early features).
+
+    Args:
+        images: N x 3 x S x S SAM-normalised.
+        early_block: index of the block whose output to return (None: none).
+
+    Returns:
+        N x C x h x w embedding (the neck's output) and N x D x h x w (D the ViT width) or None.
+    """
+    x = encoder.patch_embed(images)
+    if encoder.pos_embed is not None:
+        x = x + encoder.pos_embed
+    early = None
+    for index, block in enumerate(encoder.blocks):
+        x = block(x)
+        if index == early_block:
+            early = x.permute(0, 3, 1, 2)
+    return encoder.neck(x.permute(0, 3, 1, 2)), early
+
+
+class Sama(nn.Module):
+    """Frozen SAM + SAMA's modules.
+
+    Args:
+        sam: SAM (ZIM's build with SAM's decoder, no masked attention).
+        heads: one :class:`PredictionHead` per task, keyed ``segmentation`` / ``matting``.
+        task_tokens: 2 x C, the segmentation and matting output tokens (in :data:`TASKS` order).
+        mvle: the Multi-View Localization Encoder, or None (Table 3 "MVLE" off).
+        adapters: one :class:`LocalAdapter` per SAM decoder layer, or None ("L-A" off).
+        early_projection: early ViT features (D channels) -> C, with the adapters.
+        early_block: the encoder block giving the early features.
+    """
+
+    def __init__(
+        self,
+        sam: Zim,
+        heads: nn.ModuleDict,
+        task_tokens: nn.Embedding,
+        mvle: MultiViewLocalizationEncoder | None = None,
+        adapters: nn.ModuleList | None = None,
+        early_projection: nn.Module | None = None,
+        early_block: int | None = None,
+    ) -> None:
+        super().__init__()
+        if adapters is not None and (early_projection is None or early_block is None):
+            raise ValueError("the Local-Adapters need early_projection and early_block")
+        layers = len(sam.mask_decoder.transformer.layers)
+        if adapters is not None and len(adapters) != layers:
+            raise ValueError(f"one adapter per decoder layer: {layers}, got {len(adapters)}")
+        self.sam = sam
+        self.heads = heads
+        self.task_tokens = task_tokens
+        self.mvle = mvle
+        self.adapters = adapters
+        self.early_projection = early_projection
+        self.early_block = early_block
+
+    @property
+    def image_size(self) -> int:
+        return self.sam.image_size
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.sam.grid
+
+    @property
+    def uses_local_views(self) -> bool:
+        return self.mvle is not None or self.adapters is not None
+
+    def positional_encoding(self, coords: Tensor) -> Tensor:
+        """SAM's frozen random-Fourier PE at ``coords`` (1 x N x 2, in [0, 1]): 1 x N x C."""
+        return self.sam.prompt_encoder.pe_layer.forward_with_coords(coords, (1, 1))
+
+    def encode(self, images: Tensor) -> SamaImageFeatures:
+        """Encode the whole image and, when a module needs them, its four quadrant views.
+
+        The views are cut from the normalised, padded input and resized back to S (the paper's
+        2x zoom), then go through the encoder in one batch with the global view.
+
+        Args:
+            images: B x 3 x S x S SAM-normalised (:func:`mattekit.models.sam_inputs.sam_image`).
+        """
+        size = self.image_size
+        if images.shape[-2:] != (size, size):
+            raise ValueError(f"images must be {size} x {size}, got {tuple(images.shape[-2:])}")
+        encoder = self.sam.image_encoder
+        if not self.uses_local_views:
+            return SamaImageFeatures(encoder(images))
+        b = images.shape[0]
+        views = local_views(images, size).flatten(0, 1)  # (4B) x 3 x S x S
+        early_block = self.early_block if self.adapters is not None else None
+        embeddings, early = encode_with_early(encoder, torch.cat([images, views]), early_block)
+        embedding = embeddings[:b]
+        local = embeddings[b:].unflatten(0, (b, REGIONS))
+        if early is not None:
+            early = self.early_projection(early[b:]).unflatten(0, (b, REGIONS))
+        if self.mvle is not None:
+            global_pe, local_pe = self.mvle.positional_encodings(
+                self.positional_encoding, self.grid, device=images.device
+            )
+            local = self.mvle(embedding, local, global_pe, local_pe)
+        return SamaImageFeatures(embedding, local, early)
+
+    def decode(
+        self,
+        features: SamaImageFeatures,
+        coords: Tensor,
+        labels: Tensor,
+        tasks: Sequence[str] = TASKS,
+    ) -> dict[str, Tensor]:
+        """Mask logits of the requested tasks.
+
+        Both task tokens always take part (they attend to each other); the token of a task not
+        in ``tasks`` is detached and its head not run, so that task's parameters get no
+        gradient and its BatchNorm statistics do not move (the paper freezes the other head).
+
+        Args:
+            features: from :meth:`encode` (B samples).
+            coords: B x K x 2 prompt coordinates in input pixels; labels: B x K in ZIM's
+                convention (:mod:`mattekit.models.zim.torch_model`; fillers -2).
+            tasks: which heads to run.
+
+        Returns:
+            ``{task: B x 1 x S/4 x S/4 logits}`` for each task in ``tasks``.
+        """
+        unknown = set(tasks) - set(TASKS)
+        if unknown:
+            raise ValueError(f"tasks must be among {TASKS}, got {sorted(unknown)}")
+        sam, decoder = self.sam, self.sam.mask_decoder
+        transformer = decoder.transformer
+        b = coords.shape[0]
+        sparse, dense = sam.embed_prompts(coords, labels)
+        task_tokens = torch.stack(
+            [
+                token if task in tasks else token.detach()
+                for task, token in zip(TASKS, self.task_tokens.weight, strict=True)
+            ]
+        )
+        sam_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight])
+        output_tokens = torch.cat([sam_tokens, task_tokens]).expand(b, -1, -1)
+        tokens = torch.cat([output_tokens, sparse], dim=1)
+        fillers = labels == FILLER_LABEL
+        token_keys = None
+        if fillers.device.type == "meta" or bool(fillers.any()):
+            real = torch.cat([fillers.new_ones(b, output_tokens.shape[1]), ~fillers], dim=1)
+            token_keys = key_bias_from_mask(real)
+
+        grid = self.grid
+        keys = (features.embedding + dense).flatten(2).transpose(1, 2)  # B x L x C
+        key_pe = sam.prompt_encoder.get_dense_pe().flatten(2).transpose(1, 2)
+        local = None if features.local is None else regions_to_tokens(features.local)
+        if self.adapters is not None:
+            early = regions_to_tokens(features.early)
+            local_pe = local_positional_encoding(self.positional_encoding, grid, keys.device)
+        queries = tokens
+        for index, layer in enumerate(transformer.layers):
+            queries, keys = layer(queries, keys, tokens, key_pe, token_keys=token_keys)
+            if self.adapters is not None:
+                keys, local = self.adapters[index](keys, local, early, key_pe, local_pe, grid)
+        q, k = queries + tokens, keys + key_pe
+        queries = transformer.norm_final_attn(
+            queries + transformer.final_attn_token_to_image(q, k, keys)
+        )
+
+        image = keys.transpose(1, 2).reshape(b, -1, *grid)
+        sam_features = decoder.pixel_decoder(image)
+        mosaic = None if local is None else tile_regions(tokens_to_regions(local, grid))
+        first = 1 + decoder.num_mask_tokens  # after the IoU token and SAM's mask tokens
+        task_outputs = {task: queries[:, first + i] for i, task in enumerate(TASKS)}
+        return {
+            task: self.heads[task](task_outputs[task], image, sam_features, mosaic)
+            for task in tasks
+        }
+
+    def forward(
+        self, images: Tensor, coords: Tensor, labels: Tensor, tasks: Sequence[str] = TASKS
+    ) -> dict[str, Tensor]:
+        """:meth:`encode` then :meth:`decode`."""
+        return self.decode(self.encode(images), coords, labels, tasks)
+
+
+def scaled_pool_kernels(grid: int) -> tuple[int, ...]:
+    """The paper's receptive fields (4, 8, 16 on a 64 grid) scaled to ``grid`` (tiny 16: 1, 2, 4),
+    so that they cover the same fractions of the image."""
+    if grid % 16:
+        raise ValueError(f"no default pooling for a {grid} x {grid} grid: give pool_kernels")
+    return tuple(k * grid // 64 for k in PAPER_POOL_KERNELS)
+
+
+def build_sama(
+    variant: str = "vit_b",
+    mvle: bool = True,
+    local_adapter: bool = True,
+    pool_kernels: Sequence[int] | None = None,
+    pool_mode: str = "paper",
+    channel_gate: bool = False,
+    head_norm: str = "batch",
+    early_block: int | None = None,
+) -> Sama:
+    """A randomly initialised SAMA (load SAM with :func:`load_sam_into_sama`).
+
+    Args:
+        variant: SAM's size: ``vit_b`` (default), ``vit_l``, ``vit_h`` or ``tiny``.
+        mvle, local_adapter: the two modules of paper Tables 3 and 4.
+        pool_kernels: MVLE pooling windows on the global grid (default: the paper's 4, 8, 16
+            scaled to the grid, :func:`scaled_pool_kernels`).
+        pool_mode: ``paper`` or ``mvanet`` (:func:`~mattekit.models.sama.mvle.pooled_regions`).
+        channel_gate: the adapters' confidence map per channel (C maps) instead of one per
+            position (the default, as MVANet's ``sal_conv``).
+        head_norm: ``batch`` (paper) or ``group``.
+        early_block: the encoder block of the early features (default: the first global-attention
+            block, HQ-SAM's choice).
+    """
+    sam = build_zim(variant, masked_directions=(), decoder="sam")
+    v = VARIANTS[variant]
+    dim, heads, grid = v.prompt_dim, v.decoder_heads, sam.grid[0]
+    mask_dim = dim // 8
+    modules = {}
+    if mvle:
+        kernels = tuple(pool_kernels) if pool_kernels else scaled_pool_kernels(grid)
+        modules["mvle"] = MultiViewLocalizationEncoder(dim, heads, kernels, 2, pool_mode)
+    if local_adapter:
+        layers = len(sam.mask_decoder.transformer.layers)
+        modules["adapters"] = nn.ModuleList(
+            LocalAdapter(dim, heads, 2, gate_channels=dim if channel_gate else 1)
+            for _ in range(layers)
+        )
+        modules["early_projection"] = nn.Sequential(
+            nn.Conv2d(v.encoder_dim, dim, kernel_size=1, bias=False), LayerNorm2d(dim)
+        )
+        modules["early_block"] = v.global_attention[0] if early_block is None else early_block
+        if not 0 <= modules["early_block"] < v.encoder_depth:
+            raise ValueError(f"early_block must be in [0, {v.encoder_depth}), got {early_block}")
+    task_heads = nn.ModuleDict({task: PredictionHead(dim, mask_dim, head_norm) for task in TASKS})
+    return Sama(sam, task_heads, nn.Embedding(len(TASKS), dim), **modules)
+
+
+def init_task_outputs_from_sam(model: Sama) -> None:
+    """Start both task tokens from SAM's mask token 0 and both heads' hypernetworks from its MLP:
+    with the heads' zero-initialised residual, each head then predicts SAM's single-mask output
+    (random task outputs made the tiny ZIM collapse to background at CPU scale)."""
+    decoder = model.sam.mask_decoder
+    with torch.no_grad():
+        for index, task in enumerate(TASKS):
+            model.task_tokens.weight[index].copy_(decoder.mask_tokens.weight[0])
+            hypernetwork = model.heads[task].hypernetwork
+            hypernetwork.load_state_dict(decoder.output_hypernetworks_mlps[0].state_dict())
+
+
+def load_sam_into_sama(model: Sama, path: str, init_from_sam: bool = True) -> LoadReport:
+    """Load a SAM checkpoint (official, or a mattekit SAM / ZIM run) into ``model.sam``; then,
+    with ``init_from_sam``, start the task outputs from SAM's (:func:`init_task_outputs_from_sam`).
+    """
+    report = load_sam_weights(model.sam, path)
+    if init_from_sam:
+        init_task_outputs_from_sam(model)
+    return report
+
+
+__all__ = [
+    "TASKS",
+    "Sama",
+    "SamaImageFeatures",
+    "build_sama",
+    "encode_with_early",
+    "init_task_outputs_from_sam",
+    "load_sam_into_sama",
+    "scaled_pool_kernels",
+]
