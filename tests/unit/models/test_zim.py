@@ -1,50 +1,19 @@
 import dataclasses
-from functools import partial
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from segment_anything.modeling import (
-    ImageEncoderViT,
-    MaskDecoder,
-    PromptEncoder,
-    Sam,
-    TwoWayTransformer,
-)
-from torch import nn
+from sam_cases import prompted_batch, release_tokens, tiny_sam
 
 from mattekit.models.sam_inputs import normalize
 from mattekit.models.zim.lightning_model import ZIM
 from mattekit.models.zim.predictor import ZimPredictor
-from mattekit.models.zim.torch_model import VARIANTS, ZimImageFeatures, build_zim, load_sam_weights
+from mattekit.models.zim.torch_model import ZimImageFeatures, build_zim, load_sam_weights
 from mattekit.models.zim.transformer import MaskedAttention
 
 BOX = torch.tensor([[[16.0, 24.0], [63.0, 95.0]]])  # corners, model pixels (tiny: 128 px)
 BOX_LABELS = torch.tensor([[2, 3]])
-
-
-def tiny_sam() -> Sam:
-    """A segment-anything Sam with the tiny variant's sizes: the official format, small."""
-    v = VARIANTS["tiny"]
-    grid = v.image_size // v.patch_size
-    return Sam(
-        image_encoder=ImageEncoderViT(
-            img_size=v.image_size, patch_size=v.patch_size, embed_dim=v.encoder_dim,
-            depth=v.encoder_depth, num_heads=v.encoder_heads, out_chans=v.prompt_dim,
-            qkv_bias=True, norm_layer=partial(nn.LayerNorm, eps=1e-6), use_rel_pos=True,
-            window_size=v.window_size, global_attn_indexes=v.global_attention,
-        ),
-        prompt_encoder=PromptEncoder(
-            embed_dim=v.prompt_dim, image_embedding_size=(grid, grid),
-            input_image_size=(v.image_size, v.image_size), mask_in_chans=16,
-        ),
-        mask_decoder=MaskDecoder(
-            num_multimask_outputs=3,
-            transformer=TwoWayTransformer(2, v.prompt_dim, v.decoder_heads, v.decoder_mlp_dim),
-            transformer_dim=v.prompt_dim, iou_head_depth=3, iou_head_hidden_dim=v.iou_head_dim,
-        ),
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -297,24 +266,6 @@ def test_a_trained_zim_restores_without_the_sam_file_it_started_from(sam_checkpo
 
 # The official release's conventions (naver-ai/ZIM, segment-anything's ONNX export): the same in
 # training, evaluation (the lightning forward) and interactive use (ZimPredictor).
-
-
-def release_tokens(clicks: list[list[float]], labels: list[int]):
-    """The release's tokens for clicks: the clicks, then exactly one padding point."""
-    coords = torch.tensor([*clicks, [0.0, 0.0]])[None]
-    return coords, torch.tensor([*labels, -1])[None]
-
-
-def prompted_batch(synthetic_batch, clicks_per_sample: list[int]):
-    """A 128 px batch whose samples have the given numbers of clicks (label -1 pads the rest)."""
-    batch = synthetic_batch(128, len(clicks_per_sample))
-    torch.manual_seed(1)
-    width = max(clicks_per_sample) + 2  # the batch's point list is longer than any sample's
-    points = torch.rand(len(batch), width, 2) * 127
-    labels = torch.full((len(batch), width), -1)
-    for i, count in enumerate(clicks_per_sample):
-        labels[i, :count] = torch.tensor([1, 0, 1, 1, 0][:count])
-    return dataclasses.replace(batch, points=points, point_labels=labels)
 
 
 def decode_alone(model, image, coords, labels) -> torch.Tensor:

@@ -1,0 +1,243 @@
+"""SAMA as a whole: the model around frozen SAM, its switches, and the family's task per step.
+
+The blocks themselves (MVLE, Local-Adapter, heads) are tested in ``test_sama_parts.py``.
+"""
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+from sam_cases import prompted_batch, release_tokens, tiny_sam
+
+from mattekit.models.sam_inputs import normalize
+from mattekit.models.sama.lightning_model import SAMA
+from mattekit.models.sama.torch_model import (
+    TASKS,
+    build_sama,
+    encode_with_early,
+    scaled_pool_kernels,
+)
+
+BOX = torch.tensor([[[16.0, 24.0], [63.0, 95.0]]])  # corners, model pixels (tiny: 128 px)
+BOX_LABELS = torch.tensor([[2, 3]])
+SWITCHES = [(True, True), (True, False), (False, True), (False, False)]
+
+
+@pytest.fixture(scope="module")
+def sam_checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    sam = tiny_sam()
+    path = tmp_path_factory.mktemp("sam") / "sam_tiny.pth"
+    torch.save(sam.state_dict(), path)
+    return sam, path
+
+
+def new_parameters(model) -> int:
+    return sum(p.numel() for name, p in model.named_parameters() if not name.startswith("sam."))
+
+
+def test_paper_size_adds_the_papers_share_of_sams_parameters():
+    """Paper: SAMA adds 1.8% to SAM's parameter count (ViT-B here: 1.70 M on 93.7 M)."""
+    with torch.device("meta"):
+        model = build_sama("vit_b")
+    sam = sum(p.numel() for p in model.sam.parameters())
+    assert sam == 93_735_472  # segment-anything's vit_b
+    assert 0.0175 < new_parameters(model) / sam < 0.0185
+    assert model.early_block == 2  # the first global-attention block, as HQ-SAM
+
+
+@pytest.mark.parametrize(("mvle", "adapter"), SWITCHES)
+def test_switches_drop_their_modules_and_every_output_has_sams_stride(mvle, adapter):
+    torch.manual_seed(0)
+    model = build_sama("tiny", mvle=mvle, local_adapter=adapter).eval()
+    assert (model.mvle is not None) == mvle and (model.adapters is not None) == adapter
+    assert (model.early_projection is not None) == adapter
+    images = torch.randn(2, 3, 128, 128)
+    coords, labels = BOX.expand(2, -1, -1), BOX_LABELS.expand(2, -1)
+    with torch.no_grad():
+        features = model.encode(images)
+        outputs = model.decode(features, coords, labels)
+    assert (features.local is None) == (not mvle and not adapter)
+    assert (features.early is None) == (not adapter)
+    assert set(outputs) == set(TASKS)
+    assert all(logits.shape == (2, 1, 64, 64) for logits in outputs.values())  # stride 2 tiny
+
+
+def test_the_global_embedding_is_sams_and_the_views_are_the_quadrants_zoomed():
+    """Batching the views with the image changes nothing: the global embedding is SAM's on the
+    image alone, and view m's is SAM's on quadrant m resized to the input size."""
+    torch.manual_seed(0)
+    model = build_sama("tiny", mvle=False, local_adapter=True).eval()
+    images = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        features = model.encode(images)
+        alone = model.sam.image_encoder(images)
+        top_right = F.interpolate(images[:, :, :64, 64:], size=(128, 128), mode="bilinear")
+        view_1, early_1 = encode_with_early(model.sam.image_encoder, top_right, model.early_block)
+    assert torch.allclose(features.embedding, alone, atol=1e-5)
+    assert torch.allclose(features.local[:, 1], view_1, atol=1e-5)  # no MVLE: the views' own
+    assert torch.allclose(features.early[:, 1], model.early_projection(early_1), atol=1e-5)
+
+
+def test_early_features_are_the_chosen_blocks_output():
+    torch.manual_seed(0)
+    encoder = build_sama("tiny").sam.image_encoder.eval()
+    images = torch.randn(1, 3, 128, 128)
+    captured = {}
+    handle = encoder.blocks[0].register_forward_hook(lambda m, i, o: captured.update(out=o))
+    with torch.no_grad():
+        embedding, early = encode_with_early(encoder, images, 0)
+    handle.remove()
+    assert torch.equal(early, captured["out"].permute(0, 3, 1, 2))
+    assert torch.allclose(embedding, encoder(images), atol=1e-6)
+
+
+def test_pool_kernels_scale_with_the_grid():
+    assert scaled_pool_kernels(64) == (4, 8, 16)
+    assert scaled_pool_kernels(16) == (1, 2, 4)
+    with pytest.raises(ValueError, match="pool_kernels"):
+        scaled_pool_kernels(24)
+
+
+def test_an_untrained_task_gets_no_gradient_and_its_head_does_not_run():
+    torch.manual_seed(0)
+    model = build_sama("tiny").train()
+    coords, labels = BOX.expand(2, -1, -1), BOX_LABELS.expand(2, -1)
+    outputs = model(torch.randn(2, 3, 128, 128), coords, labels, tasks=("matting",))
+    assert set(outputs) == {"matting"}
+    running_mean = model.heads["segmentation"].fuse[1].running_mean.clone()
+    outputs["matting"].square().mean().backward()
+    token_grad = model.task_tokens.weight.grad
+    assert token_grad[0].abs().sum() == 0 and token_grad[1].abs().sum() > 0  # seg, mat
+    assert all(p.grad is None for p in model.heads["segmentation"].parameters())
+    assert torch.equal(model.heads["segmentation"].fuse[1].running_mean, running_mean)
+
+
+def test_a_sam_checkpoint_fills_sam_and_starts_both_tasks_from_mask_token_0(sam_checkpoint):
+    sam, path = sam_checkpoint
+    module = SAMA(variant="tiny", checkpoint=str(path))
+    loaded = module.model.sam.state_dict()
+    for name, value in sam.state_dict().items():
+        ours = name.replace(
+            "mask_decoder.output_upscaling.", "mask_decoder.pixel_decoder.upscaling."
+        )
+        assert torch.equal(loaded[ours], value), name
+    decoder = sam.mask_decoder
+    for index, task in enumerate(TASKS):
+        assert torch.equal(module.model.task_tokens.weight[index], decoder.mask_tokens.weight[0])
+        head = module.model.heads[task].hypernetwork.state_dict()
+        for name, value in decoder.output_hypernetworks_mlps[0].state_dict().items():
+            assert torch.equal(head[name], value), (task, name)
+
+
+def test_a_fresh_sama_from_sam_starts_near_sams_single_mask_output(sam_checkpoint):
+    """Zero-initialised adapters and head residuals, tokens and hypernetworks from SAM's mask 0:
+    the heads start from SAM's answer; only the two extra tokens in the decoder's attention move
+    it (a random SAM's logits are small, so compare their pattern, not their signs)."""
+    _, path = sam_checkpoint
+    model = SAMA(variant="tiny", checkpoint=str(path)).eval().model
+    image = normalize(torch.rand(1, 3, 128, 128))
+    with torch.no_grad():
+        ours = model(image, BOX, BOX_LABELS)
+        sams, _ = model.sam.decode(model.sam.encode(image), BOX, BOX_LABELS)
+    for task in TASKS:
+        pair = torch.stack([ours[task].flatten(), sams[:, 0].flatten()])
+        assert torch.corrcoef(pair)[0, 1] > 0.9, task
+    untrained = SAMA(variant="tiny").eval().model  # no checkpoint: random tokens and MLPs
+    untrained.sam.load_state_dict(model.sam.state_dict())
+    with torch.no_grad():
+        pair = torch.stack([untrained(image, BOX, BOX_LABELS)["matting"].flatten(), pair[1]])
+    assert torch.corrcoef(pair)[0, 1] < 0.9
+
+
+def test_frozen_sam_stays_out_of_the_optimiser_and_unchanged(
+    sam_checkpoint, synthetic_batch, train_on_batch
+):
+    _, path = sam_checkpoint
+    module = SAMA(variant="tiny", checkpoint=str(path))
+    before = {name: value.clone() for name, value in module.model.sam.state_dict().items()}
+    optimised = {id(p) for group in module.parameter_groups() for p in group["params"]}
+    assert not any(id(p) in optimised for p in module.model.sam.parameters())
+    losses = train_on_batch(module, synthetic_batch(128, 2, stage="train"), 3)
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert not module.model.sam.training
+    for name, value in module.model.sam.state_dict().items():
+        assert torch.equal(value, before[name]), name
+
+
+def test_mixed_token_counts_decode_in_one_call_as_each_alone(synthetic_batch):
+    torch.manual_seed(0)
+    module = SAMA(variant="tiny").eval()
+    batch = prompted_batch(synthetic_batch, [1, 3, 2])
+    kinds = ["box", "points", "points"]
+    with torch.no_grad():
+        outputs = module.predict(batch, kinds, TASKS)
+        for i, kind in enumerate(kinds):
+            if kind == "box":
+                coords, labels = batch.box[i].view(1, 2, 2), BOX_LABELS
+            else:
+                real = batch.point_labels[i] >= 0
+                coords, labels = release_tokens(
+                    batch.points[i][real].tolist(), batch.point_labels[i][real].tolist()
+                )
+            alone = module.model(normalize(batch.image[i : i + 1]), coords, labels)
+            for task, name in (("segmentation", "seg_logits"), ("matting", "alpha_logits")):
+                expected = F.interpolate(alone[task], (128, 128), mode="bilinear")
+                assert torch.allclose(outputs[name][i : i + 1], expected, atol=1e-4), (i, task)
+
+
+def test_forward_gives_both_outputs_as_sigmoids_of_their_logits(synthetic_batch):
+    module = SAMA(variant="tiny").eval()
+    batch = synthetic_batch(128, 2)
+    with torch.no_grad():
+        outputs = module(batch)
+    for name in ("alpha", "seg"):
+        assert outputs[name].shape == batch.alpha.shape
+        assert torch.allclose(outputs[f"{name}_logits"].sigmoid(), outputs[name])
+
+
+def test_tasks_alternate_by_step_and_segmentation_sources_decide_alone(synthetic_batch):
+    module = SAMA(variant="tiny", segmentation_sources=["dis"])
+    batch = synthetic_batch(128, 2, stage="train")
+    seen = []
+    for step in range(4):
+        module.training_step(batch, step)
+        seen.append(module.step_task(batch))
+    assert seen == ["segmentation", "matting"] * 2
+    dis = dataclasses.replace(batch, source=["dis", "dis"])
+    module._step_index = 1  # the schedule says matting
+    assert module.step_task(dis) == "segmentation"
+    with pytest.raises(ValueError, match="mixes segmentation sources"):
+        module.step_task(dataclasses.replace(batch, source=["dis", "synthetic"]))
+
+
+def test_each_step_computes_only_its_tasks_losses(synthetic_batch):
+    module = SAMA(variant="tiny").train()
+    batch = synthetic_batch(128, 2, stage="train")
+    module._step_index = 0
+    segmentation = module.loss_terms(module.training_outputs(batch), batch)
+    module._step_index = 1
+    matting = module.loss_terms(module.training_outputs(batch), batch)
+    assert set(segmentation) == {"seg_bce", "seg_iou", "seg_ssim"}
+    assert set(matting) == {"mat_l1", "mat_ssim", "mat_gradient", "mat_laplacian"}
+
+
+def test_one_task_only_freezes_the_other_head_and_checks_the_schedule():
+    module = SAMA(variant="tiny", tasks="matting")
+    assert set(module.loss_weights) == {"mat_l1", "mat_ssim", "mat_gradient", "mat_laplacian"}
+    assert not any(p.requires_grad for p in module.model.heads["segmentation"].parameters())
+    assert module.task_schedule == ("matting",)
+    segmentation_only = SAMA(variant="tiny", tasks="segmentation")
+    assert segmentation_only.checkpoint_monitor == ("val/seg/maxF", "max")
+    with pytest.raises(ValueError, match="task_schedule"):
+        SAMA(variant="tiny", tasks="matting", task_schedule=["segmentation", "matting"])
+    with pytest.raises(ValueError, match="tasks must be one of"):
+        SAMA(variant="tiny", tasks="detection")
+
+
+def test_sama_overfits_one_batch(synthetic_batch, train_on_batch):
+    torch.manual_seed(0)
+    module = SAMA(variant="tiny", task_schedule=["matting"], lr=1e-2)  # SAM frozen and random
+    losses = train_on_batch(module, synthetic_batch(128, 2, stage="train"), 12)
+    assert losses[-1] < 0.5 * losses[0], losses
