@@ -3,6 +3,7 @@
     mattekit models [PATTERN]              list the registered families
     mattekit grid experiments/NAME.yaml    run an ablation grid (experiments/README.md)
     mattekit benchmark experiments/NAME.yaml   compare methods under one protocol
+    mattekit clicks RUN/checkpoints/last.ckpt  metrics against the number of clicks
     mattekit fit --model baseline          train (any LightningCLI flag works)
     mattekit test --model baseline --ckpt_path runs/baseline/version_0/checkpoints/last.ckpt
     mattekit predict --model baseline --ckpt_path ... --prediction_writer.output_dir out/
@@ -36,6 +37,10 @@ EXTRA_COMMANDS: dict[str, tuple[str, Callable[[list[str]], int | None]]] = {
     "benchmark": (
         "compare methods on datasets under one protocol (a benchmark YAML)",
         _handler("mattekit.pipelines.benchmark.command:benchmark_main"),
+    ),
+    "clicks": (
+        "test a checkpoint with 1, 3, 5, 10 clicks and plot a metric against them",
+        _handler("mattekit.pipelines.click_curve:click_curve_main"),
     ),
     "convert-labels": (
         "convert images + segmentation masks into mattes with a trained ZIM label converter",

@@ -20,7 +20,7 @@ CHECKPOINT_PLACEHOLDER = "<best, else last checkpoint of the fit>"
 SINGLE_FIT = Stage("fit", ())
 
 
-def _placement(run_dir: str | Path, version: str, seed: int | str) -> list[str]:
+def placement(run_dir: str | Path, version: str, seed: int | str) -> list[str]:
     """Arguments that put a process's files in ``run_dir/<version>/`` and seed it.
 
     The logger is replaced, not just the root dir: a config that names its own logger folder
@@ -68,7 +68,7 @@ def fit_command(
         *spec.base,
         *fill(stage.args, checkpoints or {}),
         *run.stage_override_args(stage.name),
-        *_placement(_fit_placement(spec, stage, run_dir), "fit", run.seed),
+        *placement(_fit_placement(spec, stage, run_dir), "fit", run.seed),
     ]
 
 
@@ -89,7 +89,7 @@ def test_command(
         *fill(last.args, checkpoints or {}),
         *run.stage_override_args(last.name),
         *spec.test,
-        *_placement(run_dir, "test", run.seed),
+        *placement(run_dir, "test", run.seed),
         f"--ckpt_path={checkpoint}",
     ]
 
@@ -107,7 +107,7 @@ def stage_fit_command(
     """The fit of a stage made once (a grid's or a benchmark's): its own arguments only,
     earlier stages' checkpoints filled in, its files in ``run_dir/fit/``, seeded by ``seed``."""
     args = fill(stage.args, checkpoints)
-    return ["fit", *GRID_DEFAULTS, *args, *_placement(run_dir, "fit", seed)]
+    return ["fit", *GRID_DEFAULTS, *args, *placement(run_dir, "fit", seed)]
 
 
 def shell_line(args: list[str]) -> str:

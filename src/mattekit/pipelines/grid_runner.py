@@ -64,7 +64,7 @@ def ensure_shared_stages(spec: GridSpec, runs_root: Path) -> dict[str, MadeStage
     )
 
 
-def _read_test_rows(log_dir: Path) -> tuple[dict, dict | None]:
+def read_test_rows(log_dir: Path) -> tuple[dict, dict | None]:
     """(model row, reference row or None) of a test run's ``metrics_test.csv``.
 
     The model's row comes first and the reference row, when the family has one, is labelled
@@ -79,7 +79,7 @@ def _read_test_rows(log_dir: Path) -> tuple[dict, dict | None]:
     return rows[0], reference
 
 
-def _metrics(row: dict) -> dict[str, float]:
+def metric_values(row: dict) -> dict[str, float]:
     """The metric columns of a ``metrics_test.csv`` row, as floats."""
     metrics = {}
     for name, value in row.items():
@@ -135,12 +135,12 @@ def execute_run(
     test = run_process(
         test_command(spec, run, run_dir, checkpoint, checkpoints), run_dir / "test_summary.json"
     )
-    model_row, reference_row = _read_test_rows(Path(test["log_dir"]))
+    model_row, reference_row = read_test_rows(Path(test["log_dir"]))
     preset = model_row["preset"]
     if reference_row is None:
         label = results.test_set_label(test["test_set"], preset, None)
     else:
-        reference = _metrics(reference_row)
+        reference = metric_values(reference_row)
         label = results.test_set_label(test["test_set"], preset, reference, reference_row["model"])
     return {
         "run": run.index,
@@ -148,7 +148,7 @@ def execute_run(
         **run.overrides,
         "test_set": label,
         "preset": preset,
-        **_metrics(model_row),
+        **metric_values(model_row),
         "wall_s": round(time.perf_counter() - start, 1),
         "run_dir": str(run_dir),
     }
