@@ -16,6 +16,7 @@ from mattekit.models.sama.torch_model import (
     TASKS,
     build_sama,
     encode_with_early,
+    resized_position_embedding,
     scaled_pool_kernels,
 )
 
@@ -241,3 +242,27 @@ def test_sama_overfits_one_batch(synthetic_batch, train_on_batch):
     module = SAMA(variant="tiny", task_schedule=["matting"], lr=1e-2)  # SAM frozen and random
     losses = train_on_batch(module, synthetic_batch(128, 2, stage="train"), 12)
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_smaller_local_views_encode_each_quadrant_at_its_own_resolution():
+    """The cheaper option: views of S / 2 are the quadrants themselves (no resize), encoded with
+    SAM's position embedding resized to their 8 x 8 grid; everything downstream follows."""
+    torch.manual_seed(0)
+    model = build_sama("tiny", local_view_size=64).eval()
+    assert model.local_grid == (8, 8)
+    images = torch.randn(1, 3, 128, 128)
+    encoder = model.sam.image_encoder
+    with torch.no_grad():
+        features = model.encode(images)
+        outputs = model.decode(features, BOX, BOX_LABELS)
+        bottom_left, _ = encode_with_early(encoder, images[:, :, 64:, :64], None)
+        without_mvle = build_sama("tiny", mvle=False, local_view_size=64).eval()
+        without_mvle.load_state_dict(model.state_dict(), strict=False)
+        raw = without_mvle.encode(images)  # the views' own embeddings
+    assert features.local.shape == (1, 4, 32, 8, 8)
+    assert torch.allclose(raw.local[:, 2], bottom_left, atol=1e-5)
+    assert all(logits.shape == (1, 1, 64, 64) for logits in outputs.values())
+    assert torch.equal(resized_position_embedding(encoder.pos_embed, (16, 16)), encoder.pos_embed)
+    assert resized_position_embedding(encoder.pos_embed, (8, 8)).shape == (1, 8, 8, 64)
+    with pytest.raises(ValueError, match="local_view_size"):
+        build_sama("tiny", local_view_size=60)

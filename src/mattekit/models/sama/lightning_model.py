@@ -48,6 +48,8 @@ class SAMA(MattingModule):
         pool_mode: ``paper`` (pool, then split into quadrants) or ``mvanet`` (split, then pool).
         channel_gate: a confidence per channel in the adapters' gate (default: per position).
         head_norm: ``batch`` (paper) or ``group``.
+        local_view_size: side of the encoded quadrant views (default: the input size, the
+            paper's 2x zoom; half of it is the cheaper option, see the README).
         init_from_sam: start the task tokens and the heads' hypernetworks from SAM's mask
             token 0 (with ``checkpoint``).
         tasks: ``both`` (joint training, the paper), ``segmentation`` or ``matting`` only
@@ -85,6 +87,7 @@ class SAMA(MattingModule):
         pool_mode: Literal["paper", "mvanet"] = "paper",
         channel_gate: bool = False,
         head_norm: Literal["batch", "group"] = "batch",
+        local_view_size: int | None = None,
         init_from_sam: bool = True,
         tasks: Literal["both", "segmentation", "matting"] = "both",
         task_schedule: list[str] | None = None,
@@ -122,7 +125,7 @@ class SAMA(MattingModule):
         hp = self.hparams
         self.model = build_sama(
             hp.variant, hp.mvle, hp.local_adapter, hp.pool_kernels, hp.pool_mode,
-            hp.channel_gate, hp.head_norm,
+            hp.channel_gate, hp.head_norm, local_view_size=hp.local_view_size,
         )  # fmt: skip
         if hp.checkpoint is None:
             logger.info("SAMA %s: no SAM checkpoint given, SAM stays random", hp.variant)

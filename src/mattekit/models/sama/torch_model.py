@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from segment_anything.modeling import ImageEncoderViT
 from segment_anything.modeling.common import LayerNorm2d
 from torch import Tensor, nn
@@ -78,13 +79,24 @@ def encode_with_early(
     """
     x = encoder.patch_embed(images)
     if encoder.pos_embed is not None:
-        x = x + encoder.pos_embed
+        x = x + resized_position_embedding(encoder.pos_embed, tuple(x.shape[1:3]))
     early = None
     for index, block in enumerate(encoder.blocks):
         x = block(x)
         if index == early_block:
             early = x.permute(0, 3, 1, 2)
     return encoder.neck(x.permute(0, 3, 1, 2)), early
+
+
+def resized_position_embedding(pos_embed: Tensor, grid: tuple[int, int]) -> Tensor:
+    """SAM's absolute position embedding (1 x h x w x D) at another token grid, bicubic (the
+    usual way to run a ViT at another resolution); unchanged at its own grid. The windowed and
+    global blocks need nothing: segment-anything pads windows and interpolates relative
+    positions itself."""
+    if tuple(pos_embed.shape[1:3]) == grid:
+        return pos_embed
+    resized = F.interpolate(pos_embed.permute(0, 3, 1, 2), size=grid, mode="bicubic")
+    return resized.permute(0, 2, 3, 1)
 
 
 class Sama(nn.Module):
@@ -98,6 +110,9 @@ class Sama(nn.Module):
         adapters: one :class:`LocalAdapter` per SAM decoder layer, or None ("L-A" off).
         early_projection: early ViT features (D channels) -> C, with the adapters.
         early_block: the encoder block giving the early features.
+        local_view_size: side of each quadrant view given to the encoder: the input size (the
+            paper: each quadrant zoomed 2x, four full encodings) or smaller (cheaper; S / 2 keeps
+            the quadrant's own resolution); None for the input size.
     """
 
     def __init__(
@@ -109,6 +124,7 @@ class Sama(nn.Module):
         adapters: nn.ModuleList | None = None,
         early_projection: nn.Module | None = None,
         early_block: int | None = None,
+        local_view_size: int | None = None,
     ) -> None:
         super().__init__()
         if adapters is not None and (early_projection is None or early_block is None):
@@ -123,6 +139,13 @@ class Sama(nn.Module):
         self.adapters = adapters
         self.early_projection = early_projection
         self.early_block = early_block
+        self.local_view_size = local_view_size or sam.image_size
+        patch = sam.image_size // sam.grid[0]
+        if self.local_view_size % (2 * patch):
+            raise ValueError(
+                f"local_view_size must be a multiple of twice the patch size ({2 * patch}), "
+                f"got {local_view_size}"
+            )
 
     @property
     def image_size(self) -> int:
@@ -131,6 +154,12 @@ class Sama(nn.Module):
     @property
     def grid(self) -> tuple[int, int]:
         return self.sam.grid
+
+    @property
+    def local_grid(self) -> tuple[int, int]:
+        """Token grid of each local view."""
+        side = self.local_view_size * self.grid[0] // self.image_size
+        return side, side
 
     @property
     def uses_local_views(self) -> bool:
@@ -143,8 +172,9 @@ class Sama(nn.Module):
     def encode(self, images: Tensor) -> SamaImageFeatures:
         """Encode the whole image and, when a module needs them, its four quadrant views.
 
-        The views are cut from the normalised, padded input and resized back to S (the paper's
-        2x zoom), then go through the encoder in one batch with the global view.
+        The views are cut from the normalised, padded input and resized to ``local_view_size``
+        (the paper: back to S, a 2x zoom); at S they go through the encoder in one batch with
+        the global view.
 
         Args:
             images: B x 3 x S x S SAM-normalised (:func:`mattekit.models.sam_inputs.sam_image`).
@@ -156,16 +186,21 @@ class Sama(nn.Module):
         if not self.uses_local_views:
             return SamaImageFeatures(encoder(images))
         b = images.shape[0]
-        views = local_views(images, size).flatten(0, 1)  # (4B) x 3 x S x S
+        views = local_views(images, self.local_view_size).flatten(0, 1)  # (4B) x 3 x V x V
         early_block = self.early_block if self.adapters is not None else None
-        embeddings, early = encode_with_early(encoder, torch.cat([images, views]), early_block)
-        embedding = embeddings[:b]
-        local = embeddings[b:].unflatten(0, (b, REGIONS))
+        if self.local_view_size == size:
+            embeddings, early = encode_with_early(encoder, torch.cat([images, views]), early_block)
+            embedding, local = embeddings[:b], embeddings[b:]
+            early = None if early is None else early[b:]
+        else:
+            embedding = encoder(images)
+            local, early = encode_with_early(encoder, views, early_block)
+        local = local.unflatten(0, (b, REGIONS))
         if early is not None:
-            early = self.early_projection(early[b:]).unflatten(0, (b, REGIONS))
+            early = self.early_projection(early).unflatten(0, (b, REGIONS))
         if self.mvle is not None:
             global_pe, local_pe = self.mvle.positional_encodings(
-                self.positional_encoding, self.grid, device=images.device
+                self.positional_encoding, self.grid, self.local_grid, images.device
             )
             local = self.mvle(embedding, local, global_pe, local_pe)
         return SamaImageFeatures(embedding, local, early)
@@ -220,7 +255,9 @@ class Sama(nn.Module):
         local = None if features.local is None else regions_to_tokens(features.local)
         if self.adapters is not None:
             early = regions_to_tokens(features.early)
-            local_pe = local_positional_encoding(self.positional_encoding, grid, keys.device)
+            local_pe = local_positional_encoding(
+                self.positional_encoding, self.local_grid, keys.device
+            )
         queries = tokens
         for index, layer in enumerate(transformer.layers):
             queries, keys = layer(queries, keys, tokens, key_pe, token_keys=token_keys)
@@ -233,7 +270,7 @@ class Sama(nn.Module):
 
         image = keys.transpose(1, 2).reshape(b, -1, *grid)
         sam_features = decoder.pixel_decoder(image)
-        mosaic = None if local is None else tile_regions(tokens_to_regions(local, grid))
+        mosaic = None if local is None else tile_regions(tokens_to_regions(local, self.local_grid))
         first = 1 + decoder.num_mask_tokens  # after the IoU token and SAM's mask tokens
         task_outputs = {task: queries[:, first + i] for i, task in enumerate(TASKS)}
         return {
@@ -265,6 +302,7 @@ def build_sama(
     channel_gate: bool = False,
     head_norm: str = "batch",
     early_block: int | None = None,
+    local_view_size: int | None = None,
 ) -> Sama:
     """A randomly initialised SAMA (load SAM with :func:`load_sam_into_sama`).
 
@@ -279,6 +317,9 @@ def build_sama(
         head_norm: ``batch`` (paper) or ``group``.
         early_block: the encoder block of the early features (default: the first global-attention
             block, HQ-SAM's choice).
+        local_view_size: side of the encoded quadrant views (default: the input size, the
+            paper's 2x zoom; half of it encodes the quadrants at their own resolution, a quarter of
+            the tokens each: ``benchmarks/sama.py`` measures what that saves).
     """
     sam = build_zim(variant, masked_directions=(), decoder="sam")
     v = VARIANTS[variant]
@@ -301,7 +342,9 @@ def build_sama(
         if not 0 <= modules["early_block"] < v.encoder_depth:
             raise ValueError(f"early_block must be in [0, {v.encoder_depth}), got {early_block}")
     task_heads = nn.ModuleDict({task: PredictionHead(dim, mask_dim, head_norm) for task in TASKS})
-    return Sama(sam, task_heads, nn.Embedding(len(TASKS), dim), **modules)
+    return Sama(
+        sam, task_heads, nn.Embedding(len(TASKS), dim), **modules, local_view_size=local_view_size
+    )
 
 
 def init_task_outputs_from_sam(model: Sama) -> None:
