@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from timing import CLOCKS
 from tqdm import tqdm
 
 from mattekit.metrics import (
@@ -95,9 +95,6 @@ def synthetic_pairs(count: int, height: int = 600, width: int = 800) -> list[Pai
             (f"synthetic{index:02d}", pred.astype(np.float32), gt.astype(np.float32), trimap)
         )
     return pairs
-
-
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def best_ms(function: Callable[[], object], repeats: int, clock: Callable[[], float]) -> float:

@@ -22,41 +22,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from functools import partial
 
 import torch
 import torch.nn.functional as F
 from segment_anything import sam_model_registry
-from tqdm import tqdm
+from timing import median_ms, paired, timed
 
 from mattekit.models.zim.torch_model import ZimImageFeatures, build_zim
-
-
-def timed(function, device: str) -> float:
-    """Seconds of one call."""
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    function()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
-def paired(sam_pass, zim_pass, runs: int, device: str) -> tuple[float, float, float]:
-    """Median ms of SAM's and of ZIM's pass and the median of the per-run ratios ZIM / SAM.
-
-    The two passes alternate after one warm-up call each, so that on a shared machine both see
-    the same load; the ratio of each pair is then steadier than the ratio of the medians.
-    """
-    sam_pass(), zim_pass()
-    pairs = [
-        (timed(sam_pass, device), timed(zim_pass, device)) for _ in tqdm(range(runs), leave=False)
-    ]
-    sam_s, zim_s = zip(*pairs, strict=True)
-    ratios = [z / s for s, z in pairs]
-    return statistics.median(sam_s) * 1e3, statistics.median(zim_s) * 1e3, statistics.median(ratios)
 
 
 @torch.no_grad()
@@ -133,12 +106,6 @@ def main() -> None:
     for name, (sam_ms, zim_ms, ratio) in rows.items():
         print(f"| {name} | {sam_ms:.0f} | {zim_ms:.0f} | {ratio:.3f} |")
     print(f"ZIM's pixel-decoder pyramid (computed in encode, once per image): {pyramid_ms:.0f} ms")
-
-
-def median_ms(function, runs: int, device: str) -> float:
-    """Median ms of ``runs`` calls after one warm-up call."""
-    function()
-    return statistics.median(timed(function, device) for _ in range(runs)) * 1e3
 
 
 def click_steps(
