@@ -21,10 +21,8 @@ per-pair ratios):
 
 from __future__ import annotations
 
-import argparse
-
 import torch
-from segment_anything import sam_model_registry
+from sam_reference import sam_benchmark_parser, sam_reference
 from timing import CLOCKS, paired
 
 from mattekit.models.sama.torch_model import build_sama
@@ -40,33 +38,19 @@ def peak_mib(function, device: str) -> float:
 
 @torch.no_grad()
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variant", default="vit_b", choices=["vit_b", "vit_l", "vit_h"])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--device", default="cpu")
+    parser = sam_benchmark_parser(__doc__.splitlines()[0])
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall")
     args = parser.parse_args()
     clock, device = CLOCKS[args.clock], args.device
 
-    torch.manual_seed(0)
-    sam = sam_model_registry[args.variant]().to(device).eval()
+    reference = sam_reference(args.variant, device)
+    images, corners, labels = reference.images, reference.corners, reference.labels
+    sam_decode, sam_forward = reference.decode, reference.forward
     samas = {
         "SAMA (views at 1024, paper)": build_sama(args.variant).to(device).eval(),
         "SAMA (views at 512)": build_sama(args.variant, local_view_size=512).to(device).eval(),
     }
-    images = torch.randn(1, 3, 1024, 1024, device=device)
-    box = torch.tensor([[200.0, 300.0, 700.0, 900.0]], device=device)
-    corners, labels = box.view(1, 2, 2), torch.tensor([[2, 3]], device=device)
-
-    def sam_decode(embedding):
-        sparse, dense = sam.prompt_encoder(points=None, boxes=box, masks=None)
-        pe = sam.prompt_encoder.get_dense_pe()
-        return sam.mask_decoder(embedding, pe, sparse, dense, multimask_output=False)
-
-    def sam_forward():
-        return sam_decode(sam.image_encoder(images))
-
-    embedding = sam.image_encoder(images)
+    embedding = reference.sam.image_encoder(images)
     rows = {}
     for name, sama in samas.items():
         features = sama.encode(images)

@@ -20,13 +20,12 @@ builds per-prompt features at stride 2, whatever its convolutions.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from functools import partial
 
 import torch
 import torch.nn.functional as F
-from segment_anything import sam_model_registry
+from sam_reference import sam_benchmark_parser, sam_reference
 from timing import median_ms, paired, timed
 
 from mattekit.models.zim.torch_model import ZimImageFeatures, build_zim
@@ -34,10 +33,7 @@ from mattekit.models.zim.torch_model import ZimImageFeatures, build_zim
 
 @torch.no_grad()
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variant", default="vit_b", choices=["vit_b", "vit_l", "vit_h"])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--device", default="cpu")
+    parser = sam_benchmark_parser(__doc__.splitlines()[0])
     parser.add_argument(
         "--stages",
         action="store_true",
@@ -45,17 +41,10 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    torch.manual_seed(0)
-    sam = sam_model_registry[args.variant]().to(args.device).eval()
+    reference = sam_reference(args.variant, args.device)
+    sam, images, sam_decode = reference.sam, reference.images, reference.decode
+    corners, labels = reference.corners, reference.labels
     zim = build_zim(args.variant).to(args.device).eval()
-    images = torch.randn(1, 3, 1024, 1024, device=args.device)
-    box = torch.tensor([[200.0, 300.0, 700.0, 900.0]], device=args.device)
-    corners, labels = box.view(1, 2, 2), torch.tensor([[2, 3]], device=args.device)
-
-    def sam_decode(embedding):
-        sparse, dense = sam.prompt_encoder(points=None, boxes=box, masks=None)
-        pe = sam.prompt_encoder.get_dense_pe()
-        return sam.mask_decoder(embedding, pe, sparse, dense, multimask_output=False)
 
     pixel_decoder = zim.mask_decoder.pixel_decoder
     if args.stages:

@@ -16,7 +16,7 @@ def imported_heavy_packages(statement: str) -> list[str]:
         f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return eval(done.stdout.strip().splitlines()[-1])  # noqa: S307 (our own printed list)
+    return eval(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize(

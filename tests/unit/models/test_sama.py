@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
-from sam_cases import prompted_batch, release_tokens, tiny_sam
+from sam_cases import prompted_batch, release_tokens
 
 from mattekit.models.sam_inputs import normalize
 from mattekit.models.sama.lightning_model import SAMA
@@ -23,15 +23,6 @@ from mattekit.models.sama.torch_model import (
 BOX = torch.tensor([[[16.0, 24.0], [63.0, 95.0]]])  # corners, model pixels (tiny: 128 px)
 BOX_LABELS = torch.tensor([[2, 3]])
 SWITCHES = [(True, True), (True, False), (False, True), (False, False)]
-
-
-@pytest.fixture(scope="module")
-def sam_checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    sam = tiny_sam()
-    path = tmp_path_factory.mktemp("sam") / "sam_tiny.pth"
-    torch.save(sam.state_dict(), path)
-    return sam, path
 
 
 def new_parameters(model) -> int:

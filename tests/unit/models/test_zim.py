@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from sam_cases import prompted_batch, release_tokens, tiny_sam
+from sam_cases import prompted_batch, release_tokens
 
 from mattekit.models.sam_inputs import normalize
 from mattekit.models.zim.lightning_model import ZIM
@@ -14,15 +14,6 @@ from mattekit.models.zim.transformer import MaskedAttention
 
 BOX = torch.tensor([[[16.0, 24.0], [63.0, 95.0]]])  # corners, model pixels (tiny: 128 px)
 BOX_LABELS = torch.tensor([[2, 3]])
-
-
-@pytest.fixture(scope="module")
-def sam_checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    sam = tiny_sam()
-    path = tmp_path_factory.mktemp("sam") / "sam_tiny.pth"
-    torch.save(sam.state_dict(), path)
-    return sam, path
 
 
 def probabilities_outside(model, coords, labels, outside):
