@@ -164,7 +164,7 @@ def test_mixed_token_counts_decode_in_one_call_as_each_alone(synthetic_batch):
     batch = prompted_batch(synthetic_batch, [1, 3, 2])
     kinds = ["box", "points", "points"]
     with torch.no_grad():
-        outputs = module.predict(batch, kinds, TASKS)
+        outputs = module.predict_tasks(batch, kinds, TASKS)
         for i, kind in enumerate(kinds):
             if kind == "box":
                 coords, labels = batch.box[i].view(1, 2, 2), BOX_LABELS

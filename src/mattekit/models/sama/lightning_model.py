@@ -197,12 +197,12 @@ class SAMA(MattingModule):
             ``alpha`` / ``alpha_logits`` (matting head) and ``seg`` / ``seg_logits``
             (segmentation head), each B x 1 x H x W at the batch's size.
         """
-        return self.predict(batch, [self.hparams.eval_prompt] * len(batch), TASKS)
+        return self.predict_tasks(batch, [self.hparams.eval_prompt] * len(batch), TASKS)
 
     def training_outputs(self, batch: MattingBatch) -> dict[str, Tensor]:
         """The step's task only (:meth:`step_task`), prompts drawn from ``prompt_kinds``."""
         kinds = random_prompt_kinds(len(batch), self.prompt_kinds)
-        return self.predict(batch, kinds, (self.step_task(batch),))
+        return self.predict_tasks(batch, kinds, (self.step_task(batch),))
 
     def loss_terms(self, outputs: dict[str, Tensor], batch: MattingBatch) -> dict[str, Tensor]:
         terms = {}
@@ -221,7 +221,7 @@ class SAMA(MattingModule):
                 terms[name] = loss(alpha, batch.alpha) if ssim else loss(alpha, batch.alpha, trimap)
         return terms
 
-    def predict(
+    def predict_tasks(
         self, batch: MattingBatch, kinds: list[str], tasks: Sequence[str]
     ) -> dict[str, Tensor]:
         """The heads of ``tasks`` on the batch, in SAM's input convention (letterbox padding
