@@ -157,7 +157,8 @@ def click_curve_main(argv: list[str]) -> int:
         command_line = shlex.join(["mattekit", "clicks", *argv])
         write_metrics_table(ordered, table, f"# Metrics against clicks\n\n`{command_line}`")
     ordered = [rows[k] for k in sorted(rows)]
-    title = f"{args.checkpoint.parent.parent.name}: {args.metric} against clicks"
+    run = Path(*args.checkpoint.resolve().parent.parent.parts[-3:])  # e.g. grid/<name>/<run>/fit
+    title = f"{run}: {args.metric} against clicks"
     if not write_curve_plot(ordered, args.metric, output / "clicks.png", title):
         print(f"mattekit clicks: no column {args.metric!r} to plot", file=sys.stderr)
     print(f"results: {table}, {table.with_suffix('.csv')}, {output / 'clicks.png'}")
