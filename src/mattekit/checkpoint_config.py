@@ -53,6 +53,12 @@ def refuse_remote(path: str | Path) -> None:
         )
 
 
+def run_folder_of(checkpoint: str | Path) -> Path:
+    """The run folder of a checkpoint written by ``mattekit fit`` (``<run>/checkpoints/x.ckpt``),
+    which holds the run's ``config.yaml``."""
+    return Path(checkpoint).parent.parent
+
+
 def checkpoint_hparams(path: str | Path) -> dict:
     """The ``hyper_parameters`` of a local Lightning checkpoint, read weights-only."""
     refuse_remote(path)

@@ -27,6 +27,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from mattekit.checkpoint_config import run_folder_of
 from mattekit.cli import show_mattekit_logs
 from mattekit.data.io import write_bytes_atomic
 from mattekit.errors import UsageError
@@ -40,7 +41,7 @@ DEFAULT_CLICKS = (1, 3, 5, 10)
 
 def run_config(checkpoint: Path) -> Path:
     """The ``config.yaml`` of the run that wrote ``checkpoint`` (``<run>/checkpoints/x.ckpt``)."""
-    path = checkpoint.parent.parent / "config.yaml"
+    path = run_folder_of(checkpoint) / "config.yaml"
     if not path.is_file():
         raise UsageError(f"{checkpoint}: no config.yaml of its run at {path}; give --config")
     return path
@@ -137,7 +138,7 @@ def click_curve_main(argv: list[str]) -> int:
     except UsageError as error:
         print(f"mattekit clicks: error: {error}", file=sys.stderr)
         return 2
-    output = args.output or args.checkpoint.parent.parent / "clicks"
+    output = args.output or run_folder_of(args.checkpoint) / "clicks"
     table = output / "clicks.md"
     rows = {} if args.force else read_rows(table.with_suffix(".csv"))
     for count in sorted(set(args.clicks)):
@@ -157,7 +158,7 @@ def click_curve_main(argv: list[str]) -> int:
         command_line = shlex.join(["mattekit", "clicks", *argv])
         write_metrics_table(ordered, table, f"# Metrics against clicks\n\n`{command_line}`")
     ordered = [rows[k] for k in sorted(rows)]
-    run = Path(*args.checkpoint.resolve().parent.parent.parts[-3:])  # e.g. grid/<name>/<run>/fit
+    run = Path(*run_folder_of(args.checkpoint.resolve()).parts[-3:])  # e.g. grid/<name>/<run>/fit
     title = f"{run}: {args.metric} against clicks"
     if not write_curve_plot(ordered, args.metric, output / "clicks.png", title):
         print(f"mattekit clicks: no column {args.metric!r} to plot", file=sys.stderr)

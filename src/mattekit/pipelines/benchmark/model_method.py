@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from mattekit.checkpoint_config import checkpoint_entry
+from mattekit.checkpoint_config import checkpoint_entry, run_folder_of
 from mattekit.data.dataset import MattingDataset
 from mattekit.data.prompts import PromptConfig, PromptSampler
 from mattekit.data.sample import collate_samples
@@ -27,7 +27,7 @@ def run_data_settings(spec: MethodSpec) -> tuple[int | None, str | None]:
     ``data.image_size``, and ``data.resize``, from its ``config.yaml`` (``spec.config``, else
     ``<run>/config.yaml`` beside ``<run>/checkpoints/``); ``(None, None)`` without one."""
     checkpoint = Path(spec.checkpoint)
-    path = Path(spec.config) if spec.config else checkpoint.parent.parent / "config.yaml"
+    path = Path(spec.config) if spec.config else run_folder_of(checkpoint) / "config.yaml"
     if not path.is_file():
         if spec.config:
             raise FileNotFoundError(f"method {spec.name!r}: config not found: {path}")
