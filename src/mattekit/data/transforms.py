@@ -1,7 +1,9 @@
 """Augmentation with albumentations, applied consistently to every part of a sample.
 
-Three stages, because each part of a sample may only see some transforms:
+Up to four stages, because each part of a sample may only see some transforms:
 
+0. foreground duplication (training, only when fg and bg are known): SDMatte's two copies of the
+   object side by side, the ground truth on one (:mod:`mattekit.data.duplication`);
 1. geometric (crop / resize / flip): image, alpha, fg, bg with bilinear interpolation; trimap,
    segmentation mask and a source's coarse mask with nearest; a source's points and box
    corners as keypoints;
@@ -19,6 +21,8 @@ import albumentations as A
 import cv2
 import numpy as np
 
+from mattekit.data.composition import composite
+from mattekit.data.duplication import duplicate_foreground
 from mattekit.data.letterbox import LetterboxResize
 from mattekit.data.sample import RawSample
 
@@ -50,6 +54,10 @@ class AugmentConfig:
         color_jitter: probability of brightness / contrast / saturation / hue jitter.
         grey: probability of turning the colour layers grey (SDMatte uses 0.2).
         background_blur: probability of blurring the background, when it is known (SDMatte 0.5).
+        duplicate_foreground: probability of SDMatte's foreground duplication, when fg and bg are
+            known: the object tiled twice over a background twice as wide, the GT alpha (and so
+            every sampled prompt) on one copy chosen at random; the crop then brings the 2W-wide
+            image back to the network size (SDMatte 0.5; see :mod:`mattekit.data.duplication`).
     """
 
     crop_scale: tuple[float, float] = (0.5, 1.0)
@@ -57,6 +65,7 @@ class AugmentConfig:
     color_jitter: float = 0.5
     grey: float = 0.0
     background_blur: float = 0.0
+    duplicate_foreground: float = 0.0
 
 
 @dataclass
@@ -127,6 +136,12 @@ class MattingTransform:
         then the sample is resized without cropping (logged at debug level): prompts need an
         object, and silently training on empty crops would teach the model to predict nothing.
         """
+        # The draw is last in the condition: at probability 0 (or without fg / bg) nothing is
+        # drawn, so existing seeds give the same augmentations as before.
+        p_duplicate = self.config.duplicate_foreground
+        known = raw.fg is not None and raw.bg is not None
+        if self.train and p_duplicate > 0 and known and rng.random() < p_duplicate:
+            raw = duplicate_foreground(raw, rng)
         self.photometric.set_random_seed(int(rng.integers(2**31)))
         height, width = raw.size
 
@@ -168,7 +183,7 @@ class MattingTransform:
             if self.train and rng.random() < self.config.background_blur:
                 sigma = rng.uniform(1.0, 4.0) * max(height, width) / 512
                 bg = cv2.GaussianBlur(bg, (0, 0), sigma)
-            image = _composite(alpha, fg, bg)
+            image = composite(fg, bg, alpha)
         if self.photometric.transforms:
             colour = {"image": image}
             if fg is not None and bg is not None:
@@ -176,7 +191,7 @@ class MattingTransform:
             colour = self.photometric(**colour)
             image, fg, bg = colour["image"], colour.get("fg", fg), colour.get("bg", bg)
             if fg is not None and bg is not None:
-                image = _composite(alpha, fg, bg)
+                image = composite(fg, bg, alpha)
         return TransformedSample(
             image=image,
             alpha=alpha,
@@ -198,12 +213,6 @@ class MattingTransform:
                 return out
         logger.debug("%s: no crop kept the foreground; resized without cropping", sample_id)
         return self.resize(**targets)
-
-
-def _composite(alpha: np.ndarray, fg: np.ndarray, bg: np.ndarray) -> np.ndarray:
-    """``alpha * fg + (1 - alpha) * bg`` in uint8 (H x W x 3)."""
-    a = alpha[..., None]
-    return np.clip(a * fg + (1.0 - a) * bg + 0.5, 0, 255).astype(np.uint8)
 
 
 def _fit(size: tuple[int, int], resize: str) -> list:

@@ -5,6 +5,7 @@ Alpha losses take B x 1 x H x W predictions in [0, 1] and an optional trimap (B 
 one shared mechanism, :class:`RegionWeightedLoss`.
 """
 
+from mattekit.losses.distillation import FeatureMSELoss
 from mattekit.losses.laplacian import LaplacianLoss, laplacian_pyramid
 from mattekit.losses.pixel import CompositionLoss, GradientLoss, L1Loss
 from mattekit.losses.region import RegionWeightedLoss, masked_mean, unknown_region
@@ -15,6 +16,7 @@ __all__ = [
     "BCELoss",
     "CompositionLoss",
     "CrossEntropyLoss",
+    "FeatureMSELoss",
     "GradientLoss",
     "IoULoss",
     "L1Loss",

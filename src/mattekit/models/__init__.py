@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from mattekit.models.base import MattingModule
 from mattekit.models.baseline.lightning_model import Baseline
 from mattekit.models.sama.lightning_model import SAMA
+from mattekit.models.sdmatte.lightning_model import LiteSDMatte, SDMatte
 from mattekit.models.zim.lightning_model import ZIM
 from mattekit.models.zim_converter.lightning_model import ZIMLabelConverter
 
@@ -55,12 +56,28 @@ MODELS: dict[str, ModelEntry] = {
             tiny={"base_channels": 8, "depth": 2},
         ),
         ModelEntry(
+            "litesdmatte",
+            LiteSDMatte,
+            "LiteSDMatte: BK-SDM-pruned UNet + tiny autoencoder, distilled from SDMatte "
+            "(ICCV 2025)",
+            tiny={"variant": "tiny"},
+            paper_size={"variant": "sd2"},
+        ),
+        ModelEntry(
             "sama",
             SAMA,
             "SAMA: frozen SAM + multi-view localization encoder + local adapters, "
             "segmentation and matting heads (AAAI 2026)",
             tiny={"variant": "tiny"},
             paper_size={"variant": "vit_b"},
+        ),
+        ModelEntry(
+            "sdmatte",
+            SDMatte,
+            "SDMatte: Stable Diffusion 2 grafted for interactive matting, visual-prompt "
+            "cross-attention + masked self-attention (ICCV 2025)",
+            tiny={"variant": "tiny"},
+            paper_size={"variant": "sd2"},
         ),
         ModelEntry(
             "zim",

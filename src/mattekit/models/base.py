@@ -108,6 +108,12 @@ def restoring_from_checkpoint() -> Iterator[None]:
         _RESTORING.reset(token)
 
 
+def is_restoring() -> bool:
+    """Whether modules built now will receive their weights from a checkpoint
+    (:func:`restoring_from_checkpoint`)."""
+    return _RESTORING.get()
+
+
 class MattingModule(L.LightningModule):
     """Shared Lightning logic for every matting family.
 
@@ -226,7 +232,7 @@ class MattingModule(L.LightningModule):
             stored: the weights read from ``path`` are saved in this run's checkpoints. False
                 for frozen parts kept out of checkpoints: their file is read every time.
         """
-        if path is not None and stored and _RESTORING.get():
+        if path is not None and stored and is_restoring():
             logger.info(
                 "%s: restoring from a checkpoint, %s is not read", type(self).__name__, path
             )

@@ -50,6 +50,7 @@ def masked_attention(
     key_bias: Tensor | None = None,
     score_scale: Tensor | None = None,
     query_gate: Tensor | None = None,
+    explicit: bool = False,
 ) -> Tensor:
     """``softmax(score_scale * QK^T / sqrt(d) + key_bias) V``, rows gated by ``query_gate``.
 
@@ -60,11 +61,13 @@ def masked_attention(
             keys are all blocked yields NaN, as a softmax over nothing must.
         score_scale: multiplicative, broadcastable to B x h x Lq x Lk.
         query_gate: broadcastable to B x h x Lq x 1; multiplies each query's output.
+        explicit: build the Lq x Lk scores even without ``score_scale``: the classic
+            processors' path, kept as the reference that tests and benchmarks compare against.
 
     Returns:
         B x h x Lq x d.
     """
-    if score_scale is None:
+    if score_scale is None and not explicit:
         bias = None if key_bias is None else key_bias.to(q.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
     else:

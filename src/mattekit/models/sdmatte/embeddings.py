@@ -1,0 +1,109 @@
+"""SDMatte's coordinate embeddings, added to the UNet's time (opacity) embedding.
+
+Every coordinate is normalised to [0, 1] by the image's width or height and each scalar goes
+through diffusers' sinusoidal ``get_timestep_embedding`` (sin / cos flipped to cos / sin, no
+frequency shift, no x1000 scaling), as the release does; the concatenation goes through a
+``TimestepEmbedding`` (linear, SiLU, linear) whose output layer starts at zero, so that a
+pretrained UNet's output is unchanged until training moves it.
+
+The release's ``process_weight.py`` zeroes *both* layers. Then no weight ever gets a gradient
+(the hidden activation is SiLU(0) = 0 and the output weights are 0), and only the last bias,
+a constant, can learn. mattekit zeroes only the output layer (ControlNet's zero-module start):
+the output at step 0 is the same and the embedding can learn.
+
+- Points: ``max_points`` (10) clicks, interleaved ``x1, y1, x2, y2, ...``, each scalar 84-d:
+  1680 -> 1280. Fewer clicks are padded with zeros (the release's "no point" value); more
+  are cut to the first ``max_points`` (logged once).
+- Boxes: ``x0, y0, x1, y1``, each scalar 320-d (the UNet's ``time_proj`` width): 1280 -> 1280.
+  A mask prompt uses its bounding box.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from diffusers.models.embeddings import TimestepEmbedding, get_timestep_embedding
+from torch import Tensor, nn
+
+logger = logging.getLogger(__name__)
+
+
+def sinusoidal(values: Tensor, dim: int) -> Tensor:
+    """B x N scalars -> B x (N * dim): each scalar as ``[cos, sin]`` of ``dim / 2`` frequencies."""
+    flat = get_timestep_embedding(
+        values.flatten(), dim, flip_sin_to_cos=True, downscale_freq_shift=0
+    )
+    return flat.reshape(values.shape[0], -1)
+
+
+def _zero_output(embedding: TimestepEmbedding) -> TimestepEmbedding:
+    nn.init.zeros_(embedding.linear_2.weight)
+    nn.init.zeros_(embedding.linear_2.bias)
+    return embedding
+
+
+class CoordinateEmbedding(nn.Module):
+    """Points or boxes -> B x ``embed_dim`` additions to the time embedding.
+
+    Args:
+        embed_dim: the UNet's time-embedding width (1280 at SD 2 size).
+        point_dim: sinusoidal width per point scalar (84: 10 points x 2 x 84 = 1680).
+        box_dim: sinusoidal width per box scalar (320, the UNet's ``time_proj`` width).
+        max_points: clicks the point embedding reads.
+    """
+
+    def __init__(self, embed_dim: int, point_dim: int, box_dim: int, max_points: int = 10):
+        super().__init__()
+        self.point_dim, self.box_dim, self.max_points = point_dim, box_dim, max_points
+        self.points = _zero_output(TimestepEmbedding(2 * max_points * point_dim, embed_dim))
+        self.box = _zero_output(TimestepEmbedding(4 * box_dim, embed_dim))
+        self._warned_cut = False
+
+    def embed_points(self, points: Tensor, labels: Tensor, size: tuple[int, int]) -> Tensor:
+        """B x N x 2 pixel clicks (labels B x N; only positives count) -> B x embed_dim.
+
+        Positive clicks keep their order and come first; the rest is zero padding.
+        """
+        height, width = size
+        scale = points.new_tensor([width, height])
+        normalised = (points / scale) * (labels == 1)[..., None]
+        order = torch.argsort((labels != 1).to(torch.int8), dim=1, stable=True)
+        normalised = torch.gather(normalised, 1, order[..., None].expand(-1, -1, 2))
+        count = int((labels == 1).sum(1).max()) if labels.numel() else 0
+        if count > self.max_points and not self._warned_cut:
+            logger.warning(
+                "SDMatte's point embedding reads %d clicks; a sample has %d positive clicks, "
+                "the first %d are used (the prompt map still shows all of them)",
+                self.max_points, count, self.max_points,
+            )  # fmt: skip
+            self._warned_cut = True
+        fixed = normalised.new_zeros(points.shape[0], self.max_points, 2)
+        kept = min(self.max_points, normalised.shape[1])
+        fixed[:, :kept] = normalised[:, :kept]
+        return self.points(sinusoidal(fixed.flatten(1), self.point_dim))
+
+    def embed_boxes(self, boxes: Tensor, size: tuple[int, int]) -> Tensor:
+        """B x 4 pixel boxes ``(x0, y0, x1, y1)`` -> B x embed_dim."""
+        height, width = size
+        normalised = boxes / boxes.new_tensor([width, height, width, height])
+        return self.box(sinusoidal(normalised, self.box_dim))
+
+
+def mask_boxes(masks: Tensor) -> Tensor:
+    """B x 1 x H x W masks -> B x 4 ``(x0, y0, x1, y1)`` of their nonzero pixels (inclusive, as
+    the release's ``argwhere`` min / max); an empty mask gives the whole image."""
+    batch, _, height, width = masks.shape
+    filled = masks[:, 0] > 0
+    rows, cols = filled.any(2), filled.any(1)  # B x H, B x W
+    ys = torch.arange(height, device=masks.device, dtype=torch.float32)
+    xs = torch.arange(width, device=masks.device, dtype=torch.float32)
+    big = float(max(height, width))
+    y0 = torch.where(rows, ys, big).amin(1)
+    y1 = torch.where(rows, ys, -1.0).amax(1)
+    x0 = torch.where(cols, xs, big).amin(1)
+    x1 = torch.where(cols, xs, -1.0).amax(1)
+    boxes = torch.stack([x0, y0, x1, y1], 1)
+    whole = boxes.new_tensor([0, 0, width, height]).expand(batch, 4)
+    empty = ~rows.any(1, keepdim=True)
+    return torch.where(empty, whole, boxes)
