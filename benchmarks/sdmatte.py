@@ -172,7 +172,7 @@ def run_subprocess_stage(args) -> None:
             result = prepare(args, folder) if args.stage == "prepare" else worker(args, folder)
     except (MemoryError, RuntimeError) as error:
         if isinstance(error, MemoryError) or "allocate" in str(error):
-            print(f"out of memory: {str(error).splitlines()[0]}", file=sys.stderr)
+            print(str(error).splitlines()[0], file=sys.stderr)
             sys.exit(NO_MEMORY_RC)
         raise
     (folder / f"{args.stage}.json").write_text(json.dumps(result))

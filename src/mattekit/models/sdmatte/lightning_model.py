@@ -56,7 +56,9 @@ class SDMatte(MattingModule):
             default all three); ``[]`` turns it off.
         coordinate_embedding: point / box coordinates added to the time embedding (Table 4).
         opacity_embedding: the opacity flag replaces the timestep (Table 4).
-        train_vae: train the autoencoder too (default: frozen, kept in checkpoints).
+        train_vae: train the autoencoder too. Default (None): frozen when it starts from trained
+            weights (``pretrained`` or ``checkpoint``), trained when it starts random (a frozen
+            random decoder can barely express an alpha). Kept in checkpoints either way.
         gradient_checkpointing: recompute the UNet's activations in backward (paper size).
         prompt_kinds: prompt kinds drawn per sample in training (the release: all three).
         eval_prompt: prompt kind for validation, test and predict.
@@ -88,7 +90,7 @@ class SDMatte(MattingModule):
         masked_attention_blocks: list[str] | None = None,
         coordinate_embedding: bool = True,
         opacity_embedding: bool = True,
-        train_vae: bool = False,
+        train_vae: bool | None = None,
         gradient_checkpointing: bool = False,
         prompt_kinds: list[str] | None = None,
         eval_prompt: str = "box",
@@ -144,7 +146,18 @@ class SDMatte(MattingModule):
         return {"l1": LossTerm(L1Loss()), "laplacian": LossTerm(LaplacianLoss(levels=5))}
 
     def configure_frozen(self) -> list[FrozenPart]:
-        return [] if self.hparams.train_vae else [FrozenPart("model.vae")]
+        return [] if self.trains_autoencoder else [FrozenPart("model.vae")]
+
+    @property
+    def trains_autoencoder(self) -> bool:
+        """``train_vae``, else whether the autoencoder starts random."""
+        if self.hparams.train_vae is not None:
+            return self.hparams.train_vae
+        return not self.autoencoder_weights_given()
+
+    def autoencoder_weights_given(self) -> bool:
+        """Whether the autoencoder starts from a file (a pretrained folder or a checkpoint)."""
+        return self.hparams.pretrained is not None or self.hparams.checkpoint is not None
 
     @property
     def input_convention(self) -> tuple[int | None, str | None]:
@@ -234,6 +247,10 @@ class LiteSDMatte(SDMatte):
         if (folder := self.initial_weights(hp.tiny_autoencoder)) is not None:
             network.vae = AutoencoderTiny.from_pretrained(folder, local_files_only=True)
         return network
+
+    def autoencoder_weights_given(self) -> bool:
+        """TAESD comes from ``tiny_autoencoder`` or ``checkpoint``; the teacher has none."""
+        return self.hparams.tiny_autoencoder is not None or self.hparams.checkpoint is not None
 
     def _taesd_config(self) -> dict:
         return vae_config(self.hparams.variant, tiny_autoencoder=True)

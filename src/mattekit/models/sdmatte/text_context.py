@@ -59,7 +59,8 @@ def clip_text_config(state: Mapping[str, Tensor]):
         hidden_size=width,
         intermediate_size=state["encoder.layers.0.mlp.fc1.weight"].shape[0],
         num_hidden_layers=len(layer_ids),
-        num_attention_heads=width // 64,
+        # Heads of 64 (SD 2's); shapes cannot tell the count, and a narrow test encoder has one.
+        num_attention_heads=max(1, width // 64),
         max_position_embeddings=state["embeddings.position_embedding.weight"].shape[0],
         hidden_act="gelu",
         projection_dim=width,
