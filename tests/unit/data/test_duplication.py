@@ -142,3 +142,9 @@ def test_other_copy_survives_the_recomposite_after_colour_jitter():
         image = out.image[:, other].astype(int)
         # Red channel: the copy's centre (alpha 1, fg red 200) against a corner (grey bg 60).
         assert image[15, 7, 0] - image[0, 0, 0] > 50
+
+
+def test_referring_expression_is_dropped_with_the_second_copy():
+    raw = sample(text="the red disc", is_transparent=True)
+    out = duplicate_foreground(raw, np.random.default_rng(0))
+    assert out.text == "" and out.is_transparent
