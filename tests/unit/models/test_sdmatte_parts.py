@@ -23,9 +23,10 @@ from mattekit.models.sdmatte.configs import (
     unet_config,
     vae_config,
 )
-from mattekit.models.sdmatte.embeddings import CoordinateEmbedding, mask_boxes
+from mattekit.models.sdmatte.embeddings import CoordinateEmbedding
 from mattekit.models.sdmatte.pruning import kept_pairs, prune_unet
 from mattekit.models.sdmatte.torch_model import build_sdmatte, graft, widen_conv_in
+from mattekit.nn.prompt_maps import mask_boxes
 
 SD2_UNET_PARAMETERS = 865_910_724  # stabilityai/stable-diffusion-2's unet
 SD2_VAE_PARAMETERS = 83_653_863

@@ -88,22 +88,3 @@ class CoordinateEmbedding(nn.Module):
         height, width = size
         normalised = boxes / boxes.new_tensor([width, height, width, height])
         return self.box(sinusoidal(normalised, self.box_dim))
-
-
-def mask_boxes(masks: Tensor) -> Tensor:
-    """B x 1 x H x W masks -> B x 4 ``(x0, y0, x1, y1)`` of their nonzero pixels (inclusive, as
-    the release's ``argwhere`` min / max); an empty mask gives the whole image."""
-    batch, _, height, width = masks.shape
-    filled = masks[:, 0] > 0
-    rows, cols = filled.any(2), filled.any(1)  # B x H, B x W
-    ys = torch.arange(height, device=masks.device, dtype=torch.float32)
-    xs = torch.arange(width, device=masks.device, dtype=torch.float32)
-    big = float(max(height, width))
-    y0 = torch.where(rows, ys, big).amin(1)
-    y1 = torch.where(rows, ys, -1.0).amax(1)
-    x0 = torch.where(cols, xs, big).amin(1)
-    x1 = torch.where(cols, xs, -1.0).amax(1)
-    boxes = torch.stack([x0, y0, x1, y1], 1)
-    whole = boxes.new_tensor([0, 0, width, height]).expand(batch, 4)
-    empty = ~rows.any(1, keepdim=True)
-    return torch.where(empty, whole, boxes)

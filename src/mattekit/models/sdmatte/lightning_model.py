@@ -18,7 +18,6 @@ from mattekit.models.frozen import FrozenPart
 from mattekit.models.loss_terms import LossTerm
 from mattekit.models.prompting import prompt_maps, random_prompt_kinds
 from mattekit.models.sdmatte.configs import vae_config
-from mattekit.models.sdmatte.embeddings import mask_boxes
 from mattekit.models.sdmatte.torch_model import (
     BLOCK_GROUPS,
     POINT_DIMS,
@@ -28,6 +27,7 @@ from mattekit.models.sdmatte.torch_model import (
     lite_from_teacher,
 )
 from mattekit.models.sdmatte.weights import load_sdmatte_weights, load_stable_diffusion
+from mattekit.nn.prompt_maps import mask_boxes
 from mattekit.nn.unet_features import captured_stage_features
 
 logger = logging.getLogger(__name__)
