@@ -14,6 +14,7 @@ Up to four stages, because each part of a sample may only see some transforms:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -140,10 +141,15 @@ class MattingTransform:
         # drawn, so existing seeds give the same augmentations as before.
         p_duplicate = self.config.duplicate_foreground
         known = raw.fg is not None and raw.bg is not None
-        if self.train and p_duplicate > 0 and known and rng.random() < p_duplicate:
+        duplicated = self.train and p_duplicate > 0 and known and rng.random() < p_duplicate
+        if duplicated:
+            # The background is blurred before the second copy joins it: blurred afterwards,
+            # the untargeted copy would be blurred and the target sharp, a shortcut to the
+            # answer that the prompt should give.
+            if rng.random() < self.config.background_blur:
+                raw = dataclasses.replace(raw, bg=_blur_background(raw.bg, rng))
             raw = duplicate_foreground(raw, rng)
         self.photometric.set_random_seed(int(rng.integers(2**31)))
-        height, width = raw.size
 
         # Box corners travel as keypoints; after a flip they are re-sorted into x0 < x1.
         keypoints = np.zeros((0, 2), np.float32)
@@ -180,9 +186,8 @@ class MattingTransform:
         alpha = np.clip(out["alpha"], 0.0, 1.0).astype(np.float32)
         image, fg, bg = out["image"], out.get("fg"), out.get("bg")
         if fg is not None and bg is not None:
-            if self.train and rng.random() < self.config.background_blur:
-                sigma = rng.uniform(1.0, 4.0) * max(height, width) / 512
-                bg = cv2.GaussianBlur(bg, (0, 0), sigma)
+            if self.train and not duplicated and rng.random() < self.config.background_blur:
+                bg = _blur_background(bg, rng)
             image = composite(fg, bg, alpha)
         if self.photometric.transforms:
             colour = {"image": image}
@@ -213,6 +218,12 @@ class MattingTransform:
                 return out
         logger.debug("%s: no crop kept the foreground; resized without cropping", sample_id)
         return self.resize(**targets)
+
+
+def _blur_background(bg: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """H x W x 3 background blurred by a Gaussian of sigma 1-4 px per 512 px of its longer side."""
+    sigma = rng.uniform(1.0, 4.0) * max(bg.shape[:2]) / 512
+    return cv2.GaussianBlur(bg, (0, 0), sigma)
 
 
 def _fit(size: tuple[int, int], resize: str) -> list:

@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import cv2
 import numpy as np
 import pytest
 
@@ -148,3 +149,27 @@ def test_referring_expression_is_dropped_with_the_second_copy():
     raw = sample(text="the red disc", is_transparent=True)
     out = duplicate_foreground(raw, np.random.default_rng(0))
     assert out.text == "" and out.is_transparent
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_background_blur_leaves_both_copies_equally_sharp(seed):
+    """Blurred after duplication, the untargeted copy would be blurred and the target sharp: a
+    give-away. The blur comes first, so both copies are the same pixels. (At 16x the test
+    sample's size, so that the blur's sigma, 1-4 px per 512 px, is more than a pixel.)"""
+    small, scale = sample(), 16
+    grown = {
+        name: cv2.resize(
+            getattr(small, name), None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST
+        )
+        for name in ("image", "alpha", "fg", "bg")
+    }
+    raw = dataclasses.replace(small, **grown)
+    config = AugmentConfig(
+        duplicate_foreground=1.0, background_blur=1.0, crop_scale=(1, 1), flip=0, color_jitter=0
+    )
+    size = (HEIGHT * scale, 2 * WIDTH * scale)
+    out = MattingTransform(size, train=True, config=config)(raw, np.random.default_rng(seed))
+    half = WIDTH * scale
+    np.testing.assert_allclose(
+        out.image[:, :half].astype(int), out.image[:, half:].astype(int), atol=1
+    )

@@ -379,3 +379,16 @@ def test_lite_restores_without_its_teacher_file_but_cannot_train(tmp_path):
         module.on_fit_start()
     with pytest.raises(FileNotFoundError, match=r"gone\.ckpt"):
         LiteSDMatte(variant="tiny", teacher_checkpoint=missing)  # a new run needs it
+
+
+def test_a_decoded_pixel_outside_the_clip_still_gets_a_gradient():
+    """The release's clip to [-1, 1] in values, straight through in gradients: a latent decoded
+    entirely below -1 (alpha 0 everywhere) is still pulled towards a non-zero target."""
+    net = build_sdmatte("tiny").eval()
+    latent = torch.zeros(1, 4, 4, 4, requires_grad=True)
+    with torch.no_grad():
+        net.vae.decoder.conv_out.bias.fill_(-5.0)  # every decoded value far below -1
+    alpha = net.decode(latent)
+    assert torch.equal(alpha, torch.zeros_like(alpha))
+    (alpha - 1).abs().mean().backward()
+    assert latent.grad.abs().sum() > 0

@@ -118,9 +118,17 @@ class SDMatteNet(nn.Module):
         return self.vae.encode(x).latent_dist.mean * self.scaling_factor
 
     def decode(self, latent: Tensor) -> Tensor:
-        """B x 4 x h x w latent -> B x 1 x 8h x 8w alpha in [0, 1] (mean over the colours)."""
-        decoded = self.vae.decode(latent / self.scaling_factor).sample
-        return (decoded.mean(1, keepdim=True).clamp(-1, 1) + 1) / 2
+        """B x 4 x h x w latent -> B x 1 x 8h x 8w alpha in [0, 1] (mean over the colours).
+
+        The release's clip to [-1, 1], with a straight-through gradient. A hard clip passes no
+        gradient to a pixel outside the range: once every pixel is below -1 the network can
+        never recover. That happened to every tiny SDMatte trained from random weights at lr
+        1e-3 (within 100 steps all decoded values lay in [-4.2, -1.02], and the runs stayed
+        there). The values are the release's exactly; only the gradient differs.
+        """
+        decoded = self.vae.decode(latent / self.scaling_factor).sample.mean(1, keepdim=True)
+        clipped = decoded + (decoded.clamp(-1, 1) - decoded).detach()
+        return (clipped + 1) / 2
 
     def coordinates(
         self, boxes: Tensor, points: Tensor, point_labels: Tensor, use_points: Tensor, size
