@@ -44,7 +44,7 @@ from pathlib import Path
 import torch
 from timing import CLOCKS, timed
 
-from mattekit.models.sdmatte.torch_model import build_sdmatte
+from mattekit.models.sdmatte.torch_model import SDMattePrompt, build_sdmatte
 from mattekit.pipelines.benchmark.measure import PeakMemory, resident_bytes
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -71,19 +71,22 @@ def fingerprint(net: torch.nn.Module) -> float:
     return float(sum(p.double().abs().sum() for p in net.parameters()))
 
 
-def denoise_inputs(side: int, dtype: torch.dtype) -> tuple:
+def denoise_inputs(side: int, dtype: torch.dtype) -> tuple[torch.Tensor, SDMattePrompt]:
     """``denoise``'s arguments: a random image and a box over the middle half of it."""
     generator = torch.Generator().manual_seed(SEED)
     image = torch.rand(1, 3, side, side, generator=generator).to(dtype)
     lo, hi = side // 4, 3 * side // 4
     prompt_map = torch.zeros(1, 1, side, side, dtype=dtype)
     prompt_map[..., lo:hi, lo:hi] = 1
-    boxes = torch.tensor([[lo, lo, hi, hi]], dtype=torch.float32)
-    points = torch.zeros(1, 10, 2)
-    point_labels = torch.zeros(1, 10, dtype=torch.long)
-    use_points = torch.zeros(1, dtype=torch.bool)
-    transparent = torch.zeros(1)
-    return image, prompt_map, boxes, points, point_labels, use_points, transparent
+    prompt = SDMattePrompt(
+        prompt_map=prompt_map,
+        boxes=torch.tensor([[lo, lo, hi, hi]], dtype=torch.float32),
+        points=torch.zeros(1, 10, 2),
+        point_labels=torch.zeros(1, 10, dtype=torch.long),
+        use_points=torch.zeros(1, dtype=torch.bool),
+        transparent=torch.zeros(1),
+    )
+    return image, prompt
 
 
 def prepare(args, folder: Path) -> dict:

@@ -12,8 +12,9 @@ from torch import Tensor, nn
 class FeatureMSELoss(nn.Module):
     """Mean over feature pairs of the mean squared error (LiteSDMatte's UNet-stage distillation).
 
-    ``forward(student, teacher)``: two equally long sequences of same-shaped tensors; the
-    teacher's are detached (it is never trained through this loss).
+    ``forward(student, teacher)``: two equally long sequences of features, pair i of the same
+    shape (any, e.g. B x C x h x w); the teacher's are detached (it is never trained through this
+    loss). Returns a scalar.
 
     Raises:
         ValueError naming the pair whose shapes differ, or when the sequences differ in length.

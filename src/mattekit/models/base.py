@@ -512,6 +512,11 @@ class MattingModule(L.LightningModule):
 
     # --- frozen parts and checkpoints ---------------------------------------------------------
 
+    def add_frozen_part(self, part: FrozenPart) -> None:
+        """Freeze a part built after construction (a teacher read only when fitting starts)."""
+        freeze_parts(self, [part])
+        self.frozen_parts.append(part)
+
     def train(self, mode: bool = True) -> MattingModule:
         super().train(mode)
         keep_frozen_in_eval(self, getattr(self, "frozen_parts", []))

@@ -78,7 +78,8 @@ def mask_boxes(masks: Tensor) -> Tensor:
     """B x 1 x H x W masks -> B x 4 ``(x0, y0, x1, y1)`` bounding their nonzero pixels.
 
     Corners are inclusive, as :func:`box_mask` reads them (and as SDMatte's release takes
-    ``argwhere``'s min and max); an empty mask gives the whole image ``(0, 0, W, H)``.
+    ``argwhere``'s min and max). An empty mask gives ``(0, 0, W, H)``: normalised by the image's
+    size, the release's "whole image" ``[0, 0, 1, 1]``.
     """
     batch, _, height, width = masks.shape
     filled = masks[:, 0] > 0

@@ -11,40 +11,15 @@ import pytest
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from safetensors.torch import save_file
+from sdmatte_cases import net_inputs, randomise_coordinate_embedding, same_weights
 from torch import nn
 
 from mattekit.models.base import restoring_from_checkpoint
 from mattekit.models.sdmatte.configs import sd_unet_config, vae_config
 from mattekit.models.sdmatte.lightning_model import LiteSDMatte, SDMatte
-from mattekit.models.sdmatte.text_context import END_TOKEN, START_TOKEN
+from mattekit.models.sdmatte.text_context import END_TOKEN, START_TOKEN, TEXT_TOKENS
 from mattekit.models.sdmatte.torch_model import build_sdmatte
 from mattekit.models.sdmatte.weights import from_official, load_sdmatte_weights, to_official
-
-TEXT_TOKENS = 77
-
-
-def net_inputs(height: int = 64, width: int = 64, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """SDMatteNet.forward's arguments for two samples: clicks for one, a box for the other."""
-    generator = torch.Generator().manual_seed(seed)
-    image = torch.rand(2, 3, height, width, generator=generator)
-    prompt_map = torch.zeros(2, 1, height, width)
-    prompt_map[..., height // 4 : 3 * height // 4, width // 8 : width // 2] = 1
-    boxes = torch.tensor([[width // 8, height // 4, width // 2, 3 * height // 4]]).float()
-    points = torch.rand(2, 3, 2, generator=generator) * torch.tensor([width, height])
-    labels = torch.tensor([[1, 0, -1], [1, 1, 0]])
-    use_points = torch.tensor([True, False])
-    transparent = torch.tensor([0.0, 1.0])
-    return image, prompt_map, boxes.expand(2, 4), points, labels, use_points, transparent
-
-
-def randomise_coordinate_embedding(net) -> None:
-    with torch.no_grad():
-        for layer in (
-            net.coordinate_embedding.points.linear_2,
-            net.coordinate_embedding.box.linear_2,
-        ):
-            nn.init.normal_(layer.weight, std=0.5)
-            nn.init.normal_(layer.bias, std=0.5)
 
 
 def perturb(module: nn.Module, seed: int = 1) -> None:
@@ -104,7 +79,7 @@ def test_sides_not_divisible_by_8_raise_naming_the_size():
 def test_mixed_prompt_kinds_in_one_batch_give_each_samples_own_output(synthetic_batch):
     torch.manual_seed(0)
     module = SDMatte(variant="tiny").eval()
-    randomise_coordinate_embedding(module.model)
+    randomise_coordinate_embedding(module.model.coordinate_embedding)
     batch = synthetic_batch(64, 4)
     kinds = ["points", "box", "mask", "points"]
     with torch.no_grad():
@@ -133,7 +108,9 @@ def test_the_opacity_flag_replaces_the_timestep(synthetic_batch):
     assert torch.allclose(from_data[1], opaque[1], atol=1e-6)
     module.train()  # training reads the data whatever the run setting
     module.hparams.transparent = False
-    assert torch.equal(module.network_inputs(batch, ["box", "box"])[-1], torch.tensor([1.0, 0.0]))
+    assert torch.equal(
+        module.network_inputs(batch, ["box", "box"])[1].transparent, torch.tensor([1.0, 0.0])
+    )
 
     torch.manual_seed(0)
     without = SDMatte(variant="tiny", opacity_embedding=False).eval()
@@ -308,13 +285,6 @@ def teacher_file(tmp_path_factory):
     return module.model, path
 
 
-def same_weights(a: nn.Module, b: nn.Module) -> bool:
-    state_a, state_b = a.state_dict(), b.state_dict()
-    return state_a.keys() == state_b.keys() and all(
-        torch.equal(value, state_b[key]) for key, value in state_a.items()
-    )
-
-
 def test_lite_teacher_is_frozen_unsaved_and_the_student_its_pruned_copy(teacher_file):
     trained, path = teacher_file
     module = LiteSDMatte(variant="tiny", teacher_checkpoint=str(path)).train()
@@ -377,7 +347,7 @@ def test_lite_restores_without_its_teacher_file_but_cannot_train(tmp_path):
     assert not any(part.name == "teacher" for part in module.frozen_parts)
     with pytest.raises(FileNotFoundError, match=r"gone\.ckpt"):
         module.on_fit_start()
-    with pytest.raises(FileNotFoundError, match=r"gone\.ckpt"):
+    with pytest.raises(FileNotFoundError, match=r"teacher_checkpoint .*gone\.ckpt"):
         LiteSDMatte(variant="tiny", teacher_checkpoint=missing)  # a new run needs it
 
 
@@ -392,3 +362,90 @@ def test_a_decoded_pixel_outside_the_clip_still_gets_a_gradient():
     assert torch.equal(alpha, torch.zeros_like(alpha))
     (alpha - 1).abs().mean().backward()
     assert latent.grad.abs().sum() > 0
+
+
+def test_a_restored_lite_reads_its_teacher_only_when_fitting(teacher_file):
+    """Test and predict of a trained LiteSDMatte need no teacher: a 12 GB file is not read."""
+    teacher, path = teacher_file
+    with restoring_from_checkpoint():
+        module = LiteSDMatte(variant="tiny", teacher_checkpoint=str(path))
+    assert module.teacher is None
+    module.on_fit_start()  # a resumed fit
+    assert same_weights(module.teacher, teacher) and not module.teacher.training
+    assert not any(p.requires_grad for p in module.teacher.parameters())
+    assert any(part.name == "teacher" and not part.in_checkpoint for part in module.frozen_parts)
+    teacher_params = {id(p) for p in module.teacher.parameters()}
+    assert not teacher_params & {id(p) for g in module.parameter_groups() for p in g["params"]}
+
+
+def test_official_lite_layout_round_trip(tmp_path):
+    torch.manual_seed(0)
+    net = build_sdmatte("tiny", lite=True)
+    perturb(net)
+    state = to_official(net.state_dict())
+    assert state["unet.conv_in.weight"].shape[1] == 8
+    assert any(key.startswith("vae.encoder.layers.") for key in state)  # TAESD's names
+    torch.save({"model": state}, tmp_path / "LiteSDMatte.pth")
+    module = LiteSDMatte(variant="tiny", checkpoint=str(tmp_path / "LiteSDMatte.pth"))
+    assert module.hparams.checkpoint and module.trains_autoencoder is False
+    loaded = module.model.state_dict()
+    for key, value in net.state_dict().items():
+        if key != "text_context":  # no text encoder in the file: the placeholder
+            assert torch.equal(loaded[key], value), key
+    assert all(p.device.type == "cpu" for p in module.model.parameters())
+
+
+def test_a_family_checkpoint_is_assigned_without_a_random_start(official, monkeypatch):
+    """With ``checkpoint``, the network is built on the meta device (no random initialisation,
+    no memory) and takes the file's memory-mapped tensors as its parameters."""
+    from mattekit.models.sdmatte import lightning_model
+
+    net, _, _, folder = official
+    seen = []
+
+    def spy(network, path, assign=False):
+        seen.append(({p.device.type for p in network.parameters()}, assign))
+        return load_sdmatte_weights(network, path, assign=assign)
+
+    monkeypatch.setattr(lightning_model, "load_sdmatte_weights", spy)
+    module = SDMatte(variant="tiny", checkpoint=str(folder / "SDMatte.pth"))
+    assert seen == [({"meta"}, True)]
+    assert all(p.device.type == "cpu" for p in module.model.parameters())
+    for key, value in net.state_dict().items():
+        if key != "text_context":
+            assert torch.equal(module.model.state_dict()[key], value), key
+
+
+def test_a_folders_text_encoder_gives_the_empty_caption_context(tmp_path):
+    torch.manual_seed(0)
+    UNet2DConditionModel(**sd_unet_config("tiny")).save_pretrained(tmp_path / "unet")
+    AutoencoderKL(**vae_config("tiny")).save_pretrained(tmp_path / "vae")
+    encoder = tiny_text_encoder()
+    encoder.save_pretrained(tmp_path / "text_encoder")
+    net = SDMatte(variant="tiny", pretrained=str(tmp_path)).model
+    ids = torch.tensor([[START_TOKEN, END_TOKEN] + [0] * (TEXT_TOKENS - 2)])
+    with torch.no_grad():
+        expected = encoder(input_ids=ids).last_hidden_state
+    torch.testing.assert_close(net.text_context, expected)
+
+
+def test_lite_reads_a_tiny_autoencoder_folder_and_prunes_a_pretrained_folder(tmp_path):
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**sd_unet_config("tiny"))
+    unet.save_pretrained(tmp_path / "sd2" / "unet")
+    AutoencoderKL(**vae_config("tiny")).save_pretrained(tmp_path / "sd2" / "vae")
+    taesd = AutoencoderTiny(**vae_config("tiny", tiny_autoencoder=True))
+    perturb(taesd)
+    taesd.save_pretrained(tmp_path / "taesd")
+    module = LiteSDMatte(
+        variant="tiny", pretrained=str(tmp_path / "sd2"), tiny_autoencoder=str(tmp_path / "taesd")
+    )
+    assert same_weights(module.model.vae, taesd)
+    assert module.trains_autoencoder is False  # it starts from trained weights
+    student = module.model.unet
+    assert student.config.layers_per_block == 1
+    torch.testing.assert_close(
+        student.up_blocks[1].resnets[1].conv1.weight, unet.up_blocks[1].resnets[2].conv1.weight
+    )

@@ -5,6 +5,7 @@ The network and the families as a whole are tested in ``test_sdmatte.py``.
 """
 
 import copy
+import dataclasses
 import logging
 import math
 from collections import Counter
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from diffusers.models.attention_processor import Attention, AttnProcessor
+from sdmatte_cases import net_inputs, randomise_coordinate_embedding, same_weights
 from torch import nn
 
 from mattekit.models.sdmatte.attention import BLOCKED_KEY_BIAS, PromptKeyBias, SDMatteAttnProcessor
@@ -33,38 +35,8 @@ SD2_VAE_PARAMETERS = 83_653_863
 TINY_POINT_DIM = 8  # POINT_DIMS["tiny"]
 
 
-def net_inputs(height: int = 64, width: int = 64, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """SDMatteNet.forward's arguments for two samples: a box prompt, clicks, mixed opacity."""
-    generator = torch.Generator().manual_seed(seed)
-    image = torch.rand(2, 3, height, width, generator=generator)
-    x0, y0, x1, y1 = width // 8, height // 4, width // 2, 3 * height // 4
-    prompt_map = torch.zeros(2, 1, height, width)
-    prompt_map[..., y0:y1, x0:x1] = 1
-    boxes = torch.tensor([[x0, y0, x1, y1]], dtype=torch.float32).expand(2, 4)
-    points = torch.rand(2, 3, 2, generator=generator) * torch.tensor([width, height])
-    labels = torch.tensor([[1, 0, -1], [1, 1, 0]])
-    use_points = torch.tensor([True, False])
-    transparent = torch.tensor([0.0, 1.0])
-    return image, prompt_map, boxes, points, labels, use_points, transparent
-
-
-def randomise_coordinate_embedding(embedding: CoordinateEmbedding) -> None:
-    """Move the zero-initialised output layers, so that the embeddings reach the UNet."""
-    with torch.no_grad():
-        for layer in (embedding.points.linear_2, embedding.box.linear_2):
-            nn.init.normal_(layer.weight, std=0.5)
-            nn.init.normal_(layer.bias, std=0.5)
-
-
 def count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
-
-
-def same_weights(a: nn.Module, b: nn.Module) -> bool:
-    state_a, state_b = a.state_dict(), b.state_dict()
-    return state_a.keys() == state_b.keys() and all(
-        torch.equal(value, state_b[key]) for key, value in state_a.items()
-    )
 
 
 # --- attention ----------------------------------------------------------------------------------
@@ -208,9 +180,9 @@ def test_the_prompt_map_reaches_the_mid_block_through_the_projection():
     net = build_sdmatte("tiny", masked_blocks=(), coordinate_embedding=False).eval()
     with torch.no_grad():
         net.unet.conv_in.weight[:, LATENT_CHANNELS:] = 0
-    inputs = net_inputs()
-    other_prompt = list(inputs)
-    other_prompt[1] = torch.rand_like(inputs[1])
+    image, prompt = inputs = net_inputs()
+    other_map = torch.rand_like(prompt.prompt_map)
+    other_prompt = (image, dataclasses.replace(prompt, prompt_map=other_map))
     with torch.no_grad():
         assert (net.denoise(*inputs) - net.denoise(*other_prompt)).abs().max() > 1e-4
         net.visual_prompt_projection.weight.zero_()
@@ -444,3 +416,43 @@ def test_masked_self_attention_matches_a_hand_computed_softmax():
         weights = F.softmax(q @ k[kept].T / 2.0, dim=-1)
         expected = attn.to_out[0](weights @ v[kept])
     assert torch.allclose(out[0], expected, atol=1e-5)
+
+
+def test_at_step_0_the_grafted_unet_is_the_pretrained_one_on_a_repeated_latent(pretrained_parts):
+    """With the prompt modules that change the computation switched off (masks, visual prompt)
+    and the zero-initialised ones on (coordinate embeddings), the grafted UNet on
+    ``cat(z, z)`` with timestep 1 (opaque) is the pretrained UNet on ``z``: the graft itself
+    changes nothing until training does."""
+    unet, vae = pretrained_parts
+    context = torch.randn(1, 77, unet.config.cross_attention_dim)
+    net = graft(
+        copy.deepcopy(unet), vae, context, TINY_POINT_DIM, visual_prompt_blocks=(),
+        masked_blocks=(),
+    ).eval()  # fmt: skip
+    z = torch.randn(2, LATENT_CHANNELS, 8, 8)
+    opaque = torch.ones(2)
+    _, prompt = net_inputs(64, 64)
+    coordinates = net.coordinates(prompt, (64, 64))
+    with torch.no_grad():
+        grafted = net.unet(
+            torch.cat([z, z], 1), opaque, encoder_hidden_states=context.expand(2, -1, -1),
+            class_labels=coordinates,
+        ).sample  # fmt: skip
+        original = unet.eval()(z, opaque, encoder_hidden_states=context.expand(2, -1, -1)).sample
+    torch.testing.assert_close(grafted, original, atol=1e-5, rtol=1e-5)
+
+
+def test_masked_self_attention_equals_the_releases_route_through_diffusers(monkeypatch):
+    """The release passes ``(1 - m) x -10000`` (B x 1 x L) as diffusers' ``attention_mask`` to the
+    classic processor, which repeats it per head and adds it to the L x L scores (baddbmm); ours
+    hands SDPA a B x 1 x 1 x L bias. Same layer, same map: same output."""
+    torch.manual_seed(0)
+    attn = Attention(query_dim=16, heads=2, dim_head=8).eval()
+    soft = torch.rand(2, 1, 4, 6)  # a soft map (the Gaussian of clicks is not binarised)
+    hidden = torch.randn(2, 24, 16)
+    bias = PromptKeyBias(soft, (4, 6))
+    with torch.no_grad():
+        ours = SDMatteAttnProcessor(masked=True)(attn, hidden, prompt_bias=bias)
+        release_mask = ((1 - soft.flatten(1)) * BLOCKED_KEY_BIAS)[:, None, :]  # B x 1 x L
+        release = AttnProcessor()(attn, hidden, attention_mask=release_mask)
+    torch.testing.assert_close(ours, release, atol=1e-5, rtol=1e-5)

@@ -121,7 +121,7 @@ class SDMatteAttnProcessor:
         def heads(x: Tensor) -> Tensor:  # B x L x (h d) -> B x h x L x d
             return x.view(batch, -1, attn.heads, x.shape[-1] // attn.heads).transpose(1, 2)
 
-        query, key, value = heads(attn.to_q(hidden_states)), heads(attn.to_k(context)), None
+        query, key = heads(attn.to_q(hidden_states)), heads(attn.to_k(context))
         value = heads(attn.to_v(context))
         if attn.norm_q is not None:
             query = attn.norm_q(query)

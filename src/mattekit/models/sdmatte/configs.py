@@ -13,6 +13,8 @@ from typing import Any
 
 VARIANTS = ("sd2", "tiny")
 
+# Sinusoidal width per click coordinate: 84 at SD 2 size (10 clicks x 2 x 84 = 1680).
+POINT_DIMS = {"sd2": 84, "tiny": 8}
 # Image latent + prompt-map latent, concatenated.
 UNET_IN_CHANNELS = 8
 LATENT_CHANNELS = 4

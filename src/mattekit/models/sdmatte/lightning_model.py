@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import ClassVar
 
 import torch
 from diffusers import AutoencoderTiny
@@ -17,11 +16,12 @@ from mattekit.models.base import MattingModule, is_restoring
 from mattekit.models.frozen import FrozenPart
 from mattekit.models.loss_terms import LossTerm
 from mattekit.models.prompting import prompt_maps, random_prompt_kinds
-from mattekit.models.sdmatte.configs import vae_config
+from mattekit.models.sdmatte.configs import POINT_DIMS, vae_config
 from mattekit.models.sdmatte.torch_model import (
     BLOCK_GROUPS,
-    POINT_DIMS,
+    DEFAULT_VISUAL_PROMPT_BLOCKS,
     SDMatteNet,
+    SDMattePrompt,
     build_sdmatte,
     graft,
     lite_from_teacher,
@@ -31,6 +31,9 @@ from mattekit.nn.prompt_maps import mask_boxes
 from mattekit.nn.unet_features import captured_stage_features
 
 logger = logging.getLogger(__name__)
+
+#: LiteSDMatte's teacher: frozen, and read from its own file rather than the student's checkpoints.
+TEACHER = FrozenPart("teacher", in_checkpoint=False)
 
 # The release's schedule: 200 warm-up iterations, then lr x 0.005 ** (step / 30501), i.e. this
 # factor per step (detectron2's ExponentialParamScheduler over its 30,501 iterations).
@@ -78,8 +81,6 @@ class SDMatte(MattingModule):
         "eval_prompt",
         "transparent",
     }
-    #: LiteSDMatte's pruned UNet and tiny autoencoder.
-    lite: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -111,10 +112,11 @@ class SDMatte(MattingModule):
         )  # fmt: skip
 
     @property
-    def switches(self) -> dict:
+    def switches(self) -> dict[str, tuple[str, ...] | bool]:
         """:func:`~mattekit.models.sdmatte.torch_model.graft`'s block and embedding switches."""
         hp = self.hparams
-        visual = ["mid"] if hp.visual_prompt_blocks is None else hp.visual_prompt_blocks
+        visual = hp.visual_prompt_blocks
+        visual = DEFAULT_VISUAL_PROMPT_BLOCKS if visual is None else visual
         masked = BLOCK_GROUPS if hp.masked_attention_blocks is None else hp.masked_attention_blocks
         return {
             "visual_prompt_blocks": tuple(visual),
@@ -125,11 +127,19 @@ class SDMatte(MattingModule):
 
     def configure_models(self) -> None:
         hp = self.hparams
-        self.model = self.build_network()
+        checkpoint = None if hp.checkpoint is None else self.initial_weights(hp.checkpoint)
+        if checkpoint is not None and hp.pretrained is None:
+            # Every weight comes from the file: build on the meta device and take the file's
+            # memory-mapped tensors as the parameters (no random initialisation, no copy).
+            with torch.device("meta"):
+                self.model = self.build_network()
+            load_sdmatte_weights(self.model, checkpoint, assign=True)
+        else:
+            self.model = self.build_network()
+            if checkpoint is not None:
+                load_sdmatte_weights(self.model, checkpoint)
         if hp.gradient_checkpointing:
             self.model.unet.enable_gradient_checkpointing()
-        if hp.checkpoint is not None and (path := self.initial_weights(hp.checkpoint)):
-            load_sdmatte_weights(self.model, path)
 
     def build_network(self) -> SDMatteNet:
         """SDMatte grafted on ``pretrained``, else randomly initialised (said in the log)."""
@@ -164,30 +174,37 @@ class SDMatte(MattingModule):
         """The release stretches every image to a square (1024 at test); the side is the run's."""
         return None, "stretch"
 
-    def network_inputs(self, batch: MattingBatch, kinds: list[str]) -> tuple[Tensor, ...]:
-        """:meth:`SDMatteNet.forward`'s arguments for ``batch``, each sample prompted by its kind.
+    def network_inputs(self, batch: MattingBatch, kinds: list[str]) -> tuple[Tensor, SDMattePrompt]:
+        """``(image, prompt)`` for :class:`SDMatteNet`, each sample prompted by its kind.
 
         The prompt map is the kind's map (Gaussian clicks, filled box or coarse mask); the
         coordinate embedding reads the clicks, the box, or the coarse mask's bounding box.
         """
         prompt_map = prompt_maps(batch, kinds).sum(1, keepdim=True)
         is_mask = torch.tensor([k == "mask" for k in kinds], device=prompt_map.device)
-        boxes = torch.where(is_mask[:, None], mask_boxes(batch.coarse_mask), batch.box)
-        use_points = torch.tensor([k == "points" for k in kinds], device=prompt_map.device)
         transparent = batch.is_transparent.float()
         if not self.training and self.hparams.transparent is not None:
             transparent = torch.full_like(transparent, float(self.hparams.transparent))
-        points, labels = batch.points, batch.point_labels
-        return batch.image, prompt_map, boxes, points, labels, use_points, transparent
+        prompt = SDMattePrompt(
+            prompt_map=prompt_map,
+            boxes=torch.where(is_mask[:, None], mask_boxes(batch.coarse_mask), batch.box),
+            points=batch.points,
+            point_labels=batch.point_labels,
+            use_points=torch.tensor([k == "points" for k in kinds], device=prompt_map.device),
+            transparent=transparent,
+        )
+        return batch.image, prompt
 
     def forward(self, batch: MattingBatch) -> dict[str, Tensor]:
         """Inference: every sample prompted by ``eval_prompt``; ``alpha`` B x 1 x H x W."""
-        kinds = [self.hparams.eval_prompt] * len(batch)
-        return {"alpha": self.model(*self.network_inputs(batch, kinds))}
+        return self.predict_alpha(batch, [self.hparams.eval_prompt] * len(batch))
 
     def training_outputs(self, batch: MattingBatch) -> dict[str, Tensor]:
         """As :meth:`forward`, each sample prompted by a kind drawn from ``prompt_kinds``."""
-        kinds = random_prompt_kinds(len(batch), self.prompt_kinds)
+        return self.predict_alpha(batch, random_prompt_kinds(len(batch), self.prompt_kinds))
+
+    def predict_alpha(self, batch: MattingBatch, kinds: list[str]) -> dict[str, Tensor]:
+        """``alpha`` B x 1 x H x W, each sample prompted by its kind."""
         return {"alpha": self.model(*self.network_inputs(batch, kinds))}
 
 
@@ -200,16 +217,17 @@ class LiteSDMatte(SDMatte):
 
     Args:
         teacher_checkpoint: a trained SDMatte (a mattekit SDMatte run's checkpoint or the
-            official ``SDMatte.pth``) of the same variant and switches. It initialises the
-            student's kept blocks and modules (unless ``checkpoint`` is given) and is distilled
-            from: frozen, in eval mode, left out of the student's checkpoints and read from this
-            file whenever the run is built. None trains without distillation from random weights.
+            official ``SDMatte.pth``) of the same variant and switches. It initialises a new
+            run's student (its kept blocks and modules; not with ``checkpoint``) and is distilled
+            from: frozen, in eval mode, left out of the student's checkpoints, read from this file
+            by every run that fits (a resumed fit too) and by none that only evaluates or
+            predicts. None: no distillation.
         tiny_autoencoder: a local diffusers ``AutoencoderTiny`` (TAESD) folder; None: random.
+        pretrained: without a teacher, a local Stable Diffusion 2 folder grafted, then pruned.
         checkpoint: an official ``LiteSDMatte.pth`` or a mattekit LiteSDMatte run's checkpoint.
         **kwargs: :class:`SDMatte` arguments.
     """
 
-    lite = True
     run_settings = SDMatte.run_settings | {"teacher_checkpoint", "tiny_autoencoder"}
 
     def __init__(
@@ -221,77 +239,84 @@ class LiteSDMatte(SDMatte):
         super().__init__(**kwargs)
 
     def configure_models(self) -> None:
-        hp = self.hparams
+        # A new run reads the teacher now: the student starts as its pruned copy. A restored run
+        # (test, predict, resumed fit) never needs that copy; only a resumed fit needs the
+        # teacher, and reads it when fitting starts (:meth:`on_fit_start`).
         self.teacher = None
-        teacher_path = self.initial_weights(hp.teacher_checkpoint, stored=False)
-        if teacher_path is not None:
-            if Path(teacher_path).exists() or not is_restoring():
-                self.teacher = build_sdmatte(hp.variant, **self.switches)
-                load_sdmatte_weights(self.teacher, teacher_path)
-            else:
-                logger.warning(
-                    "LiteSDMatte: teacher %s not found; restoring without it (evaluation and "
-                    "prediction need no teacher, training does)",
-                    teacher_path,
-                )
+        if self.hparams.teacher_checkpoint is not None and not is_restoring():
+            self.teacher = self.load_teacher()
         super().configure_models()
 
+    def load_teacher(self) -> SDMatteNet:
+        """The frozen SDMatte named by ``teacher_checkpoint`` (read whenever a run fits)."""
+        path = self.initial_weights(self.hparams.teacher_checkpoint, stored=False)
+        if not Path(path).is_file():
+            raise FileNotFoundError(
+                f"LiteSDMatte: teacher_checkpoint {path} not found: distillation needs it "
+                "(--model.teacher_checkpoint null trains without a teacher)"
+            )
+        teacher = build_sdmatte(self.hparams.variant, **self.switches)
+        load_sdmatte_weights(teacher, path)
+        return teacher
+
     def build_network(self) -> SDMatteNet:
-        """Pruned from the teacher when there is one (not when restoring or loading
-        ``checkpoint``: those weights replace it), else random; TAESD from its folder."""
+        """Pruned from the teacher (a new run), else from ``pretrained`` (grafted, then pruned),
+        else random; TAESD from ``tiny_autoencoder`` when given (random otherwise)."""
         hp = self.hparams
-        if self.teacher is not None and hp.checkpoint is None and not is_restoring():
-            network = lite_from_teacher(self.teacher, AutoencoderTiny(**self._taesd_config()))
-        else:
-            network = build_sdmatte(hp.variant, lite=True, **self.switches)
-        if (folder := self.initial_weights(hp.tiny_autoencoder)) is not None:
-            network.vae = AutoencoderTiny.from_pretrained(folder, local_files_only=True)
+        taesd = AutoencoderTiny(**vae_config(hp.variant, tiny_autoencoder=True))
+        if hp.checkpoint is None and (folder := self.initial_weights(hp.tiny_autoencoder)):
+            taesd = AutoencoderTiny.from_pretrained(folder, local_files_only=True)
+        if self.teacher is not None and hp.checkpoint is None:
+            return lite_from_teacher(self.teacher, taesd)
+        if (folder := self.initial_weights(hp.pretrained)) is not None:
+            unet, _, context = load_stable_diffusion(folder)
+            point_dim = POINT_DIMS[hp.variant]
+            return graft(unet, taesd, context, point_dim, layers_per_block=1, **self.switches)
+        network = build_sdmatte(hp.variant, lite=True, **self.switches)
+        network.vae = taesd
         return network
 
     def autoencoder_weights_given(self) -> bool:
-        """TAESD comes from ``tiny_autoencoder`` or ``checkpoint``; the teacher has none."""
+        """TAESD comes from ``tiny_autoencoder`` or ``checkpoint``; a teacher has none."""
         return self.hparams.tiny_autoencoder is not None or self.hparams.checkpoint is not None
-
-    def _taesd_config(self) -> dict:
-        return vae_config(self.hparams.variant, tiny_autoencoder=True)
 
     def configure_losses(self) -> dict[str, LossTerm]:
         terms = super().configure_losses()
         if self.hparams.teacher_checkpoint is not None:
-            terms["distillation"] = LossTerm(FeatureMSELoss(), 0.01)
+            # Computed in predict_alpha, where both networks' features exist.
+            terms["distillation"] = LossTerm(None, 0.01)
+            self.feature_distillation = FeatureMSELoss()
         return terms
 
     def configure_frozen(self) -> list[FrozenPart]:
-        teacher = [FrozenPart("teacher", in_checkpoint=False)] if self.teacher is not None else []
+        teacher = [TEACHER] if self.teacher is not None else []
         return [*super().configure_frozen(), *teacher]
 
     def on_fit_start(self) -> None:
         if self.hparams.teacher_checkpoint is not None and self.teacher is None:
-            raise FileNotFoundError(
-                f"LiteSDMatte: teacher_checkpoint {self.hparams.teacher_checkpoint} not found; "
-                "distillation needs it (or pass --model.teacher_checkpoint null)"
-            )
+            self.teacher = self.load_teacher().to(self.device)
+            self.add_frozen_part(TEACHER)
 
-    def training_outputs(self, batch: MattingBatch) -> dict[str, Tensor]:
-        """The alpha, and the ``distillation`` term's value (a scalar) when it is active."""
-        if self.teacher is None or self.loss_weights.get("distillation", 0) == 0:
-            return super().training_outputs(batch)
-        inputs = self.network_inputs(batch, random_prompt_kinds(len(batch), self.prompt_kinds))
+    @property
+    def distilling(self) -> bool:
+        return self.teacher is not None and self.loss_weights.get("distillation", 0) != 0
+
+    def predict_alpha(self, batch: MattingBatch, kinds: list[str]) -> dict[str, Tensor]:
+        """The alpha; in training with a teacher also ``distillation``, the feature term's
+        value (a scalar), computed while both networks' stage features are at hand."""
+        if not (self.training and self.distilling):
+            return super().predict_alpha(batch, kinds)
+        inputs = self.network_inputs(batch, kinds)
         with captured_stage_features(self.model.unet) as student:
             latent = self.model.denoise(*inputs)
         with torch.no_grad(), captured_stage_features(self.teacher.unet) as teacher:
             self.teacher.denoise(*inputs)
-        distillation = self.losses["distillation"](student, teacher)
+        distillation = self.feature_distillation(student, teacher)
         return {"alpha": self.model.decode(latent), "distillation": distillation}
 
     def loss_terms(self, outputs: dict[str, Tensor], batch: MattingBatch) -> dict[str, Tensor]:
-        """SDMatte's terms on the alpha, and the distillation value :meth:`training_outputs`
-        computed (absent from inference outputs: a validation loss leaves it out)."""
-        trimap = batch.trimap if self.hparams.loss_regions else None
-        terms = {}
-        for name, loss in self.active_losses():
-            if name != "distillation":
-                terms[name] = loss(outputs["alpha"], batch.alpha, trimap)
-            elif name in outputs:
-                terms[name] = outputs[name]
+        """SDMatte's terms, and ``distillation`` when the outputs carry it (training only)."""
+        terms = super().loss_terms(outputs, batch)
+        if "distillation" in outputs:
+            terms["distillation"] = outputs["distillation"]
         return terms

@@ -11,16 +11,22 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
+if TYPE_CHECKING:
+    from transformers import CLIPTextConfig
+
 # Stable Diffusion 2's tokenizer (OpenCLIP's vocabulary): start and end of text, then "!" (id 0)
 # as padding. Used when no tokenizer folder is at hand (an official .pth has none).
 START_TOKEN, END_TOKEN, SD2_PAD_TOKEN = 49406, 49407, 0
+#: The text encoder's sequence length (CLIP's 77 positions).
+TEXT_TOKENS = 77
 
 
-def placeholder_context(width: int, length: int = 77) -> Tensor:
+def placeholder_context(width: int, length: int = TEXT_TOKENS) -> Tensor:
     """1 x ``length`` x ``width``: a fixed random context (seed 0) standing in for the empty
     caption when no text encoder is given (random or tiny networks). Zeros would leave the
     cross-attention keys and values of the text blocks without any gradient."""
@@ -43,7 +49,7 @@ def without_text_model_prefix(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return {k.removeprefix(_TEXT_MODEL): v for k, v in state.items()}
 
 
-def clip_text_config(state: Mapping[str, Tensor]):
+def clip_text_config(state: Mapping[str, Tensor]) -> CLIPTextConfig:
     """transformers ``CLIPTextConfig`` matching a CLIP text encoder state dict's shapes (SD 2:
     width 1024, 23 layers, 16 heads of 64); keys with or without ``text_model.``."""
     from transformers import CLIPTextConfig

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -17,16 +18,19 @@ from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
 from torch import Tensor, nn
 
 from mattekit.models.sdmatte.attention import PromptKeyBias, SDMatteAttnProcessor
-from mattekit.models.sdmatte.configs import LATENT_CHANNELS, sd_unet_config, vae_config
+from mattekit.models.sdmatte.configs import (
+    LATENT_CHANNELS,
+    POINT_DIMS,
+    sd_unet_config,
+    vae_config,
+)
 from mattekit.models.sdmatte.embeddings import CoordinateEmbedding
 from mattekit.models.sdmatte.pruning import prune_unet
-from mattekit.models.sdmatte.text_context import placeholder_context
+from mattekit.models.sdmatte.text_context import TEXT_TOKENS, placeholder_context
 
 BLOCK_GROUPS = ("down", "mid", "up")
-# The text encoder's sequence length: the context the blocks without visual prompts attend to.
-TEXT_TOKENS = 77
-# Sinusoidal width per point scalar: 84 at SD 2 size (10 points x 2 x 84 = 1680).
-POINT_DIMS = {"sd2": 84, "tiny": 8}
+#: The paper's best: visual-prompt tokens in the mid block's cross-attention only.
+DEFAULT_VISUAL_PROMPT_BLOCKS = ("mid",)
 
 
 def _check_blocks(name: str, blocks: Sequence[str]) -> tuple[str, ...]:
@@ -39,6 +43,26 @@ def _check_blocks(name: str, blocks: Sequence[str]) -> tuple[str, ...]:
 def block_group(processor_name: str) -> str:
     """``down`` / ``mid`` / ``up`` of a UNet attention processor's name."""
     return processor_name.split("_", 1)[0].split(".", 1)[0]
+
+
+@dataclass
+class SDMattePrompt:
+    """Each sample's prompt, as :class:`SDMatteNet` reads it (B samples, H x W input).
+
+    Attributes:
+        prompt_map: B x 1 x H x W in [0, 1]: the Gaussian click map, the filled box or the mask.
+        boxes: B x 4 ``(x0, y0, x1, y1)`` pixels: the box, or the mask's bounding box.
+        points: B x N x 2 pixel clicks; ``point_labels`` B x N (1 positive, others unused).
+        use_points: B bool: the coordinate embedding reads the clicks, not the box.
+        transparent: B: 1 for a transparent object (the opacity flag), else 0.
+    """
+
+    prompt_map: Tensor
+    boxes: Tensor
+    points: Tensor
+    point_labels: Tensor
+    use_points: Tensor
+    transparent: Tensor
 
 
 class SDMatteNet(nn.Module):
@@ -62,7 +86,7 @@ class SDMatteNet(nn.Module):
         unet: UNet2DConditionModel,
         vae: AutoencoderKL | AutoencoderTiny,
         text_context: Tensor,
-        visual_prompt_blocks: Sequence[str] = ("mid",),
+        visual_prompt_blocks: Sequence[str] = DEFAULT_VISUAL_PROMPT_BLOCKS,
         masked_blocks: Sequence[str] = BLOCK_GROUPS,
         coordinate_embedding: CoordinateEmbedding | None = None,
         opacity_embedding: bool = True,
@@ -130,55 +154,29 @@ class SDMatteNet(nn.Module):
         clipped = decoded + (decoded.clamp(-1, 1) - decoded).detach()
         return (clipped + 1) / 2
 
-    def coordinates(
-        self, boxes: Tensor, points: Tensor, point_labels: Tensor, use_points: Tensor, size
-    ) -> Tensor:
+    def coordinates(self, prompt: SDMattePrompt, size: tuple[int, int]) -> Tensor:
         """B x time-embedding-width: the point embedding where ``use_points``, else the box's."""
         embedding = self.coordinate_embedding
-        by_box = embedding.embed_boxes(boxes, size)
-        if not bool(use_points.any()):
+        by_box = embedding.embed_boxes(prompt.boxes, size)
+        if not bool(prompt.use_points.any()):
             return by_box
-        by_points = embedding.embed_points(points, point_labels, size)
-        return torch.where(use_points[:, None], by_points, by_box)
+        by_points = embedding.embed_points(prompt.points, prompt.point_labels, size)
+        return torch.where(prompt.use_points[:, None], by_points, by_box)
 
-    def forward(
-        self,
-        image: Tensor,
-        prompt_map: Tensor,
-        boxes: Tensor,
-        points: Tensor,
-        point_labels: Tensor,
-        use_points: Tensor,
-        transparent: Tensor,
-    ) -> Tensor:
+    def forward(self, image: Tensor, prompt: SDMattePrompt) -> Tensor:
         """One step from image and prompt to alpha: :meth:`decode` of :meth:`denoise`.
 
         Returns:
             B x 1 x H x W alpha in [0, 1].
         """
-        return self.decode(
-            self.denoise(image, prompt_map, boxes, points, point_labels, use_points, transparent)
-        )
+        return self.decode(self.denoise(image, prompt))
 
-    def denoise(
-        self,
-        image: Tensor,
-        prompt_map: Tensor,
-        boxes: Tensor,
-        points: Tensor,
-        point_labels: Tensor,
-        use_points: Tensor,
-        transparent: Tensor,
-    ) -> Tensor:
+    def denoise(self, image: Tensor, prompt: SDMattePrompt) -> Tensor:
         """The UNet's one step, from image and prompt to the alpha's latent.
 
         Args:
             image: B x 3 x H x W in [0, 1] (H, W divisible by 8).
-            prompt_map: B x 1 x H x W in [0, 1]: the Gaussian point map, filled box or mask.
-            boxes: B x 4 ``(x0, y0, x1, y1)`` pixels: the box, or the mask's bounding box.
-            points: B x N x 2 pixel clicks; ``point_labels`` B x N (1 positive).
-            use_points: B bool: the coordinate embedding reads the clicks, not the box.
-            transparent: B: 1 for a transparent object (the opacity flag), else 0.
+            prompt: each sample's prompt (:class:`SDMattePrompt`).
 
         Returns:
             B x 4 x H/8 x W/8 latent.
@@ -186,6 +184,7 @@ class SDMatteNet(nn.Module):
         size = tuple(image.shape[-2:])
         if size[0] % 8 or size[1] % 8:
             raise ValueError(f"SDMatte needs sides divisible by 8, got {size}")
+        prompt_map = prompt.prompt_map
         latents = self.encode(torch.cat([image, prompt_map.expand(-1, 3, -1, -1)]) * 2 - 1)
         image_latent, prompt_latent = latents.chunk(2)
         kwargs = {}
@@ -195,14 +194,15 @@ class SDMatteNet(nn.Module):
             kwargs["prompt_bias"] = PromptKeyBias(on_grid, grid)
         if self.visual_prompt_projection is not None:
             kwargs["visual_prompt"] = self.visual_prompt_projection(prompt_latent).flatten(2).mT
-        opaque = 1 - transparent.float() if self.opacity_embedding else torch.ones_like(transparent)
+        transparent = prompt.transparent.float()
+        opaque = 1 - transparent if self.opacity_embedding else torch.ones_like(transparent)
         class_labels = None
         if self.coordinate_embedding is not None:
-            class_labels = self.coordinates(boxes, points, point_labels, use_points, size)
+            class_labels = self.coordinates(prompt, size)
         context = self.text_context.expand(len(image), -1, -1).to(image_latent.dtype)
         return self.unet(
             torch.cat([image_latent, prompt_latent], 1),
-            opaque.float(),
+            opaque,
             encoder_hidden_states=context,
             class_labels=class_labels,
             cross_attention_kwargs=kwargs or None,
@@ -241,7 +241,7 @@ def graft(
     vae: AutoencoderKL | AutoencoderTiny,
     text_context: Tensor,
     point_dim: int,
-    visual_prompt_blocks: Sequence[str] = ("mid",),
+    visual_prompt_blocks: Sequence[str] = DEFAULT_VISUAL_PROMPT_BLOCKS,
     masked_blocks: Sequence[str] = BLOCK_GROUPS,
     coordinate_embedding: bool = True,
     opacity_embedding: bool = True,

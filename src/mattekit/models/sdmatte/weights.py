@@ -15,9 +15,10 @@ official                       mattekit (:class:`SDMatteNet`)
 ``text_encoder.*``              ``text_context`` (the empty caption, computed once)
 =============================  ===============================================
 
-Files are read weights-only and memory-mapped (:func:`~mattekit.weights.files.load_state_dict`);
-with ``assign=True`` on a network built on the meta device, the parameters *are* the mapped
-tensors, so a 12 GB file is not copied into RAM.
+Files are read weights-only and memory-mapped (:func:`~mattekit.weights.files.load_state_dict`).
+A family given ``checkpoint`` builds its network on the meta device and loads with
+``assign=True``: the parameters *are* the mapped tensors (pages read from disk as they are
+used), with no random initialisation and no second copy of a 12 GB file in RAM.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
+from diffusers import AutoencoderKL, UNet2DConditionModel
 from torch import Tensor
 
 from mattekit.models.sdmatte.text_context import empty_caption_context, placeholder_context
@@ -88,7 +90,9 @@ def to_official(
     for key, value in network_state.items():
         if key == "text_context":
             continue
-        target = next(t for t in inverse if key.startswith(t))
+        target = next((t for t in inverse if key.startswith(t)), None)
+        if target is None:
+            raise ValueError(f"{key!r} belongs to no part of the release's layout")
         state[inverse[target] + key[len(target) :]] = value
     for key, value in (text_encoder_state or {}).items():
         state[TEXT_ENCODER_PREFIX + key] = value
@@ -127,7 +131,9 @@ def load_sdmatte_weights(net: SDMatteNet, path: str | Path, assign: bool = False
         )
 
 
-def load_stable_diffusion(folder: str | Path):
+def load_stable_diffusion(
+    folder: str | Path,
+) -> tuple[UNet2DConditionModel, AutoencoderKL, Tensor]:
     """``(unet, vae, text_context)`` from a local diffusers Stable Diffusion 2 folder.
 
     The folder holds ``unet/`` and ``vae/`` (``config.json`` + weights), and optionally
@@ -138,8 +144,6 @@ def load_stable_diffusion(folder: str | Path):
     Raises:
         FileNotFoundError naming the folder or the missing part.
     """
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-
     from mattekit.models.sdmatte.text_context import folder_caption_context
 
     folder = Path(folder)
