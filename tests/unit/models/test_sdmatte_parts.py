@@ -25,7 +25,7 @@ from mattekit.models.sdmatte.configs import (
     unet_config,
     vae_config,
 )
-from mattekit.models.sdmatte.embeddings import CoordinateEmbedding
+from mattekit.models.sdmatte.embeddings import CoordinateEmbedding, sinusoidal
 from mattekit.models.sdmatte.pruning import kept_pairs, prune_unet
 from mattekit.models.sdmatte.torch_model import build_sdmatte, graft, widen_conv_in
 from mattekit.nn.prompt_maps import mask_boxes
@@ -222,6 +222,11 @@ def test_point_embeddings_of_1_3_and_25_clicks(caplog):
     assert one.shape == three.shape == (1, 16)
     assert torch.isfinite(one).all() and torch.isfinite(three).all()
     assert (one - three).abs().max() > 1e-3
+    # Fewer than ten clicks: the rest of the ten slots are zeros (the release's "no point").
+    points, _ = clicks(3)
+    slots = torch.zeros(1, 20)
+    slots[0, :6] = (points[0] / torch.tensor([WIDTH, HEIGHT])).flatten()
+    torch.testing.assert_close(three, embedding.points(sinusoidal(slots, 8)))
     points, labels = clicks(25)
     with caplog.at_level(logging.WARNING, logger=EMBEDDING_LOGGER):
         many = embedding.embed_points(points, labels, (HEIGHT, WIDTH))
