@@ -263,18 +263,28 @@ class LiteSDMatte(SDMatte):
         """Pruned from the teacher (a new run), else from ``pretrained`` (grafted, then pruned),
         else random; TAESD from ``tiny_autoencoder`` when given (random otherwise)."""
         hp = self.hparams
-        taesd = AutoencoderTiny(**vae_config(hp.variant, tiny_autoencoder=True))
-        if hp.checkpoint is None and (folder := self.initial_weights(hp.tiny_autoencoder)):
-            taesd = AutoencoderTiny.from_pretrained(folder, local_files_only=True)
+        # With ``checkpoint`` every weight comes from that file: no TAESD folder is read.
+        folder = None if hp.checkpoint is not None else self.initial_weights(hp.tiny_autoencoder)
+        loaded = None
+        if folder is not None:
+            loaded = AutoencoderTiny.from_pretrained(folder, local_files_only=True)
         if self.teacher is not None and hp.checkpoint is None:
-            return lite_from_teacher(self.teacher, taesd)
-        if (folder := self.initial_weights(hp.pretrained)) is not None:
-            unet, _, context = load_stable_diffusion(folder)
+            return lite_from_teacher(self.teacher, self._taesd(loaded))
+        if (sd_folder := self.initial_weights(hp.pretrained)) is not None:
+            unet, _, context = load_stable_diffusion(sd_folder)
+            taesd = self._taesd(loaded)
             point_dim = POINT_DIMS[hp.variant]
             return graft(unet, taesd, context, point_dim, layers_per_block=1, **self.switches)
-        network = build_sdmatte(hp.variant, lite=True, **self.switches)
-        network.vae = taesd
+        network = build_sdmatte(hp.variant, lite=True, **self.switches)  # with a random TAESD
+        if loaded is not None:
+            network.vae = loaded
         return network
+
+    def _taesd(self, loaded: AutoencoderTiny | None) -> AutoencoderTiny:
+        """``loaded``, else a random TAESD of the variant's size."""
+        if loaded is not None:
+            return loaded
+        return AutoencoderTiny(**vae_config(self.hparams.variant, tiny_autoencoder=True))
 
     def autoencoder_weights_given(self) -> bool:
         """TAESD comes from ``tiny_autoencoder`` or ``checkpoint``; a teacher has none."""
