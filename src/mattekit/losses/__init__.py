@@ -5,7 +5,7 @@ Alpha losses take B x 1 x H x W predictions in [0, 1] and an optional trimap (B 
 one shared mechanism, :class:`RegionWeightedLoss`.
 """
 
-from mattekit.losses.distillation import FeatureMSELoss
+from mattekit.losses.distillation import FeatureMSELoss, MaskedFeatureMSELoss, PerLevelMSELoss
 from mattekit.losses.laplacian import LaplacianLoss, laplacian_pyramid
 from mattekit.losses.pixel import CompositionLoss, GradientLoss, L1Loss
 from mattekit.losses.region import RegionWeightedLoss, masked_mean, unknown_region
@@ -21,6 +21,8 @@ __all__ = [
     "IoULoss",
     "L1Loss",
     "LaplacianLoss",
+    "MaskedFeatureMSELoss",
+    "PerLevelMSELoss",
     "RegionWeightedLoss",
     "SSIMLoss",
     "laplacian_pyramid",

@@ -1,12 +1,15 @@
-"""Feature distillation: a student's intermediate features pulled towards a frozen teacher's."""
+"""Distillation: a student's features and attention pulled towards a frozen teacher's."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from mattekit.losses.region import masked_mean
 
 
 class FeatureMSELoss(nn.Module):
@@ -34,3 +37,73 @@ class FeatureMSELoss(nn.Module):
                 )
             errors.append(F.mse_loss(ours.float(), theirs.detach().float()))
         return torch.stack(errors).mean()
+
+
+class MaskedFeatureMSELoss(nn.Module):
+    """TeachDiffusionMatting's L_SG (paper eq. 3): mean over feature pairs of the squared error
+    restricted to a mask (the known regions: the transparent band is left to the student).
+
+    ``forward(student, teacher, mask)``: equally long sequences of B x C x h x w features (the
+    student's already projected to the teacher's width), and a B x 1 x H x W mask resized
+    (nearest) to each pair's grid. The teacher's are detached. Returns a scalar.
+    """
+
+    def forward(self, student: Sequence[Tensor], teacher: Sequence[Tensor], mask: Tensor) -> Tensor:
+        if len(student) != len(teacher) or not student:
+            raise ValueError(
+                f"expected as many student as teacher features (at least one), got "
+                f"{len(student)} and {len(teacher)}"
+            )
+        errors = []
+        for index, (ours, theirs) in enumerate(zip(student, teacher, strict=True)):
+            if ours.shape != theirs.shape:
+                raise ValueError(
+                    f"feature {index}: student {tuple(ours.shape)} vs teacher {tuple(theirs.shape)}"
+                )
+            on_grid = F.interpolate(mask.float(), size=ours.shape[-2:], mode="nearest")
+            squared = (ours.float() - theirs.detach().float()).square()
+            errors.append(masked_mean(squared, on_grid))
+        return torch.stack(errors).mean()
+
+
+class PerLevelMSELoss(nn.Module):
+    """Squared error between student and teacher maps grouped by resolution, averaged over the
+    resolutions both have: TeachDiffusionMatting's L_STM (``reduction="mean"``, on the
+    propagated alphas) and L_CTM (``"sum"``, on cross-attention maps: the paper sums because
+    padding tokens make most entries 0).
+
+    ``forward(student, teacher)``: dicts grid -> tensor of equal shapes per grid; the teacher's
+    are detached.
+
+    Raises:
+        ValueError when the two share no grid, or a shared grid's shapes differ.
+    """
+
+    def __init__(self, reduction: str = "mean") -> None:
+        super().__init__()
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+        self.reduction = reduction
+
+    def forward(self, student: Mapping[Any, Tensor], teacher: Mapping[Any, Tensor]) -> Tensor:
+        shared = [level for level in student if level in teacher]
+        if not shared:
+            raise ValueError(
+                f"student and teacher share no resolution (student {sorted(student)}, "
+                f"teacher {sorted(teacher)})"
+            )
+        errors = []
+        for level in shared:
+            ours, theirs = student[level], teacher[level]
+            if ours.shape != theirs.shape:
+                raise ValueError(
+                    f"resolution {level}: student {tuple(ours.shape)} vs teacher "
+                    f"{tuple(theirs.shape)}"
+                )
+            errors.append(
+                F.mse_loss(ours.float(), theirs.detach().float(), reduction=self.reduction)
+            )
+        return torch.stack(errors).mean()
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}"

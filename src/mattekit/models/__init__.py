@@ -13,6 +13,7 @@ from mattekit.models.base import MattingModule
 from mattekit.models.baseline.lightning_model import Baseline
 from mattekit.models.sama.lightning_model import SAMA
 from mattekit.models.sdmatte.lightning_model import LiteSDMatte, SDMatte
+from mattekit.models.teachmatte.lightning_model import TeachMatte
 from mattekit.models.zim.lightning_model import ZIM
 from mattekit.models.zim_converter.lightning_model import ZIMLabelConverter
 
@@ -78,6 +79,14 @@ MODELS: dict[str, ModelEntry] = {
             "cross-attention + masked self-attention (ICCV 2025)",
             tiny={"variant": "tiny"},
             paper_size={"variant": "sd2"},
+        ),
+        ModelEntry(
+            "teachmatte",
+            TeachMatte,
+            "TeachDiffusionMatting: text-grounded SD teacher, BK-SDM-Tiny sparse-attention "
+            "student distilled from it, detail decoder; three stages (TMLR 2025)",
+            tiny={"variant": "tiny"},
+            paper_size={"variant": "sd21"},
         ),
         ModelEntry(
             "zim",

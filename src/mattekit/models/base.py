@@ -186,6 +186,10 @@ class MattingModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        # Arguments a family derived before calling this (stage defaults, settings inherited
+        # from a previous stage) replace the given ones: the CLI saves its parsed config, not
+        # the values the family computed.
+        self.hparams.update(getattr(self, "derived_hparams", {}))
         self.schedule = LRSchedule(
             lr_schedule,
             warmup_steps=warmup_steps,

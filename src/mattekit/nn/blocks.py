@@ -37,3 +37,17 @@ class ConvNormAct(nn.Sequential):
 
     def forward(self, x: Tensor) -> Tensor:
         return super().forward(x)
+
+
+class ConvBNReLU(nn.Sequential):
+    """Conv2d -> BatchNorm -> ReLU, size-preserving at stride 1 (TeachDiffusionMatting's heads
+    and decoder, which the paper names ConvBNReLU)."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1
+    ) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )

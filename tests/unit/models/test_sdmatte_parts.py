@@ -26,9 +26,10 @@ from mattekit.models.sdmatte.configs import (
     vae_config,
 )
 from mattekit.models.sdmatte.embeddings import CoordinateEmbedding, sinusoidal
-from mattekit.models.sdmatte.pruning import kept_pairs, prune_unet
 from mattekit.models.sdmatte.torch_model import build_sdmatte, graft, widen_conv_in
 from mattekit.nn.prompt_maps import mask_boxes
+from mattekit.nn.token_grid import level_grid
+from mattekit.nn.unet_pruning import kept_pairs, prune_unet
 
 SD2_UNET_PARAMETERS = 865_910_724  # stabilityai/stable-diffusion-2's unet
 SD2_VAE_PARAMETERS = 83_653_863
@@ -100,9 +101,9 @@ def test_prompt_key_bias_grids_values_and_errors():
     prompt[..., 1:4, 2:6] = 1
     bias = PromptKeyBias(prompt, (5, 7))
     # ceil(h / 2^k): the grids of a UNet's stride-2 convolutions on a 5 x 7 latent
-    assert [bias.grid(n) for n in (35, 12, 4, 1)] == [(5, 7), (3, 4), (2, 2), (1, 1)]
+    assert [level_grid((5, 7), n) for n in (35, 12, 4, 1)] == [(5, 7), (3, 4), (2, 2), (1, 1)]
     with pytest.raises(ValueError, match="has 20 tokens"):
-        bias.grid(20)
+        level_grid((5, 7), 20)
     with pytest.raises(ValueError, match="no level"):
         bias.for_tokens(6)
 

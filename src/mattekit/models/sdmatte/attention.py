@@ -22,6 +22,7 @@ from diffusers.models.attention_processor import Attention
 from torch import Tensor
 
 from mattekit.nn.masked_attention import key_bias_from_mask, masked_attention
+from mattekit.nn.token_grid import level_grid
 
 #: The release's bias on keys outside the prompt: finite, so a soft map gives a graded bias.
 BLOCKED_KEY_BIAS = -10000.0
@@ -41,22 +42,10 @@ class PromptKeyBias:
         self.latent_size = latent_size
         self._by_length: dict[int, Tensor] = {}
 
-    def grid(self, num_tokens: int) -> tuple[int, int]:
-        """``(h, w)`` of the level with ``num_tokens`` tokens."""
-        height, width = self.latent_size
-        while height * width > num_tokens:
-            height, width = -(-height // 2), -(-width // 2)
-        if height * width != num_tokens:
-            raise ValueError(
-                f"no level of a {self.latent_size} latent has {num_tokens} tokens; the prompt "
-                "bias needs the UNet's input size"
-            )
-        return height, width
-
     def for_tokens(self, num_tokens: int) -> Tensor:
         """B x 1 x 1 x L additive key bias for a level with ``num_tokens`` = L tokens."""
         if num_tokens not in self._by_length:
-            grid = self.grid(num_tokens)
+            grid = level_grid(self.latent_size, num_tokens)
             resized = F.interpolate(self.prompt_map.float(), size=grid, mode="nearest")
             keep = resized.flatten(1)
             self._by_length[num_tokens] = key_bias_from_mask(keep, BLOCKED_KEY_BIAS)

@@ -2,7 +2,7 @@
 
 The paper size is Stable Diffusion 2's (``stabilityai/stable-diffusion-2``'s ``unet/config.json``
 and ``vae/config.json``) with 8 input channels; LiteSDMatte prunes it to one residual +
-attention pair per down stage (BK-SDM-v2-Base, :mod:`mattekit.models.sdmatte.pruning`). The tiny
+attention pair per down stage (BK-SDM-v2-Base, :mod:`mattekit.nn.unet_pruning`). The tiny
 size keeps the structure (three levels, cross-attention in the first two, a mid block with
 cross-attention) at a width that trains on a CPU; no diffusion prior exists at that size.
 """

@@ -25,8 +25,8 @@ from mattekit.models.sdmatte.configs import (
     vae_config,
 )
 from mattekit.models.sdmatte.embeddings import CoordinateEmbedding
-from mattekit.models.sdmatte.pruning import prune_unet
 from mattekit.models.sdmatte.text_context import TEXT_TOKENS, placeholder_context
+from mattekit.nn.unet_pruning import prune_unet
 
 BLOCK_GROUPS = ("down", "mid", "up")
 #: The paper's best: visual-prompt tokens in the mid block's cross-attention only.
@@ -283,7 +283,7 @@ def build_sdmatte(variant: str = "sd2", lite: bool = False, **switches) -> SDMat
 
 def lite_from_teacher(teacher: SDMatteNet, tiny_vae: AutoencoderTiny) -> SDMatteNet:
     """LiteSDMatte initialised from a trained SDMatte: the UNet pruned to one pair per down stage
-    (kept pairs copied, :mod:`~mattekit.models.sdmatte.pruning`), SDMatte's prompt modules and
+    (kept pairs copied, :mod:`~mattekit.nn.unet_pruning`), SDMatte's prompt modules and
     text context copied, with ``tiny_vae`` as its autoencoder."""
     student = SDMatteNet(
         prune_unet(teacher.unet, layers_per_block=1),

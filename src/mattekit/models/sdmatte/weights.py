@@ -145,15 +145,10 @@ def load_stable_diffusion(
         FileNotFoundError naming the folder or the missing part.
     """
     from mattekit.models.sdmatte.text_context import folder_caption_context
+    from mattekit.weights.stable_diffusion import load_unet_and_vae
 
     folder = Path(folder)
-    for part in ("unet", "vae"):
-        if not (folder / part / "config.json").is_file():
-            raise FileNotFoundError(
-                f"{folder}: not a diffusers Stable Diffusion folder (no {part}/config.json)"
-            )
-    unet = UNet2DConditionModel.from_pretrained(folder / "unet", local_files_only=True)
-    vae = AutoencoderKL.from_pretrained(folder / "vae", local_files_only=True)
+    unet, vae = load_unet_and_vae(folder)
     if (folder / "text_encoder").is_dir():
         context = folder_caption_context(folder)
     else:
