@@ -58,7 +58,12 @@ def print_models(pattern: str = "*") -> None:
         print(f"no model matches {pattern!r}; registered: {', '.join(MODELS)}")
         return
     rows = [
-        (entry.alias, entry.cls.__name__, "[" + ",".join(entry.prompts) + "]", entry.summary)
+        (
+            entry.alias,
+            entry.cls.__name__,
+            "[" + ",".join(entry.prompts) + "]",
+            entry.summary + (f"; stages {' -> '.join(entry.stages)}" if entry.stages else ""),
+        )
         for entry in entries
     ]
     header = ("alias", "class", "prompts", "summary")

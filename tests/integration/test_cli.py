@@ -30,14 +30,19 @@ def tiny_model_args(entry) -> list[str]:
 
 @pytest.mark.parametrize("entry", list_models(), ids=lambda e: e.alias)
 def test_fit_test_predict(entry, tmp_path: Path):
+    """Every stage of a staged family, each fitted from the last stage's checkpoint."""
+    previous: list[str] = []
+    for stage in entry.stages or (None,):
+        stage_args = [f"--model.stage={stage}", *previous] if stage else []
+        work = tmp_path / (stage or "run")
+        checkpoint = fit_test_predict([*tiny_model_args(entry), *stage_args], entry.alias, work)
+        previous = [f"--model.previous_stage={checkpoint}"]
+
+
+def fit_test_predict(model_args: list[str], alias: str, tmp_path: Path) -> Path:
+    """fit, then test, validate and predict (synthetic scenes and a photo folder) its checkpoint."""
     root = tmp_path / "runs"
-    common = [
-        "--model",
-        entry.alias,
-        *tiny_model_args(entry),
-        *TINY_DATA,
-        f"--trainer.default_root_dir={root}",
-    ]
+    common = ["--model", alias, *model_args, *TINY_DATA, f"--trainer.default_root_dir={root}"]
     main(["fit", *common, "--trainer.max_epochs=1", "--trainer.limit_val_batches=1"])
     version = root / "lightning_logs" / "version_0"
     checkpoint = version / "checkpoints" / "last.ckpt"
@@ -67,6 +72,7 @@ def test_fit_test_predict(entry, tmp_path: Path):
           f"--prediction_writer.output_dir={out}"])  # fmt: skip
     alpha = cv2.imread(str(out / "holiday.png"), cv2.IMREAD_UNCHANGED)
     assert alpha.shape == (45, 70) and alpha.dtype == np.uint8
+    return checkpoint
 
 
 def test_alias_rewriting_keeps_other_arguments():

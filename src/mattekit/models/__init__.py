@@ -29,6 +29,9 @@ class ModelEntry:
         tiny: init args of the tiny variant used by tests and CPU smoke runs.
         paper_size: init args of the paper-size variant; the contract tests build it on the
             meta device to check its structure.
+        stages: a family trained in stages, its stage names in order (``--model.stage``); each
+            later stage starts from a run of the one before (``--model.previous_stage CKPT``).
+            The contract and CLI tests run every stage, chained.
     """
 
     alias: str
@@ -36,6 +39,7 @@ class ModelEntry:
     summary: str
     tiny: dict = field(default_factory=dict)
     paper_size: dict = field(default_factory=dict)
+    stages: tuple[str, ...] = ()
 
     @property
     def class_path(self) -> str:
@@ -87,6 +91,7 @@ MODELS: dict[str, ModelEntry] = {
             "student distilled from it, detail decoder; three stages (TMLR 2025)",
             tiny={"variant": "tiny"},
             paper_size={"variant": "sd21"},
+            stages=("teacher", "student", "decoder"),
         ),
         ModelEntry(
             "zim",

@@ -2,7 +2,8 @@
 
 A new family is covered by adding its registry line: its tiny variant must predict a valid
 alpha, train every trainable parameter, keep its frozen parts frozen and survive a save /
-restore unchanged; its paper-size variant must build on the meta device.
+restore unchanged; its paper-size variant must build on the meta device. A family trained in
+stages is checked at every stage, each built from a checkpoint of the stage before.
 """
 
 import pytest
@@ -13,6 +14,13 @@ from mattekit.models import MODELS, MattingModule
 from mattekit.models.prompting import SPATIAL_KINDS
 
 ENTRIES = sorted(MODELS.values(), key=lambda entry: entry.alias)
+#: (entry, stage) for every family, every stage of staged ones (None: a family without stages).
+CASES = [(entry, stage) for entry in ENTRIES for stage in entry.stages or (None,)]
+
+
+def case_id(case) -> str:
+    entry, stage = case
+    return entry.alias + (f"[{stage}]" if stage else "")
 
 
 @pytest.fixture
@@ -25,6 +33,41 @@ def tiny(entry, **kwargs):
     return entry.cls(**entry.tiny, **kwargs)
 
 
+def save_checkpoint(module, path):
+    """What Lightning's checkpoint holds of a module: weights (through the module's
+    ``on_save_checkpoint``, which leaves unstored parts out) and hyperparameters."""
+    checkpoint = {
+        "state_dict": module.state_dict(),
+        "hyper_parameters": dict(module.hparams),
+        "pytorch-lightning_version": "2.6.0",
+    }
+    module.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, path)
+
+
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory):
+    """``staged(case, **kwargs)``: the case's tiny module; a later stage starts from a saved
+    checkpoint of the stage before (made once per module)."""
+    files = {}
+
+    def build(case, **kwargs):
+        entry, stage = case
+        if stage is None:
+            return tiny(entry, **kwargs)
+        index = entry.stages.index(stage)
+        if index:
+            previous = entry.stages[index - 1]
+            if (entry.alias, previous) not in files:
+                path = tmp_path_factory.mktemp(entry.alias) / f"{previous}.ckpt"
+                save_checkpoint(build((entry, previous)), path)
+                files[entry.alias, previous] = path
+            kwargs["previous_stage"] = str(files[entry.alias, previous])
+        return tiny(entry, stage=stage, **kwargs)
+
+    return build
+
+
 def all_prompt_kinds(entry) -> dict:
     """Train on every prompt kind the family takes, so every prompt path gets a gradient."""
     kinds = list(entry.prompts)
@@ -34,9 +77,9 @@ def all_prompt_kinds(entry) -> dict:
     return {"prompt_kinds": kinds, "eval_prompt": eval_kind}
 
 
-@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.alias)
-def test_alpha_shape_and_range(entry, batch):
-    module = tiny(entry).eval()
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_alpha_shape_and_range(case, batch, staged):
+    module = staged(case).eval()
     with torch.no_grad():
         outputs = module(batch)
     assert outputs["alpha"].shape == batch.alpha.shape
@@ -45,9 +88,9 @@ def test_alpha_shape_and_range(entry, batch):
         assert torch.allclose(outputs["alpha_logits"].sigmoid(), outputs["alpha"], atol=1e-6)
 
 
-@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.alias)
-def test_every_trainable_parameter_gets_a_gradient_and_frozen_parts_stay(entry, batch):
-    module = tiny(entry, **all_prompt_kinds(entry)).train()
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_every_trainable_parameter_gets_a_gradient_and_frozen_parts_stay(case, batch, staged):
+    module = staged(case, **all_prompt_kinds(case[0])).train()
     frozen = {
         (part.name, name): value.clone()
         for part in module.frozen_parts
@@ -74,22 +117,16 @@ def test_every_trainable_parameter_gets_a_gradient_and_frozen_parts_stay(entry, 
             assert torch.equal(value, frozen[part.name, name]), f"{part.name}.{name} changed"
 
 
-@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.alias)
-def test_save_then_restore_gives_identical_outputs(entry, batch, tmp_path):
-    module = tiny(entry).eval()
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_save_then_restore_gives_identical_outputs(case, batch, tmp_path, staged):
+    entry, _ = case
+    module = staged(case).eval()
     with torch.no_grad():
         for p in module.parameters():  # not the initial weights: restore must really load
             p.add_(0.01 * torch.randn_like(p))
         expected = module(batch)["alpha"]
     path = tmp_path / "model.ckpt"
-    torch.save(
-        {
-            "state_dict": module.state_dict(),
-            "hyper_parameters": dict(module.hparams),
-            "pytorch-lightning_version": "2.6.0",
-        },
-        path,
-    )
+    save_checkpoint(module, path)
     restored = entry.cls.load_from_checkpoint(path).eval()
     with torch.no_grad():
         assert torch.equal(restored(batch)["alpha"], expected)

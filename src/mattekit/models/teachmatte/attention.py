@@ -2,7 +2,8 @@
 recording of what the transparency-mining losses compare.
 
 - **Sparse self-attention** (paper Sec. 3.3): keys and values come from ``phi(f)``, a k x k,
-  stride-k convolution of the token grid, so a level of L tokens attends to L / k^2 keys.
+  stride-k convolution of the token grid, so a level of L tokens attends to L / k^2 keys
+  (a grid not divisible by k is zero-padded at the bottom-right first).
 - **Removed self-attention** (64 x 64 in the paper): the transformer block's ``attn1`` (and the
   norm that only feeds it) become a zero branch, so the residual passes the tokens through.
 - **Recording** (:class:`AttentionRecorder`, passed as ``cross_attention_kwargs["recorder"]``):
@@ -135,6 +136,10 @@ class TeachAttnProcessor(nn.Module):
             return hidden_states, grid
         batch, _, channels = hidden_states.shape
         tokens = hidden_states.transpose(1, 2).reshape(batch, channels, *grid)
+        # A grid not divisible by k (small inputs) is zero-padded at the bottom-right: the last
+        # keys summarise partial windows. Paper-size grids (32, 16) never need it.
+        k = self.kernel
+        tokens = F.pad(tokens, (0, -grid[1] % k, 0, -grid[0] % k))
         reduced = self.reduce(tokens)
         return reduced.flatten(2).transpose(1, 2), tuple(reduced.shape[-2:])
 

@@ -163,6 +163,7 @@ class TeachMatte(MattingModule):
         self.derived_hparams = derived
         self.tokenizer = PromptTokenizer(derived.get("text_tokens", text_tokens))
         self.teacher = None
+        self._warned_no_text = False
         super().__init__(
             lr=derived["lr"], weight_decay=weight_decay, lr_schedule=lr_schedule,
             lr_milestones=derived["lr_milestones"], loss_regions=loss_regions, **kwargs,
@@ -319,6 +320,12 @@ class TeachMatte(MattingModule):
 
     def token_ids(self, batch: MattingBatch) -> Tensor:
         """B x T token ids of the samples' referring expressions."""
+        if not self._warned_no_text and not all(batch.text):
+            missing = [i for i, text in zip(batch.sample_id, batch.text, strict=True) if not text]
+            logger.warning(
+                "TeachMatte is prompted by text, but %s have no referring expression: they get "
+                "the empty prompt (said once per run)", missing[:3])  # fmt: skip
+            self._warned_no_text = True
         return self.tokenizer(batch.text).to(self.device)
 
     def forward(self, batch: MattingBatch) -> dict[str, Tensor]:
