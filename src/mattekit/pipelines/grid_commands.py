@@ -136,10 +136,21 @@ def shared_stage_lines(spec: GridSpec, grid_dir: Path) -> list[tuple[Stage, str]
     ]
 
 
+def case_lines(spec: GridSpec) -> list[str]:
+    """The grid file's explicit rows, one bullet each (none without ``cases``)."""
+    if not spec.cases:
+        return []
+    bullets = [
+        "- " + (", ".join(f"`{k}={render_value(v)}`" for k, v in case.items()) or "(defaults)")
+        for case in spec.cases
+    ]
+    return ["Cases (each row's own arguments):", "", *bullets, ""]
+
+
 def describe(spec: GridSpec, grid_file: Path, runs_root: Path) -> str:
     """The Markdown header of the results: the grid file, the exact commands, the grid."""
     run_dir = runs_root / spec.name / "<run>"
-    example = GridRun(-1, -1, {key: f"<{key}>" for key in spec.grid})
+    example = GridRun(-1, -1, {key: f"<{key}>" for key in spec.keys})
     seeded = lambda line: line.replace("--seed_everything=-1", "--seed_everything=<seed>")  # noqa: E731
     commands = [f"    {seeded(line)}" for line in run_lines(spec, example, run_dir)]
     grid = "; ".join(
@@ -167,6 +178,7 @@ def describe(spec: GridSpec, grid_file: Path, runs_root: Path) -> str:
             *commands,
             "",
             *stages,
+            *case_lines(spec),
             f"Grid: {grid or '(none)'}; seeds {', '.join(map(str, spec.seeds))}.",
             "",
             "Test metrics of the fit's best (else last) checkpoint; `wall_s` is fit + test. "

@@ -41,7 +41,9 @@ def write_comparison_figure(spec: GridSpec, results: GridResults, path: Path) ->
         ):
             logger.info("grid %s: runs predicted on different samples, no figure", spec.name)
             return False
-        label = ", ".join(f"{key.rsplit('.', 1)[-1]}={row[key]}" for key in spec.grid)
+        label = ", ".join(
+            f"{key.rsplit('.', 1)[-1]}={row[key]}" for key in spec.keys if row.get(key, "") != ""
+        )
         columns[label or f"run {row['run']}"] = samples["prediction"]
     if reference is None or len(columns) < 2:
         return False

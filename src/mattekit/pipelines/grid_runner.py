@@ -187,7 +187,7 @@ def run_grid(
     as it was after the last finished run. A failing shared stage stops the grid: every run
     needs it.
     """
-    results = GridResults(output, list(spec.grid))
+    results = GridResults(output, spec.keys)
     runs = plan_runs(spec, results)
     header = describe(spec, grid_file, runs_root)
     pending = [run for run in runs if not results.is_finished(run.key(results.key_columns))]

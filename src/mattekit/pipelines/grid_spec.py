@@ -20,7 +20,9 @@ import yaml
 from mattekit.pipelines.grid_placeholders import NAME, fill, placeholders
 from mattekit.pipelines.grid_results import RunKey, run_key
 
-_SPEC_KEYS = {"name", "base", "seeds", "grid", "test", "pretrain", "stages", "run_stages"}
+_SPEC_KEYS = {
+    "name", "base", "seeds", "grid", "cases", "test", "pretrain", "stages", "run_stages",
+}  # fmt: skip
 _STAGE_KEYS = {"name", "args"}
 # ``pretrain: [args]`` is the one-stage chain of this name (so ``{pretrain}`` is its checkpoint).
 PRETRAIN = "pretrain"
@@ -69,6 +71,9 @@ class GridSpec:
         base: arguments every run's ``fit`` (each run stage's) and ``test`` get.
         grid: ``key -> values`` (``model.prompt_kinds -> [["box"], ["points"]]``), in file order;
             a key ``<run stage>:<argument>`` applies to that run stage only.
+        cases: explicit rows, each ``key -> value`` (an ablation table whose rows are not a
+            product: "no distillation", "no projector", ...); every case is combined with every
+            combination of ``grid``. A key a case leaves out is not passed (the default).
         seeds: each combination runs once per seed.
         test: extra arguments of the ``test`` runs only (another test set, ...).
         stages: fits made once, in order, before the runs, each seeded by the first seed (so
@@ -82,6 +87,7 @@ class GridSpec:
     name: str
     base: tuple[str, ...]
     grid: dict[str, tuple] = field(default_factory=dict)
+    cases: tuple[dict, ...] = ()
     seeds: tuple[int, ...] = (0,)
     test: tuple[str, ...] = ()
     stages: tuple[Stage, ...] = ()
@@ -103,11 +109,25 @@ class GridSpec:
             self, base=fill(self.base, checkpoints), test=fill(self.test, checkpoints)
         )
 
+    @property
+    def keys(self) -> list[str]:
+        """The results' key columns: the cases' keys, then the grid's, each once."""
+        case_keys = [key for case in self.cases for key in case]
+        return list(dict.fromkeys([*case_keys, *self.grid]))
+
     def combinations(self) -> list[dict[str, str]]:
-        """The Cartesian product of the grid values, rendered, first key slowest."""
+        """Each case (in order) with the Cartesian product of the grid values, rendered, first
+        key slowest."""
         keys = list(self.grid)
-        values = itertools.product(*(self.grid[key] for key in keys))
-        return [{k: render_value(v) for k, v in zip(keys, combo, strict=True)} for combo in values]
+        combos = list(itertools.product(*(self.grid[key] for key in keys)))
+        return [
+            {
+                **{k: render_value(v) for k, v in case.items()},
+                **{k: render_value(v) for k, v in zip(keys, combo, strict=True)},
+            }
+            for case in self.cases or ({},)
+            for combo in combos
+        ]
 
 
 def _string_list(spec: dict, key: str, where: str) -> tuple[str, ...]:
@@ -115,6 +135,33 @@ def _string_list(spec: dict, key: str, where: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError(f"{where}: '{key}' must be a list of command-line arguments (strings)")
     return tuple(value)
+
+
+def _argument_key(key: object) -> str:
+    """A grid or case key without the argument's dashes (``student:--model.lr`` too)."""
+    scope, separator, argument = str(key).rpartition(SCOPE_SEPARATOR)
+    return scope + separator + argument.lstrip("-")
+
+
+def _parse_cases(spec: dict, path: Path, grid_keys: set[str]) -> tuple[dict, ...]:
+    """The ``cases`` list: non-empty mappings of argument -> value, distinct, none setting a
+    key the grid also varies."""
+    entries = spec.get("cases") or []
+    if not isinstance(entries, list):
+        raise ValueError(f"{path}: 'cases' must be a list of {{argument: value}} mappings")
+    cases: list[dict] = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ValueError(f"{path}: cases[{index}] must be a mapping of argument -> value")
+        case = {_argument_key(key): value for key, value in entry.items()}
+        clash = sorted(set(case) & grid_keys)
+        if clash:
+            raise ValueError(f"{path}: cases[{index}] sets {clash}, which the grid also varies")
+        rendered = {k: render_value(v) for k, v in case.items()}
+        if any(rendered == {k: render_value(v) for k, v in c.items()} for c in cases):
+            raise ValueError(f"{path}: cases[{index}] repeats an earlier case: {rendered}")
+        cases.append(case)
+    return tuple(cases)
 
 
 def _parse_stages(spec: dict, key: str, path: Path) -> tuple[Stage, ...]:
@@ -192,7 +239,7 @@ def _check_chains(spec: GridSpec, path: Path) -> None:
                 f"{{{stage.name}}} where it goes (in a later stage's, a run stage's, base or test "
                 f"arguments, e.g. --model.checkpoint={{{stage.name}}})"
             )
-    for key in spec.grid:
+    for key in spec.keys:
         scope, _, _ = key.rpartition(SCOPE_SEPARATOR)
         if scope and scope not in chained:
             raise ValueError(f"{path}: grid key {key!r} names no run stage (known: {chained})")
@@ -217,8 +264,8 @@ def load_grid_spec(path: str | Path) -> GridSpec:
         rendered = [render_value(v) for v in values]
         if len(set(rendered)) != len(rendered):
             raise ValueError(f"{path}: grid.{key} lists a value twice (as passed): {rendered}")
-        scope, separator, argument = str(key).rpartition(SCOPE_SEPARATOR)
-        leaves[scope + separator + argument.lstrip("-")] = tuple(values)
+        leaves[_argument_key(key)] = tuple(values)
+    cases = _parse_cases(spec, path, set(leaves))
     seeds = spec.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(type(s) is int for s in seeds):
         raise ValueError(f"{path}: 'seeds' must be a non-empty list of integers")
@@ -233,6 +280,7 @@ def load_grid_spec(path: str | Path) -> GridSpec:
         name=str(spec.get("name") or path.stem),
         base=_string_list(spec, "base", str(path)),
         grid=leaves,
+        cases=cases,
         seeds=tuple(seeds),
         test=_string_list(spec, "test", str(path)),
         stages=stages,

@@ -89,9 +89,38 @@ def test_empty_grid_is_one_run_per_seed(tmp_path: Path):
     assert GridRun(0, 1, {}).stage_override_args("fit") == []
 
 
+def test_cases_are_explicit_rows_combined_with_the_grid(tmp_path: Path, capsys):
+    cases = [
+        {"--model.prune": False, "model.loss_weights": {"sg": 0}},
+        {"model.projector": False},
+        {},
+    ]
+    grid = {"model.lr": [0.1, 0.2]}
+    spec = load_grid_spec(
+        write_grid(tmp_path, {"base": ["--model=x"], "cases": cases, "grid": grid})
+    )
+    assert spec.keys == ["model.prune", "model.loss_weights", "model.projector", "model.lr"]
+    assert spec.combinations() == [
+        {"model.prune": "false", "model.loss_weights": '{"sg": 0}', "model.lr": "0.1"},
+        {"model.prune": "false", "model.loss_weights": '{"sg": 0}', "model.lr": "0.2"},
+        {"model.projector": "false", "model.lr": "0.1"},
+        {"model.projector": "false", "model.lr": "0.2"},
+        {"model.lr": "0.1"},
+        {"model.lr": "0.2"},
+    ]
+    runs = plan_runs(spec, GridResults(tmp_path / "results" / "g", spec.keys))
+    assert [run.index for run in runs] == list(range(6))
+    assert runs[2].stage_override_args("fit") == ["--model.projector=false", "--model.lr=0.1"]
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
+        ({"cases": {"model.lr": 1}}, "'cases' must be a list"),
+        ({"cases": [1]}, r"cases\[0\] must be a mapping"),
+        ({"cases": [{"model.lr": 1}, {"--model.lr": 1}]}, r"cases\[1\] repeats"),
+        ({"cases": [{"model.lr": 1}], "grid": {"model.lr": [2]}}, "the grid also varies"),
+        ({"cases": [{"decoder:model.lr": 1}]}, "names no run stage"),
         ({"grids": {}}, "unknown keys"),
         ({"grid": {"model.lr": 0.1}}, "non-empty list"),
         ({"grid": {"model.lr": []}}, "non-empty list"),

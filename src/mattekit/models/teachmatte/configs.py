@@ -93,3 +93,17 @@ def autoencoder_config(variant: str) -> dict[str, Any]:
     """AutoencoderKL config (SD 1.5's and SD 2's are the same architecture)."""
     _check(variant)
     return vae_config("tiny" if variant == "tiny" else "sd2")
+
+
+#: Detail decoder widths ``(stream, fusion)``: ViTMatte's at paper size (2.5M parameters with the
+#: student's 320-channel features); a quarter of them at the tiny size.
+_DECODER = {
+    "paper": ((48, 96, 192), (256, 128, 64, 32)),
+    "tiny": ((12, 24, 48), (64, 32, 16, 8)),
+}
+
+
+def decoder_widths(variant: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``(stream, fusion)`` widths of the variant's detail decoder."""
+    _check(variant)
+    return _DECODER["tiny" if variant == "tiny" else "paper"]

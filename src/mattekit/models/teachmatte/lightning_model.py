@@ -29,7 +29,7 @@ from mattekit.models.base import MattingModule, is_restoring
 from mattekit.models.frozen import FrozenPart
 from mattekit.models.loss_terms import LossTerm
 from mattekit.models.teachmatte.attention import AttentionRecorder
-from mattekit.models.teachmatte.configs import TEXT_TOKENS, text_config
+from mattekit.models.teachmatte.configs import TEXT_TOKENS, decoder_widths, text_config
 from mattekit.models.teachmatte.decoder import DetailDecoder
 from mattekit.models.teachmatte.heads import FeatureProjector
 from mattekit.models.teachmatte.refiner import SparseRefiner
@@ -110,7 +110,8 @@ class TeachMatte(MattingModule):
         text_tokens: prompt length in tokens (the release: 40).
         lr, lr_milestones: default to the stage's (appendix Table 4).
         **kwargs: :class:`MattingModule` arguments; defaults here: AdamW weight decay 0.01, poly
-            decay (power 0.9) with milestones.
+            decay (power 0.9) with milestones, losses and metrics over the whole image (referring
+            matting has no trimap: ``loss_regions`` and ``eval_with_trimap`` false).
     """
 
     accepted_prompts = ("text",)
@@ -142,6 +143,7 @@ class TeachMatte(MattingModule):
         lr_schedule: str = "poly",
         lr_milestones: list[tuple[int, float]] | None = None,
         loss_regions: bool = False,
+        eval_with_trimap: bool = False,
         **kwargs,
     ) -> None:
         if stage not in STAGES:
@@ -166,7 +168,8 @@ class TeachMatte(MattingModule):
         self._warned_no_text = False
         super().__init__(
             lr=derived["lr"], weight_decay=weight_decay, lr_schedule=lr_schedule,
-            lr_milestones=derived["lr_milestones"], loss_regions=loss_regions, **kwargs,
+            lr_milestones=derived["lr_milestones"], loss_regions=loss_regions,
+            eval_with_trimap=eval_with_trimap, **kwargs,
         )  # fmt: skip
 
     # --- networks -----------------------------------------------------------------------------
@@ -273,7 +276,8 @@ class TeachMatte(MattingModule):
         path = self.initial_weights(hp.previous_stage)
         if path is not None:
             load_previous_stage(student, path, hp.text_encoder is not None)
-        decoder = DetailDecoder(stage_widths(student.unet)[-1])
+        stream, fusion = decoder_widths(hp.variant)
+        decoder = DetailDecoder(stage_widths(student.unet)[-1], stream, fusion)
         refiner = None
         if hp.refiner:
             refiner = SparseRefiner(decoder.context_channels, backend=hp.refiner_backend)
