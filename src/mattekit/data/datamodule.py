@@ -64,7 +64,8 @@ class MattingDataModule(L.LightningDataModule):
         num_workers: DataLoader workers.
         weights: per-source sampling weights for training (default: proportional to size).
         schedule: source names per iteration, cycled (TeachDiffusionMatting's alternation);
-            excludes ``weights``.
+            ``"a|b|c"`` draws that iteration's source uniformly among a, b and c; excludes
+            ``weights``.
         steps_per_epoch: training batches per epoch (default: one pass over the sources).
         prompts: prompt sampling ranges shared by all families.
         augment: training augmentation.
@@ -180,12 +181,13 @@ class MattingDataModule(L.LightningDataModule):
         sizes = [len(source) for source in self.sources["train"]]
         names = [source.name for source in self.sources["train"]]
         if self.schedule is not None:
-            unknown = sorted(set(self.schedule) - set(names))
+            groups = [entry.split("|") for entry in self.schedule]
+            unknown = sorted({n for group in groups for n in group} - set(names))
             if unknown:
                 raise ValueError(f"schedule names unknown sources {unknown}; known: {names}")
             batches = ScheduledBatchSampler(
                 sizes,
-                [names.index(n) for n in self.schedule],
+                [tuple(names.index(n) for n in group) for group in groups],
                 self.batch_size,
                 self.steps_per_epoch,
                 seed=run_seed,

@@ -92,11 +92,13 @@ class ScheduledBatchSampler(EpochDraws, Sampler[list[Draw]]):
     """Batch ``i`` comes entirely from source ``schedule[i % len(schedule)]``.
 
     TeachDiffusionMatting alternates datasets by iteration; ``schedule=[0, 0, 1]`` gives two
-    batches of source 0, then one of source 1, and so on.
+    batches of source 0, then one of source 1, and so on. An entry may be a group of sources,
+    ``(2, 3, 4)``: that iteration's source is drawn uniformly among them (the paper's extra
+    iteration on one of P3M-10k, AM-2k and RM-1k).
 
     Args:
         sizes: number of samples of each source.
-        schedule: source index per iteration, cycled.
+        schedule: per iteration, cycled: a source index, or a tuple of indices to draw from.
         batch_size: samples per batch.
         num_batches: batches per epoch (default: one pass over the schedule's share of data).
         seed: the run's seed.
@@ -113,11 +115,12 @@ class ScheduledBatchSampler(EpochDraws, Sampler[list[Draw]]):
         super().__init__(seed)
         if not schedule:
             raise ValueError("schedule must name at least one source")
-        bad = [k for k in schedule if not 0 <= k < len(sizes)]
-        if bad:
+        groups = [tuple(k) if isinstance(k, (tuple, list)) else (k,) for k in schedule]
+        bad = [k for group in groups for k in group if not 0 <= k < len(sizes)]
+        if bad or not all(groups):
             raise ValueError(f"schedule names sources {bad}, but there are only {len(sizes)}")
         self.sizes = list(sizes)
-        self.schedule = list(schedule)
+        self.schedule = groups
         self.batch_size = batch_size
         self.num_batches = num_batches or max(1, sum(sizes) // batch_size)
 
@@ -131,7 +134,9 @@ class ScheduledBatchSampler(EpochDraws, Sampler[list[Draw]]):
         offsets = _offsets(self.sizes)
         size = self.batch_size
         for step in range(self.num_batches):
-            source = self.schedule[step % len(self.schedule)]
+            group = self.schedule[step % len(self.schedule)]
+            pick = torch.randint(0, len(group), (1,), generator=generator) if len(group) > 1 else 0
+            source = group[int(pick)]
             within = torch.randint(0, self.sizes[source], (size,), generator=generator)
             if step >= start:
                 indices = (within + offsets[source]).tolist()

@@ -125,3 +125,19 @@ def test_micromat_configs_evaluate_with_sams_letterbox_at_1024(config):
     assert data.resize == "letterbox" and data.eval_image_size == 1024
     assert data.test.class_path == "mattekit.data.micromat.MicroMatFolder"
     assert data.prompts.use_source_prompts is True
+
+
+def test_a_schedule_entry_may_draw_among_sources():
+    from mattekit.data.synthetic import SyntheticSource
+
+    sources = [SyntheticSource(8, 32, seed=i, name=name) for i, name in enumerate("abc")]
+    data = MattingDataModule(
+        train=sources, schedule=["a", "b|c"], batch_size=2, steps_per_epoch=4, num_workers=0
+    )
+    data.setup("fit")
+    sampler = data.train_dataloader().draws
+    assert sampler.schedule == [(0,), (1, 2)]
+    bad = MattingDataModule(train=sources, schedule=["a|z"], num_workers=0)
+    bad.setup("fit")
+    with pytest.raises(ValueError, match=r"unknown sources \['z'\]"):
+        bad.train_dataloader()

@@ -45,6 +45,21 @@ def test_scheduled_batches_come_from_one_source_each():
     assert Counter(len(b) for b in batches) == {4: 6}
 
 
+def test_the_papers_schedule_draws_its_extra_iteration_from_a_group():
+    """TeachDiffusionMatting: RefMatte, RefCOCO, RefMatte, RefCOCO, then one of three."""
+    sizes = [10, 10, 10, 10, 10]  # sources 0-4 occupy 0-9, 10-19, ...
+    schedule = [0, 1, 0, 1, (2, 3, 4)]
+    sampler = ScheduledBatchSampler(sizes, schedule, batch_size=2, num_batches=60, seed=3)
+    origin = [batch[0].index // 10 for batch in sampler]
+    assert all(len({draw.index // 10 for draw in batch}) == 1 for batch in sampler)
+    assert origin[:4] == [0, 1, 0, 1] and origin[5:9] == [0, 1, 0, 1]
+    extra = origin[4::5]
+    assert set(extra) == {2, 3, 4}  # every group member is drawn over 12 extra iterations
+    assert origin == [batch[0].index // 10 for batch in sampler]  # the same draws every time
+    with pytest.raises(ValueError, match="schedule"):
+        ScheduledBatchSampler(sizes, [0, (1, 7)], batch_size=1)
+
+
 def test_draws_reach_their_source_with_their_key():
     class Echo:
         def __init__(self, size):
