@@ -27,6 +27,7 @@ FAMILIES = {
     "baseline": ["--model=baseline", "--model.base_channels=8", "--model.depth=2"],
     "zim": ["--model=zim", "--model.variant=tiny"],
     "zim_converter": ["--model=zim_converter", "--model.variant=tiny", "--model.image_size=32"],
+    "teachmatte": ["--model=teachmatte", "--model.variant=tiny", "--model.stage=teacher"],
 }
 
 
@@ -182,6 +183,23 @@ def test_a_model_is_given_the_stored_prompts_at_its_input_size(checkpoints, tmp_
         np.testing.assert_allclose(batch.box[0].numpy(), box, rtol=1e-6)
         np.testing.assert_allclose(batch.points[0, :2].numpy(), stored.points[:, :2] * 0.5)
         assert method.model.hparams.eval_prompt == "box"
+
+
+def test_a_text_prompted_model_is_given_the_stored_expression(checkpoints, tmp_path):
+    protocol = Protocol(prompts=["text", "box"], seed=4)
+    source = SyntheticSource(2, image_size=32, seed=3)
+    store = PromptStore(tmp_path, protocol)
+    store.make(source, progress=False)
+    method = ModelMethod(MethodSpec("teachmatte", "model", str(checkpoints["teachmatte"])))
+    assert method.refusal("text") is None
+    assert "'text' prompt only" in method.refusal("box")
+    seen = []
+    forward = method.model.forward
+    method.model.forward = lambda batch: seen.append(batch) or forward(batch)
+    list(method.predictions(source, store, "text", [0, 1]))
+    for index, batch in zip([0, 1], seen[1:], strict=True):
+        stored = store.read(index, source.load(index, np.random.default_rng([4, index])))
+        assert stored.text and batch.text == [stored.text]
 
 
 def test_a_method_trained_in_a_stage_is_made_once_and_never_mixed_with_a_new_making(tmp_path):
