@@ -179,3 +179,50 @@ def test_restoring_reads_no_previous_stage_file(chain):
     with restoring_from_checkpoint():
         module = TeachMatte(stage="decoder", previous_stage="/gone.ckpt", **TINY)
     assert module.model.decoder is not None
+
+
+def test_a_diffusers_folder_and_a_text_encoder_file_start_the_teacher(tmp_path, synthetic_batch):
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    from mattekit.models.teachmatte.configs import autoencoder_config, text_config, unet_config
+    from mattekit.models.teachmatte.text_encoder import OpenCLIPTextEncoder
+
+    torch.manual_seed(3)
+    unet = UNet2DConditionModel.from_config(unet_config("tiny"))
+    vae = AutoencoderKL(**autoencoder_config("tiny"))
+    unet.save_pretrained(tmp_path / "sd" / "unet")
+    vae.save_pretrained(tmp_path / "sd" / "vae")
+    text = OpenCLIPTextEncoder(text_config("tiny"))
+    torch.save({f"text_encoder.{k}": v for k, v in text.tower.state_dict().items()},
+               tmp_path / "clip.pth")  # fmt: skip
+    module = TeachMatte(stage="teacher", pretrained=str(tmp_path / "sd"),
+                        text_encoder=str(tmp_path / "clip.pth"), **TINY)  # fmt: skip
+    assert torch.equal(module.model.unet.conv_in.weight, unet.conv_in.weight)
+    assert torch.equal(module.model.vae.encoder.conv_in.weight, vae.encoder.conv_in.weight)
+    assert torch.equal(module.model.text_encoder.tower.token_embedding.weight,
+                       text.tower.token_embedding.weight)  # fmt: skip
+    # the text encoder file is read again by every run: out of the checkpoint, back on restore
+    path = save(module, tmp_path / "teacher.ckpt")
+    state = torch.load(path, weights_only=True)["state_dict"]
+    assert not any(k.startswith("model.text_encoder.") for k in state)
+    assert any(k.startswith("model.vae.") for k in state)
+    restored = TeachMatte.load_from_checkpoint(path).eval()
+    batch = synthetic_batch(64, 2)
+    with torch.no_grad():
+        # equal up to float rounding: the loaded tensors differ in memory layout, not value
+        assert torch.allclose(restored(batch)["alpha"], module.eval()(batch)["alpha"], atol=1e-6)
+
+
+def test_paper_size_stages_have_the_structure_the_readme_reports():
+    with torch.device("meta"):
+        teacher = TeachMatte(stage="teacher", variant="sd15")
+        student = TeachMatte(stage="student", variant="sd15")
+    learnable = lambda m: sum(p.numel() for p in m.parameters() if p.requires_grad)  # noqa: E731
+    assert learnable(teacher) == 861_649_795  # the paper: 861M
+    assert learnable(student) == 348_863_554  # without the projectors (no teacher given)
+    with torch.device("meta"):
+        from mattekit.models.teachmatte.configs import decoder_widths
+        from mattekit.models.teachmatte.decoder import DetailDecoder
+
+        decoder = DetailDecoder(320, *decoder_widths("sd15"))
+    assert learnable(decoder) == 2_512_545  # the paper: 2.67M
