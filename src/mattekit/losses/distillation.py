@@ -12,6 +12,29 @@ from torch import Tensor, nn
 from mattekit.losses.region import masked_mean
 
 
+def feature_pairs(
+    student: Sequence[Tensor], teacher: Sequence[Tensor]
+) -> list[tuple[Tensor, Tensor]]:
+    """``(student, detached teacher)`` pairs in float32, checked to match.
+
+    Raises:
+        ValueError naming the pair whose shapes differ, or when the sequences differ in length.
+    """
+    if len(student) != len(teacher) or not student:
+        raise ValueError(
+            f"expected as many student as teacher features (at least one), got "
+            f"{len(student)} and {len(teacher)}"
+        )
+    pairs = []
+    for index, (ours, theirs) in enumerate(zip(student, teacher, strict=True)):
+        if ours.shape != theirs.shape:
+            raise ValueError(
+                f"feature {index}: student {tuple(ours.shape)} vs teacher {tuple(theirs.shape)}"
+            )
+        pairs.append((ours.float(), theirs.detach().float()))
+    return pairs
+
+
 class FeatureMSELoss(nn.Module):
     """Mean over feature pairs of the mean squared error (LiteSDMatte's UNet-stage distillation).
 
@@ -24,19 +47,8 @@ class FeatureMSELoss(nn.Module):
     """
 
     def forward(self, student: Sequence[Tensor], teacher: Sequence[Tensor]) -> Tensor:
-        if len(student) != len(teacher) or not student:
-            raise ValueError(
-                f"expected as many student as teacher features (at least one), got "
-                f"{len(student)} and {len(teacher)}"
-            )
-        errors = []
-        for index, (ours, theirs) in enumerate(zip(student, teacher, strict=True)):
-            if ours.shape != theirs.shape:
-                raise ValueError(
-                    f"feature {index}: student {tuple(ours.shape)} vs teacher {tuple(theirs.shape)}"
-                )
-            errors.append(F.mse_loss(ours.float(), theirs.detach().float()))
-        return torch.stack(errors).mean()
+        pairs = feature_pairs(student, teacher)
+        return torch.stack([F.mse_loss(ours, theirs) for ours, theirs in pairs]).mean()
 
 
 class MaskedFeatureMSELoss(nn.Module):
@@ -49,20 +61,10 @@ class MaskedFeatureMSELoss(nn.Module):
     """
 
     def forward(self, student: Sequence[Tensor], teacher: Sequence[Tensor], mask: Tensor) -> Tensor:
-        if len(student) != len(teacher) or not student:
-            raise ValueError(
-                f"expected as many student as teacher features (at least one), got "
-                f"{len(student)} and {len(teacher)}"
-            )
         errors = []
-        for index, (ours, theirs) in enumerate(zip(student, teacher, strict=True)):
-            if ours.shape != theirs.shape:
-                raise ValueError(
-                    f"feature {index}: student {tuple(ours.shape)} vs teacher {tuple(theirs.shape)}"
-                )
+        for ours, theirs in feature_pairs(student, teacher):
             on_grid = F.interpolate(mask.float(), size=ours.shape[-2:], mode="nearest")
-            squared = (ours.float() - theirs.detach().float()).square()
-            errors.append(masked_mean(squared, on_grid))
+            errors.append(masked_mean((ours - theirs).square(), on_grid))
         return torch.stack(errors).mean()
 
 

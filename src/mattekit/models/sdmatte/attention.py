@@ -22,6 +22,7 @@ from diffusers.models.attention_processor import Attention
 from torch import Tensor
 
 from mattekit.nn.masked_attention import key_bias_from_mask, masked_attention
+from mattekit.nn.sd_attention import check_sd_layout, cross_context, finish, project
 from mattekit.nn.token_grid import level_grid
 
 #: The release's bias on keys outside the prompt: finite, so a soft map gives a graded bias.
@@ -77,17 +78,11 @@ class SDMatteAttnProcessor:
         prompt_bias: PromptKeyBias | None = None,
         visual_prompt: Tensor | None = None,
     ) -> Tensor:
-        """B x L x C hidden states -> B x L x C (the SD 2 attention layout only)."""
-        if attention_mask is not None or attn.spatial_norm is not None or attn.group_norm:
-            raise ValueError(
-                "SDMatteAttnProcessor supports the SD UNet's attention layers only (no diffusers "
-                "attention_mask, spatial or group norm); prompts arrive as prompt_bias"
-            )
-        if hidden_states.ndim != 3:
-            raise ValueError(f"expected B x L x C hidden states, got {tuple(hidden_states.shape)}")
-        is_self = encoder_hidden_states is None
+        """B x L x C hidden states -> B x L x C (the SD 2 attention layout only; prompts
+        arrive as ``prompt_bias``)."""
+        check_sd_layout(attn, hidden_states, attention_mask, "SDMatteAttnProcessor")
         key_bias = None
-        if is_self:
+        if encoder_hidden_states is None:
             context = hidden_states
             if self.masked:
                 if prompt_bias is None:
@@ -102,23 +97,7 @@ class SDMatteAttnProcessor:
                         "visual-prompt cross-attention needs cross_attention_kwargs visual_prompt"
                     )
                 encoder_hidden_states = visual_prompt
-            context = encoder_hidden_states
-            if attn.norm_cross:
-                context = attn.norm_encoder_hidden_states(context)
-        batch, _, _ = hidden_states.shape
-
-        def heads(x: Tensor) -> Tensor:  # B x L x (h d) -> B x h x L x d
-            return x.view(batch, -1, attn.heads, x.shape[-1] // attn.heads).transpose(1, 2)
-
-        query, key = heads(attn.to_q(hidden_states)), heads(attn.to_k(context))
-        value = heads(attn.to_v(context))
-        if attn.norm_q is not None:
-            query = attn.norm_q(query)
-        if attn.norm_k is not None:
-            key = attn.norm_k(key)
+            context = cross_context(attn, encoder_hidden_states)
+        query, key, value = project(attn, hidden_states, context)
         out = masked_attention(query, key, value, key_bias=key_bias, explicit=self.explicit)
-        out = out.transpose(1, 2).reshape(batch, -1, out.shape[1] * out.shape[3]).to(query.dtype)
-        out = attn.to_out[1](attn.to_out[0](out))
-        if attn.residual_connection:
-            out = out + hidden_states
-        return out / attn.rescale_output_factor
+        return finish(attn, out, hidden_states)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
 from torch import Tensor, nn
 
+from mattekit.nn.sd_attention import check_sd_layout, cross_context, finish, project
 from mattekit.nn.token_grid import level_grid
 
 Grid = tuple[int, int]
@@ -69,12 +70,6 @@ class AttentionRecorder:
         return {grid: torch.stack(maps).mean(0) for grid, maps in recorded.items()}
 
 
-def _heads(x: Tensor, heads: int) -> Tensor:
-    """B x L x (h d) -> B x h x L x d."""
-    batch, length, width = x.shape
-    return x.view(batch, length, heads, width // heads).transpose(1, 2)
-
-
 class TeachAttnProcessor(nn.Module):
     """Attention for the SD UNet's transformer blocks: dense or sparse keys, optionally recorded.
 
@@ -102,20 +97,15 @@ class TeachAttnProcessor(nn.Module):
         recorder: AttentionRecorder | None = None,
     ) -> Tensor:
         """B x L x C -> B x L x C (SD's attention layout: no group or spatial norm, no mask)."""
-        if attention_mask is not None or attn.spatial_norm is not None or attn.group_norm:
-            raise ValueError("TeachAttnProcessor supports the SD UNet's attention layers only")
+        check_sd_layout(attn, hidden_states, attention_mask, "TeachAttnProcessor")
         if latent_size is None:
             raise ValueError("TeachAttnProcessor needs cross_attention_kwargs latent_size")
         grid = level_grid(latent_size, hidden_states.shape[1])
-        query = _heads(attn.to_q(hidden_states), attn.heads)
         if encoder_hidden_states is None:
             context, key_grid = self._keys_source(hidden_states, grid)
         else:
-            context, key_grid = encoder_hidden_states, None
-            if attn.norm_cross:
-                context = attn.norm_encoder_hidden_states(context)
-        key = _heads(attn.to_k(context), attn.heads)
-        value = _heads(attn.to_v(context), attn.heads)
+            context, key_grid = cross_context(attn, encoder_hidden_states), None
+        query, key, value = project(attn, hidden_states, context)
         if key_grid is None and recorder is not None:
             probabilities = (query @ key.transpose(-1, -2) * attn.scale).softmax(-1)
             recorder.cross_attention(probabilities, grid)
@@ -124,11 +114,7 @@ class TeachAttnProcessor(nn.Module):
             if recorder is not None:
                 recorder.self_attention(query, key, grid, key_grid)
             out = F.scaled_dot_product_attention(query, key, value)
-        out = out.transpose(1, 2).flatten(2).to(query.dtype)
-        out = attn.to_out[1](attn.to_out[0](out))
-        if attn.residual_connection:
-            out = out + hidden_states
-        return out / attn.rescale_output_factor
+        return finish(attn, out, hidden_states)
 
     def _keys_source(self, hidden_states: Tensor, grid: Grid) -> tuple[Tensor, Grid]:
         """The tokens keys and values are computed from, and their grid."""
