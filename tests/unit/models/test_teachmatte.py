@@ -226,3 +226,16 @@ def test_paper_size_stages_have_the_structure_the_readme_reports():
 
         decoder = DetailDecoder(320, *decoder_widths("sd15"))
     assert learnable(decoder) == 2_512_545  # the paper: 2.67M
+
+
+def test_the_refiner_trains_with_the_decoder_and_returns_the_input_size(chain, synthetic_batch):
+    batch = synthetic_batch(128, 2, stage="train")
+    module = TeachMatte(stage="decoder", previous_stage=str(chain["student_path"]), refiner=True,
+                        **TINY)  # fmt: skip
+    outputs = module.train().training_outputs(batch)
+    assert outputs["alpha"].shape == (2, 1, 128, 128)
+    assert outputs["alpha_lr"].shape == (2, 1, 4, 4)  # the student saw 32 px
+    loss, _ = module.weighted_loss(outputs, batch)
+    loss.backward()
+    refiner = module.model.refiner
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in refiner.parameters())

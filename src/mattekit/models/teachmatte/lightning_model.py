@@ -102,7 +102,9 @@ class TeachMatte(MattingModule):
         attention_kernels: the student's self-attention per level from the highest resolution:
             -1 removed, 1 dense, k sparse (Table 6; default ``[-1, 2, 2]``).
         projector: the projector Phi on the student's features for L_SG (Table 3 row 4).
-        refiner: the decoder stage also trains the sparse upsampling module (appendix 6.3).
+        refiner: the decoder stage also trains the sparse upsampling module (appendix 6.3):
+            student and decoder then run on the input downsampled 4x (512 px for 2048) and the
+            refiner returns the alpha at the input size.
         refiner_backend: ``dense`` or ``spconv`` (inference; the ``sparse`` extra).
         region_kernel: the morphology kernel of the region targets, in pixels at 512 px (scaled
             with the input side).

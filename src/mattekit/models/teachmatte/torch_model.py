@@ -122,22 +122,32 @@ class TeachMatteNet(nn.Module):
         out = self.student(image, token_ids)
         return torch.sigmoid(out.logits[:, :1]), out.logits[:, 1:2], out.stages[-1]
 
-    def forward(
-        self, image: Tensor, token_ids: Tensor, hires_image: Tensor | None = None
-    ) -> dict[str, Tensor]:
-        """Args: image B x 3 x H x W in [0, 1]; token_ids B x T; hires_image: B x 3 x H' x W'
-        for the refiner (its output size). Returns ``alpha`` (B x 1 x H x W, or H' x W' with the
-        refiner), ``alpha_lr`` and ``transparency_logits`` (B x 1 x H/8 x W/8)."""
-        alpha_lr, r_logits, features = self.coarse(image, token_ids)
+    def forward(self, image: Tensor, token_ids: Tensor) -> dict[str, Tensor]:
+        """Args: image B x 3 x H x W in [0, 1]; token_ids B x T.
+
+        Without a refiner, student and decoder see the image itself. With one, they see it
+        downsampled by ``2^groups`` (the paper's 512 px for a 2048 px input) and the refiner
+        brings their alpha back to H x W, using the image at each size.
+
+        Returns:
+            ``alpha`` B x 1 x H x W; ``alpha_lr`` and ``transparency_logits`` at the student's
+            H/8 grid (of the downsampled image with a refiner).
+        """
+        base = image
+        if self.refiner is not None:
+            factor = 2 ** len(self.refiner.groups)
+            size = (image.shape[-2] // factor, image.shape[-1] // factor)
+            base = F.interpolate(image, size=size, mode="bilinear", antialias=True)
+        alpha_lr, r_logits, features = self.coarse(base, token_ids)
         out = {"alpha_lr": alpha_lr, "transparency_logits": r_logits}
-        size = image.shape[-2:]
+        size = base.shape[-2:]
         up_alpha = F.interpolate(alpha_lr, size=size, mode="bilinear", align_corners=False)
         if self.decoder is None:
             return {**out, "alpha": up_alpha}
         up_r = F.interpolate(r_logits, size=size, mode="bilinear", align_corners=False)
-        alpha, context = self.decoder(image, up_alpha, torch.sigmoid(up_r), features)
-        if self.refiner is not None and hires_image is not None:
-            alpha = self.refiner(hires_image, alpha, context)
+        alpha, context = self.decoder(base, up_alpha, torch.sigmoid(up_r), features)
+        if self.refiner is not None:
+            alpha = self.refiner(image, alpha, context)
         return {**out, "alpha": alpha}
 
 
