@@ -239,3 +239,13 @@ def test_the_refiner_trains_with_the_decoder_and_returns_the_input_size(chain, s
     loss.backward()
     refiner = module.model.refiner
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in refiner.parameters())
+
+
+@pytest.mark.parametrize("weights", [{"sg": 0, "stm": 0, "ctm": 0}, {"stm": 0, "ctm": 0, "r": 0}])
+def test_ablated_students_train_every_trainable_parameter(weights, chain, batch):
+    module = TeachMatte(stage="student", previous_stage=str(chain["teacher_path"]),
+                        loss_weights=weights, **TINY)  # fmt: skip
+    loss, _ = module.train().weighted_loss(module.training_outputs(batch), batch)
+    loss.backward()
+    idle = [n for n, p in module.named_parameters() if p.requires_grad and p.grad is None]
+    assert not idle, idle[:5]

@@ -254,9 +254,11 @@ class TeachMatte(MattingModule):
         return student
 
     def _projectors(self, student: SoftGroundingNet) -> nn.ModuleList:
-        """Phi per distilled stage pair (identity without ``projector``); none without a teacher."""
+        """Phi per distilled stage pair (identity without ``projector``); none when L_SG is off
+        (no teacher, or its weight 0: parameters that never train would burden DDP)."""
         self.stage_pairs: list[tuple[int, int]] = []
-        if self.hparams.previous_stage is None:
+        sg_weight = (self.hparams.loss_weights or {}).get("sg", 1.0)
+        if self.hparams.previous_stage is None or sg_weight == 0:
             return nn.ModuleList()
         with torch.device("meta"):  # only the teacher's stage widths are needed
             reference = build_unet(self.hparams.variant)
