@@ -10,7 +10,7 @@ from mattekit.models.sam_inputs import normalize
 from mattekit.models.zim.lightning_model import ZIM
 from mattekit.models.zim.predictor import ZimPredictor
 from mattekit.models.zim.torch_model import ZimImageFeatures, build_zim, load_sam_weights
-from mattekit.models.zim.transformer import MaskedAttention
+from mattekit.nn.sam_attention import MaskedAttention
 
 BOX = torch.tensor([[[16.0, 24.0], [63.0, 95.0]]])  # corners, model pixels (tiny: 128 px)
 BOX_LABELS = torch.tensor([[2, 3]])

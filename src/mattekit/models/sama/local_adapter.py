@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from mattekit.models.sama.mvle import REGIONS, split_token_regions, tile_token_regions
-from mattekit.models.zim.transformer import MaskedAttention
+from mattekit.nn.sam_attention import MaskedAttention
 
 
 class LocalAdapter(nn.Module):

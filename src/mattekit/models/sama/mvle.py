@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mattekit.models.zim.transformer import MaskedAttention
+from mattekit.nn.sam_attention import MaskedAttention
 
 REGIONS = 4  # 2 x 2 quadrants
 POOL_MODES = ("paper", "mvanet")

@@ -12,14 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from segment_anything.modeling.transformer import (
-    Attention,
-    TwoWayAttentionBlock,
-    TwoWayTransformer,
-)
+from segment_anything.modeling.transformer import TwoWayAttentionBlock, TwoWayTransformer
 from torch import Tensor, nn
 
-from mattekit.nn.masked_attention import key_bias_from_mask, masked_attention
+from mattekit.nn.masked_attention import key_bias_from_mask
+from mattekit.nn.sam_attention import MaskedAttention
 
 DIRECTIONS = ("t2i", "i2t")
 
@@ -47,26 +44,6 @@ class PromptAttentionMask:
         """Masks for the image attending to the tokens: the image tokens are the queries."""
         scale = None if self.points is None else self.points[:, None, :, None]
         return {"query_gate": self.box[:, None, :, None], "score_scale": scale}
-
-
-class MaskedAttention(Attention):
-    """SAM's attention layer (same parameters) with optional prompt masks."""
-
-    def forward(
-        self,
-        q: Tensor,
-        k: Tensor,
-        v: Tensor,
-        key_bias: Tensor | None = None,
-        score_scale: Tensor | None = None,
-        query_gate: Tensor | None = None,
-    ) -> Tensor:
-        """q: B x Lq x C, k / v: B x Lk x C -> B x Lq x C (masks: see masked_attention)."""
-        q = self._separate_heads(self.q_proj(q), self.num_heads)
-        k = self._separate_heads(self.k_proj(k), self.num_heads)
-        v = self._separate_heads(self.v_proj(v), self.num_heads)
-        out = masked_attention(q, k, v, key_bias, score_scale, query_gate)
-        return self.out_proj(self._recombine_heads(out))
 
 
 class MaskedTwoWayBlock(TwoWayAttentionBlock):
