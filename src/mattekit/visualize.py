@@ -67,10 +67,13 @@ def logged_samples(
 
     What a prediction picture needs, as plain tensors: saved beside each run's picture, they
     let pictures that compare runs on the same samples be drawn later (:func:`prediction_grid`).
-    Only the prompt the model was given (``prompt``: ``box``, ``points`` or ``mask``) is kept
-    for drawing: the other kinds are blanked (no clicks, an empty box, an empty mask).
+    Only the prompt the model was given (``prompt``: ``box``, ``points``, ``mask`` or
+    ``text``) is kept for drawing: the other kinds are blanked (no clicks, an empty box, an
+    empty mask); a ``text`` prompt keeps the samples' expressions (``text``, a list).
     """
     samples = {key: getattr(batch, key)[:count].detach().cpu() for key in SAMPLE_KEYS}
+    if prompt == "text":
+        samples["text"] = list(batch.text[:count])
     if prompt != "points":
         samples["point_labels"] = torch.full_like(samples["point_labels"], -1)
     if prompt != "box":
@@ -97,15 +100,18 @@ def prediction_grid(samples: Mapping[str, Tensor], predictions: Mapping[str, Ten
     tiles = []
     for i in range(len(samples["image"])):
         image = samples["image"][i].cpu()
+        overlay = prompt_overlay(
+            image,
+            samples["points"][i],
+            samples["point_labels"][i],
+            samples["box"][i],
+            samples["coarse_mask"][i] if "coarse_mask" in samples else None,
+        )
+        if samples.get("text"):
+            overlay = captioned(overlay, samples["text"][i])
         tiles += [
             to_rgb(image),
-            prompt_overlay(
-                image,
-                samples["points"][i],
-                samples["point_labels"][i],
-                samples["box"][i],
-                samples["coarse_mask"][i] if "coarse_mask" in samples else None,
-            ),
+            overlay,
             to_rgb(samples["alpha"][i].cpu()),
             *(to_rgb(prediction[i].cpu()) for prediction in predictions.values()),
         ]
@@ -115,6 +121,25 @@ def prediction_grid(samples: Mapping[str, Tensor], predictions: Mapping[str, Ten
     if not any(predictions):
         return grid
     return torch.cat([_header(labels, grid.shape[-1], columns), grid], dim=1)
+
+
+def captioned(tile: Tensor, text: str) -> Tensor:
+    """``tile`` (3 x H x W uint8) with ``text`` written over its top, wrapped at word breaks
+    on a white band: a text prompt drawn where a box or clicks would be."""
+    font = ImageFont.load_default()
+    canvas = Image.fromarray(tile.permute(1, 2, 0).numpy().copy())
+    draw = ImageDraw.Draw(canvas)
+    lines: list[str] = []
+    for word in (text or "(no text)").split():
+        if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= canvas.width - 4:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    line_height = 2 + font.getbbox("Ag")[3]
+    draw.rectangle((0, 0, canvas.width, 2 + line_height * len(lines)), fill="white")
+    for number, line in enumerate(lines):
+        draw.text((2, 1 + number * line_height), line, fill="black", font=font)
+    return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1)
 
 
 def _header(labels: list[str], width: int, columns: int) -> Tensor:

@@ -41,8 +41,11 @@ def write_comparison_figure(spec: GridSpec, results: GridResults, path: Path) ->
         ):
             logger.info("grid %s: runs predicted on different samples, no figure", spec.name)
             return False
+        # Values without inner spaces: the header breaks labels at ", " only between settings.
         label = ", ".join(
-            f"{key.rsplit('.', 1)[-1]}={row[key]}" for key in spec.keys if row.get(key, "") != ""
+            f"{key.rsplit('.', 1)[-1]}={str(row[key]).replace(', ', ',')}"
+            for key in spec.keys
+            if row.get(key, "") != ""
         )
         columns[label or f"run {row['run']}"] = samples["prediction"]
     if reference is None or len(columns) < 2:
