@@ -249,3 +249,9 @@ def test_ablated_students_train_every_trainable_parameter(weights, chain, batch)
     loss.backward()
     idle = [n for n, p in module.named_parameters() if p.requires_grad and p.grad is None]
     assert not idle, idle[:5]
+
+
+def test_the_reference_row_is_the_empty_alpha(batch):
+    module = TeachMatte(stage="teacher", **TINY)
+    assert module.reference_name == "empty alpha (reference)"
+    assert torch.equal(module.reference_prediction(batch), torch.zeros_like(batch.alpha))

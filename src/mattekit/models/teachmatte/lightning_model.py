@@ -117,7 +117,9 @@ class TeachMatte(MattingModule):
     """
 
     accepted_prompts = ("text",)
-    reference_name = None
+    # A text prompt has no region to score: the floor is the empty alpha (predicting nothing),
+    # which small targets make a strong floor in SAD.
+    reference_name = "empty alpha (reference)"
     run_settings = MattingModule.run_settings | {
         "previous_stage",
         "pretrained",
@@ -318,6 +320,10 @@ class TeachMatte(MattingModule):
                 "sg": LossTerm(MaskedFeatureMSELoss(), 0.5),
             }
         return terms
+
+    def reference_prediction(self, batch: MattingBatch) -> Tensor:
+        """The reference row's alpha: 0 everywhere, B x 1 x H x W."""
+        return torch.zeros_like(batch.alpha)
 
     def regions(self, batch: MattingBatch):
         """The GT region targets at H/8 (:func:`region_targets`)."""
