@@ -275,7 +275,18 @@ def test_the_refiner_changes_only_uncertain_pixels():
 
 
 def test_dense_and_spconv_backends_agree():
+    """With two torch threads, as Lightning leaves a CPU process: spconv must still agree."""
     pytest.importorskip("spconv.pytorch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        check_backends_agree()
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.get_num_threads() == threads
+
+
+def check_backends_agree():
     torch.manual_seed(0)
     dense = SparseRefiner(context_channels=4, groups=2)
     for norm in (m for m in dense.modules() if isinstance(m, torch.nn.BatchNorm2d)):
