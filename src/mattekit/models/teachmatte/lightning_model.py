@@ -31,6 +31,7 @@ from mattekit.models.loss_terms import LossTerm
 from mattekit.models.teachmatte.attention import AttentionRecorder
 from mattekit.models.teachmatte.configs import TEXT_TOKENS, decoder_widths, text_config
 from mattekit.models.teachmatte.decoder import DetailDecoder
+from mattekit.models.teachmatte.distillation import distillation_terms
 from mattekit.models.teachmatte.heads import FeatureProjector
 from mattekit.models.teachmatte.refiner import SparseRefiner
 from mattekit.models.teachmatte.regions import (
@@ -348,14 +349,11 @@ class TeachMatte(MattingModule):
         if self.hparams.stage == "decoder":
             return self.model(batch.image, ids)
         logits = self.model(batch.image, ids).logits
-        if self.hparams.stage == "teacher":
-            coarse = alpha_from_regions(logits.softmax(1))
-            out = {"region_logits": logits}
-        else:
-            coarse = torch.sigmoid(logits[:, :1])
-            out = {"alpha_lr": coarse, "transparency_logits": logits[:, 1:2]}
+        if self.hparams.stage == "student":
+            return self.student_outputs(logits, size)
+        coarse = alpha_from_regions(logits.softmax(1))
         alpha = F.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
-        return {**out, "alpha": alpha.clamp(0, 1)}
+        return {"region_logits": logits, "alpha": alpha.clamp(0, 1)}
 
     def training_outputs(self, batch: MattingBatch) -> dict[str, Tensor]:
         """The student stage also computes its distillation terms here, while both networks'
@@ -363,35 +361,25 @@ class TeachMatte(MattingModule):
         if self.hparams.stage != "student" or not self.distilling:
             return self(batch)
         ids = self.token_ids(batch)
-        recording = self.loss_weights["stm"] != 0 or self.loss_weights["ctm"] != 0
-        student_record = AttentionRecorder(batch.alpha) if recording else None
-        teacher_record = AttentionRecorder(batch.alpha) if recording else None
-        student = self.model(batch.image, ids, student_record)
+        records = None
+        if self.loss_weights["stm"] != 0 or self.loss_weights["ctm"] != 0:
+            records = (AttentionRecorder(batch.alpha), AttentionRecorder(batch.alpha))
+        student = self.model(batch.image, ids, records and records[0])
         with torch.no_grad():
-            teacher = self.teacher(batch.image, ids, teacher_record)
-        alpha_lr = torch.sigmoid(student.logits[:, :1])
-        size = batch.image.shape[-2:]
-        out = {
-            "alpha": F.interpolate(alpha_lr, size=size, mode="bilinear", align_corners=False),
-            "alpha_lr": alpha_lr,
-            "transparency_logits": student.logits[:, 1:2],
-        }
+            teacher = self.teacher(batch.image, ids, records and records[1])
         active = dict(self.active_losses())
-        if "sg" in active:
-            known = self.regions(batch).known
-            projected = [phi(student.stages[s]) for phi, (s, _) in zip(
-                self.projectors, self.stage_pairs, strict=True)]  # fmt: skip
-            targets = [teacher.stages[t] for _, t in self.stage_pairs]
-            out["sg"] = active["sg"](projected, targets, known)
-        if "stm" in active:
-            out["stm"] = active["stm"](
-                student_record.by_level("propagated"), teacher_record.by_level("propagated")
-            )
-        if "ctm" in active:
-            out["ctm"] = active["ctm"](
-                student_record.by_level("cross"), teacher_record.by_level("cross")
-            )
-        return out
+        known = self.regions(batch).known if "sg" in active else None
+        terms = distillation_terms(
+            active, student, teacher, records, self.projectors, self.stage_pairs, known
+        )
+        return {**self.student_outputs(student.logits, batch.image.shape[-2:]), **terms}
+
+    def student_outputs(self, logits: Tensor, size: tuple[int, int]) -> dict[str, Tensor]:
+        """``alpha_lr`` and ``transparency_logits`` from the student's B x 2 x h x w logits, and
+        ``alpha``: the coarse alpha upsampled to ``size``."""
+        alpha_lr = torch.sigmoid(logits[:, :1])
+        alpha = F.interpolate(alpha_lr, size=size, mode="bilinear", align_corners=False)
+        return {"alpha": alpha, "alpha_lr": alpha_lr, "transparency_logits": logits[:, 1:2]}
 
     def loss_terms(self, outputs: dict[str, Tensor], batch: MattingBatch) -> dict[str, Tensor]:
         stage = self.hparams.stage
