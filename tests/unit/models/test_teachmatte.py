@@ -79,6 +79,18 @@ def test_a_restored_student_never_reads_its_teacher(chain, tmp_path, synthetic_b
         assert torch.equal(restored(batch)["alpha"], expected)
 
 
+def test_a_resumed_fit_reads_its_teacher_sharing_the_students_frozen_parts(chain):
+    student = TeachMatte.load_from_checkpoint(chain["student_path"])
+    student.on_fit_start()
+    teacher = student.teacher
+    assert teacher.vae is student.model.vae
+    assert teacher.text_encoder is student.model.text_encoder
+    trained = chain["teacher"].model
+    assert torch.equal(teacher.unet.conv_in.weight, trained.unet.conv_in.weight)
+    assert torch.equal(teacher.adapter.mlp[0].weight, trained.adapter.mlp[0].weight)
+    assert not any(p.requires_grad for p in teacher.unet.parameters())
+
+
 def test_the_decoder_stage_freezes_and_stores_the_student(chain, batch):
     decoder = TeachMatte(stage="decoder", previous_stage=str(chain["student_path"]), **TINY)
     student = TeachMatte.load_from_checkpoint(chain["student_path"])

@@ -222,17 +222,27 @@ class TeachMatte(MattingModule):
         unet = unet if unet is not None else build_unet(hp.variant)
         return build_grounding(unet, TEACHER_OUTPUTS, hp.variant, vae, self._text_encoder())
 
-    def load_teacher(self) -> SoftGroundingNet:
-        """The trained teacher from ``previous_stage`` (frozen; read whenever a run fits)."""
+    def load_teacher(self, shared: dict[str, nn.Module] | None = None) -> SoftGroundingNet:
+        """The trained teacher from ``previous_stage`` (frozen; read whenever a run fits).
+
+        Args:
+            shared: the student's frozen ``vae`` and ``text_encoder`` to use instead of loading
+                copies (a resumed fit: at SD 2.1 size they are about 440M parameters).
+        """
+        shared = shared or {}
+        parts = shared or {"text_encoder": self._text_encoder()}
         teacher = build_grounding(
-            build_unet(self.hparams.variant),
-            TEACHER_OUTPUTS,
-            self.hparams.variant,
-            text_encoder=self._text_encoder(),
+            build_unet(self.hparams.variant), TEACHER_OUTPUTS, self.hparams.variant, **parts
         )
         path = self.initial_weights(self.hparams.previous_stage, stored=False)
-        load_previous_stage(teacher, path, self.hparams.text_encoder is not None)
+        load_previous_stage(teacher, path, self._kept_parts(tuple(shared)))
         return teacher
+
+    def _kept_parts(self, shared: tuple[str, ...] = ()) -> tuple[str, ...]:
+        """Parts a previous stage's file does not fill: ``shared`` ones, and the text encoder
+        when it is read from its own file."""
+        from_file = ("text_encoder",) if self.hparams.text_encoder is not None else ()
+        return tuple(dict.fromkeys((*shared, *from_file)))
 
     def build_student(self) -> SoftGroundingNet:
         """The student: pruned from the teacher (a new run with ``previous_stage``), else from
@@ -282,7 +292,7 @@ class TeachMatte(MattingModule):
         )  # fmt: skip
         path = self.initial_weights(hp.previous_stage)
         if path is not None:
-            load_previous_stage(student, path, hp.text_encoder is not None)
+            load_previous_stage(student, path, self._kept_parts())
         stream, fusion = decoder_widths(hp.variant)
         decoder = DetailDecoder(stage_widths(student.unet)[-1], stream, fusion)
         refiner = None
@@ -302,7 +312,8 @@ class TeachMatte(MattingModule):
 
     def on_fit_start(self) -> None:
         if self.hparams.stage == "student" and self.teacher is None and self.distilling:
-            self.teacher = self.load_teacher().to(self.device)
+            shared = {"vae": self.model.vae, "text_encoder": self.model.text_encoder}
+            self.teacher = self.load_teacher(shared).to(self.device)
             self.add_frozen_part(TEACHER)
 
     # --- losses -------------------------------------------------------------------------------

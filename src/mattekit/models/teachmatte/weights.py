@@ -44,13 +44,14 @@ def previous_stage_settings(path: str | Path, stage: str) -> dict[str, Any]:
 
 
 def load_previous_stage(
-    network: nn.Module, path: str | Path, text_encoder_file: bool
+    network: nn.Module, path: str | Path, keep: tuple[str, ...] = ()
 ) -> LoadReport:
     """Fill ``network`` (a soft-grounding network) from the previous stage's ``model.`` weights.
 
     Args:
-        text_encoder_file: the text encoder is read from its own file (it is then not in the
-            checkpoint, and left as loaded).
+        keep: parts of ``network`` left as they are: the text encoder when it is read from its
+            own file (it is then not in the checkpoint), or parts shared with another network.
     """
-    allow = ("text_encoder.",) if text_encoder_file else ()
-    return load_submodule(network, path, {"model.": ""}, allow_missing=allow)
+    loaded = [name for name, _ in network.named_children() if name not in keep]
+    prefixes = {f"model.{name}.": f"{name}." for name in loaded}
+    return load_submodule(network, path, prefixes, allow_missing=tuple(f"{k}." for k in keep))
