@@ -3,6 +3,7 @@ self-attention transparency-mining quantity (L_STM) through SDPA vs explicit att
 
     nice python benchmarks/teachmatte.py                   # SD 2.1 size, 512 x 512, fp32, CPU
     nice python benchmarks/teachmatte.py --variant tiny --side 128   # a quick check
+    python benchmarks/teachmatte.py --memory_only --batch 1 --kernels=1,1,1  # dense student
 
 **Time.** The teacher (SD's UNet with the region head) and the student (BK-SDM-Tiny, no
 self-attention at 64 x 64, sparse k = 2 at 32 and 16) each do one soft-grounding forward
@@ -59,13 +60,13 @@ class ExplicitRecorder(AttentionRecorder):
 RECORDERS = {"sdpa": AttentionRecorder, "explicit": ExplicitRecorder}
 
 
-def networks(variant: str):
+def networks(variant: str, kernels: tuple[int, ...] = DEFAULT_KERNELS):
     """Teacher and student with random weights (seed 0); they share autoencoder and text."""
     torch.manual_seed(0)
     teacher = build_grounding(build_unet(variant), TEACHER_OUTPUTS, variant).eval()
     unet = student_unet(teacher.unet, variant, prune=True)
     student = build_grounding(
-        unet, STUDENT_OUTPUTS, variant, teacher.vae, teacher.text_encoder, kernels=DEFAULT_KERNELS
+        unet, STUDENT_OUTPUTS, variant, teacher.vae, teacher.text_encoder, kernels=kernels
     )
     return teacher, student.eval()
 
@@ -93,7 +94,7 @@ def stm_step(teacher, student, recorder_class, image, alpha, ids) -> float:
 
 def memory_worker(args) -> None:
     torch.set_num_threads(args.threads)
-    teacher, student = networks(args.variant)
+    teacher, student = networks(args.variant, args.kernels)
     image, alpha, ids = inputs(args.side, args.batch)
     meter = PeakMemory().start()
     loss = stm_step(teacher, student, RECORDERS[args.recorder], image, alpha, ids)
@@ -123,20 +124,31 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2, help="batch of the memory measurement")
     parser.add_argument("--runs", type=int, default=3, help="paired timing runs")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument(
+        "--kernels", type=lambda v: tuple(int(k) for k in v.split(",")), default=DEFAULT_KERNELS,
+        help="the student's self-attention per level for the memory measurement (-1 removed, "
+        "1 dense, k sparse; default -1,2,2, the paper's; 1,1,1 the dense student)",
+    )  # fmt: skip
+    parser.add_argument("--memory_only", action="store_true", help="skip the timing")
     parser.add_argument("--recorder", choices=sorted(RECORDERS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.recorder:
         memory_worker(args)
         return
     print(f"TeachMatte {args.variant}, {args.side} px, fp32, CPU, {args.threads} threads\n")
-    time_forwards(args)
+    if not args.memory_only:
+        time_forwards(args)
     results = {}
     for name in RECORDERS:
         command = [sys.executable, __file__, *sys.argv[1:], "--recorder", name]
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         results[name] = json.loads(done.stdout.strip().splitlines()[-1])
     sdpa, explicit = results["sdpa"], results["explicit"]
-    print(f"\nL_STM step (teacher forward, student forward + backward), batch {args.batch}:\n")
+    kernels = ",".join(map(str, args.kernels))
+    print(
+        f"\nL_STM step (teacher forward, student forward + backward), batch {args.batch}, "
+        f"student kernels {kernels}:\n"
+    )
     print("| recorder | peak above the networks (GiB) | L_STM |")
     print("| --- | ---: | ---: |")
     for name, result in results.items():

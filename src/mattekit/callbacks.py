@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import DataLoader
 
-from mattekit.data.io import write_png_atomic
+from mattekit.data.io import write_alpha_png
 from mattekit.models.base import run_dir
 
 logger = logging.getLogger(__name__)
@@ -74,8 +74,7 @@ class AlphaPNGWriter(BasePredictionWriter):
             self.handled += 1
             if self.skip_existing and path.exists():
                 continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_png_atomic(path, (alpha[0].cpu().numpy() * 255 + 0.5).astype("uint8"))
+            write_alpha_png(path, alpha[0].cpu().numpy())
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         loaders = trainer.predict_dataloaders

@@ -4,6 +4,7 @@
     mattekit grid experiments/NAME.yaml    run an ablation grid (experiments/README.md)
     mattekit benchmark experiments/NAME.yaml   compare methods under one protocol
     mattekit clicks RUN/checkpoints/last.ckpt  metrics against the number of clicks
+    mattekit matte photos/ --ckpt_path CKPT --box 10,20,200,300 --output_dir out/   cut-outs
     mattekit fit --model baseline          train (any LightningCLI flag works)
     mattekit test --model baseline --ckpt_path runs/baseline/version_0/checkpoints/last.ckpt
     mattekit predict --model baseline --ckpt_path ... --prediction_writer.output_dir out/
@@ -41,6 +42,10 @@ EXTRA_COMMANDS: dict[str, tuple[str, Callable[[list[str]], int | None]]] = {
     "clicks": (
         "test a checkpoint with 1, 3, 5, 10 clicks and plot a metric against them",
         _handler("mattekit.pipelines.click_curve:click_curve_main"),
+    ),
+    "matte": (
+        "alpha mattes and RGBA cut-outs of photos with a checkpoint and a prompt",
+        _handler("mattekit.pipelines.matte:matte_main"),
     ),
     "convert-labels": (
         "convert images + segmentation masks into mattes with a trained ZIM label converter",

@@ -72,7 +72,41 @@ def fit_test_predict(model_args: list[str], alias: str, tmp_path: Path) -> Path:
           f"--prediction_writer.output_dir={out}"])  # fmt: skip
     alpha = cv2.imread(str(out / "holiday.png"), cv2.IMREAD_UNCHANGED)
     assert alpha.shape == (45, 70) and alpha.dtype == np.uint8
+    matte_a_photo(checkpoint, photos / "holiday.jpg", tmp_path)
     return checkpoint
+
+
+#: ``mattekit matte`` arguments of one prompt of each kind, for a 70 x 45 photo.
+PROMPT_ARGS = {
+    "text": ["--text", "the grey square"],
+    "box": ["--box", "10,5,60,40"],
+    "points": ["--point", "35,20", "--point", "2,2,0"],
+}
+
+
+def matte_a_photo(checkpoint: Path, photo: Path, tmp_path: Path) -> None:
+    """``mattekit matte`` with the family's first prompt kind: an alpha at the photo's size and
+    an RGBA cut-out with that alpha; a rerun skips the photo."""
+    from mattekit.checkpoint_config import checkpoint_entry
+
+    kind = checkpoint_entry(checkpoint).prompts[0]
+    if kind == "mask":
+        mask = np.zeros((45, 70), np.uint8)
+        mask[10:30, 20:50] = 255
+        cv2.imwrite(str(tmp_path / "mask.png"), mask)
+        prompt = ["--mask", str(tmp_path / "mask.png")]
+    else:
+        prompt = PROMPT_ARGS[kind]
+    out = tmp_path / "cutouts"
+    command = ["matte", str(photo), f"--ckpt_path={checkpoint}", f"--output_dir={out}", *prompt]
+    assert main(command) == 0
+    alpha = cv2.imread(str(out / "holiday_alpha.png"), cv2.IMREAD_UNCHANGED)
+    rgba = cv2.imread(str(out / "holiday_cutout.png"), cv2.IMREAD_UNCHANGED)
+    assert alpha.shape == (45, 70) and rgba.shape == (45, 70, 4)
+    assert np.array_equal(rgba[..., 3], alpha)
+    written = (out / "holiday_alpha.png").stat().st_mtime_ns
+    assert main(command) == 0
+    assert (out / "holiday_alpha.png").stat().st_mtime_ns == written
 
 
 def test_alias_rewriting_keeps_other_arguments():

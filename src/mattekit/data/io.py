@@ -362,6 +362,20 @@ def write_png_atomic(path: str | Path, array: np.ndarray) -> None:
     write_bytes_atomic(path, encoded.tobytes())
 
 
+def unit_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] (clipped) -> uint8, the nearest of 0 ... 255 (halves to even).
+
+    Every matte (and cut-out colour) mattekit writes is quantised here, so all round alike.
+    """
+    return np.round(np.clip(np.asarray(values, np.float32), 0, 1) * 255).astype(np.uint8)
+
+
+def write_alpha_png(path: str | Path, alpha: np.ndarray) -> None:
+    """Write an H x W float alpha in [0, 1] as an 8-bit PNG (:func:`unit_to_uint8`),
+    atomically."""
+    write_png_atomic(path, unit_to_uint8(alpha))
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers never see a half-written file.
 

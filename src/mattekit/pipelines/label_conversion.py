@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from mattekit.data.folders import check_same_size, pair_by_stem
-from mattekit.data.io import ConversionLog, read_image, read_mask, write_png_atomic
+from mattekit.data.io import ConversionLog, read_image, read_mask, write_alpha_png
 from mattekit.models.evaluation import at_original_size
 from mattekit.models.zim_converter.lightning_model import ZIMLabelConverter
 from mattekit.models.zim_converter.torch_model import LabelConverter
@@ -136,8 +136,7 @@ def convert_folder(
             content = torch.tensor([[size, size]] * len(chunk))  # stretched: no padding
             mattes = at_original_size(alpha, stored_sizes, content)
             for pair, matte in zip(chunk, mattes, strict=True):
-                matte_u8 = np.round(matte[0].cpu().numpy() * 255).astype(np.uint8)
-                write_png_atomic(output_dir / f"{pair['image'].stem}.png", matte_u8)
+                write_alpha_png(output_dir / f"{pair['image'].stem}.png", matte[0].cpu().numpy())
             progress.update(len(chunk))
     return ConversionSummary(len(todo), len(pairs) - len(todo), output_dir)
 

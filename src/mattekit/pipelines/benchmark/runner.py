@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from mattekit.data.io import write_png_atomic
+from mattekit.data.io import write_alpha_png
 from mattekit.data.source import MattingSource
 from mattekit.metrics import matting_metrics
 from mattekit.pipelines.benchmark.classical_method import ClassicalMethod
@@ -212,8 +212,7 @@ def _make_record(
         if prediction.trimap is not None:
             trimaps.add(prediction.trimap)
         if prediction.index < spec.grid_images and prediction.alpha is not None:
-            alpha = np.round(np.clip(prediction.alpha, 0, 1) * 255).astype(np.uint8)
-            write_png_atomic(alpha_path(path, file_stem(prediction.sample_id)), alpha)
+            write_alpha_png(alpha_path(path, file_stem(prediction.sample_id)), prediction.alpha)
     record["trimap"] = ", ".join(sorted(trimaps)) or None
     record["parallel_calls"] = method.parallel_calls
     record["images"] = rows

@@ -1,0 +1,226 @@
+"""``mattekit matte``: photos + a prompt + a checkpoint -> alpha PNGs and RGBA cut-outs.
+
+    mattekit matte photos/ --ckpt_path CKPT --box 40,60,300,420 --output_dir cutouts/
+    mattekit matte a.jpg --ckpt_path CKPT --point 120,80 --point 30,30,0 --output_dir out/
+    mattekit matte "shots/*.png" --ckpt_path CKPT --output_dir out/   # prompts in <stem>.json
+    mattekit matte a.jpg --ckpt_path TEXT_CKPT --text "the cat on the left" --output_dir out/
+
+Each image gives ``<stem>_alpha.png`` (8-bit, the image's size) and ``<stem>_cutout.png`` (RGBA,
+foreground colours estimated). Files are written atomically; a rerun skips images whose outputs
+exist (``--skip_existing false`` redoes them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from mattekit.data.folders import list_image_files
+from mattekit.data.io import IMAGE_EXTENSIONS, read_image, write_alpha_png, write_png_atomic
+from mattekit.data.sample import collate_samples
+from mattekit.inference.checkpoint_model import CheckpointModel
+from mattekit.inference.cutout import cutout
+from mattekit.inference.prompted_images import PromptedImages
+from mattekit.inference.prompts import (
+    PROMPT_KINDS,
+    UserPrompt,
+    parse_box,
+    parse_point,
+    read_prompt_file,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MatteSummary:
+    """What :func:`matte_images` did: images matted, images skipped (outputs there), where."""
+
+    matted: int
+    skipped: int
+    output_dir: Path
+
+
+def collect_images(inputs: list[str]) -> list[Path]:
+    """Image files from files, folders (their images, not recursive) and glob patterns, in the
+    order given, each once.
+
+    Raises:
+        FileNotFoundError naming an input that is no file, folder or matching pattern;
+        ValueError when two images share a stem (their outputs would collide).
+    """
+    images: list[Path] = []
+    for entry in inputs:
+        path = Path(entry)
+        if path.is_dir():
+            images += list_image_files(path).values()
+        elif path.is_file():
+            images.append(path)
+        else:
+            matches = [Path(m) for m in sorted(glob.glob(entry)) if Path(m).is_file()]
+            matches = [m for m in matches if m.suffix.lower() in IMAGE_EXTENSIONS]
+            if not matches:
+                raise FileNotFoundError(f"{entry}: no such image, folder, or images matching it")
+            images += matches
+    unique = list(dict.fromkeys(p.resolve() for p in images))
+    stems: dict[str, Path] = {}
+    for path in unique:
+        if path.stem in stems:
+            raise ValueError(
+                f"{stems[path.stem]} and {path} share the stem {path.stem!r}: their outputs "
+                "would overwrite each other; matte them into different --output_dir"
+            )
+        stems[path.stem] = path
+    return unique
+
+
+def prompts_for(
+    images: list[Path], given: UserPrompt | None, mask: Path | None = None
+) -> list[UserPrompt]:
+    """``given`` for every image (with ``mask``: a mask file, or a folder holding
+    ``<stem>.<ext>`` for each image), else each image's ``<stem>.json`` beside it.
+
+    Raises:
+        FileNotFoundError / ValueError naming the images without a prompt or a mask (before
+        anything runs).
+    """
+    if mask is not None:
+        masks = list_image_files(mask) if mask.is_dir() else None
+        if masks is not None and (absent := [p for p in images if p.stem not in masks]):
+            raise FileNotFoundError(f"{mask}: no mask for {', '.join(p.name for p in absent[:3])}")
+        if masks is None and not mask.is_file():
+            raise FileNotFoundError(f"--mask {mask}: no such file or folder")
+        given = given or UserPrompt()
+        return [replace(given, mask=masks[p.stem] if masks else mask) for p in images]
+    if given is not None:
+        return [given] * len(images)
+    missing = [p for p in images if not p.with_suffix(".json").is_file()]
+    if missing:
+        names = ", ".join(str(p) for p in missing[:3])
+        raise ValueError(
+            f"no prompt for {len(missing)} image(s) ({names}): give --point, --box, --mask or "
+            "--text, or put <stem>.json (MicroMat-3K format) beside each image"
+        )
+    return [read_prompt_file(p.with_suffix(".json")) for p in images]
+
+
+def output_paths(output_dir: Path, image: Path) -> tuple[Path, Path]:
+    """``(<stem>_alpha.png, <stem>_cutout.png)`` in ``output_dir``."""
+    return output_dir / f"{image.stem}_alpha.png", output_dir / f"{image.stem}_cutout.png"
+
+
+def matte_images(
+    runner: CheckpointModel,
+    items: list[tuple[Path, UserPrompt]],
+    output_dir: str | Path,
+    kind: str = "auto",
+    skip_existing: bool = True,
+    with_cutout: bool = True,
+    progress: bool = True,
+) -> MatteSummary:
+    """Matte every ``(image, prompt)``; see the module docstring for the outputs.
+
+    Args:
+        runner: the checkpoint (:class:`CheckpointModel`).
+        kind: the prompt kind to run (``auto``: the first of :data:`PROMPT_KINDS` the prompt
+            has and the model takes).
+        skip_existing: leave images whose outputs exist (a rerun resumes).
+        with_cutout: also write the RGBA cut-out.
+
+    Raises:
+        ValueError naming the prompt's origin when a prompt has no kind the model takes
+        (checked for every image before any runs).
+    """
+    output_dir = Path(output_dir)
+    kinds = [prompt.kind_for(runner.accepted_prompts, kind) for _, prompt in items]
+
+    def done(image: Path) -> bool:
+        alpha_path, cutout_path = output_paths(output_dir, image)
+        return alpha_path.exists() and (cutout_path.exists() or not with_cutout)
+
+    wanted = [i for i, (image, _) in enumerate(items) if not (skip_existing and done(image))]
+    if len(wanted) < len(items):
+        logger.info("%d of %d images already matted: skipped", len(items) - len(wanted), len(items))
+    dataset = runner.dataset(PromptedImages(items))
+    with torch.inference_mode():
+        for index in tqdm(wanted, "matte", unit="image", disable=not progress):
+            image_path = items[index][0]
+            runner.model.evaluate_with(kinds[index])
+            alpha = runner.alpha(collate_samples([dataset[index]]))
+            alpha_path, cutout_path = output_paths(output_dir, image_path)
+            write_alpha_png(alpha_path, alpha)
+            if with_cutout:
+                write_png_atomic(cutout_path, cutout(read_image(image_path), alpha))
+    return MatteSummary(len(wanted), len(items) - len(wanted), output_dir)
+
+
+def _boolean(value: str) -> bool:
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mattekit matte",
+        description="Alpha mattes and RGBA cut-outs of photos with a trained checkpoint.",
+        epilog="Without --point/--box/--mask/--text each image's prompt is <stem>.json beside "
+        "it: MicroMat-3K's format ('point': [[x, y, label], ...], 'bbox': [x0, y0, x1, y1]), "
+        "plus optional 'text' and 'mask' (a file path).",
+    )
+    parser.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
+    parser.add_argument("--ckpt_path", type=Path, required=True, help="a run's Lightning .ckpt")
+    parser.add_argument("--output_dir", type=Path, required=True)
+    parser.add_argument(
+        "--point", action="append", default=[], metavar="X,Y[,LABEL]",
+        help="a click in image pixels, label 1 (default) positive or 0 negative; repeatable",
+    )  # fmt: skip
+    parser.add_argument("--box", metavar="X0,Y0,X1,Y1", help="a box in image pixels")
+    parser.add_argument("--mask", type=Path, help="a mask file, or a folder of <stem> masks")
+    parser.add_argument("--text", help="a referring expression (text-prompted families)")
+    parser.add_argument(
+        "--kind", default="auto", choices=["auto", *PROMPT_KINDS],
+        help="the prompt kind to run (auto: the first of text, mask, box, points the prompt "
+        "has and the model takes)",
+    )  # fmt: skip
+    parser.add_argument("--image_size", type=int, help="network input side (default: the run's)")
+    parser.add_argument("--resize", choices=["stretch", "letterbox"], help="default: the run's")
+    parser.add_argument("--config", type=Path, help="the run's config.yaml, if not beside it")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    parser.add_argument("--skip_existing", type=_boolean, default=True, help="true: resume")
+    parser.add_argument("--cutout", type=_boolean, default=True, help="write RGBA cut-outs")
+    return parser
+
+
+def matte_main(argv: list[str]) -> int:
+    """``mattekit matte``: see the module docstring."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        images = collect_images(args.inputs)
+        given = None
+        if args.point or args.box or args.text:
+            given = UserPrompt(
+                points=tuple(parse_point(p) for p in args.point),
+                box=parse_box(args.box) if args.box else None,
+                text=args.text,
+            )
+        items = list(zip(images, prompts_for(images, given, args.mask), strict=True))
+        runner = CheckpointModel(
+            args.ckpt_path, args.device, args.image_size, args.resize, args.config
+        )
+        summary = matte_images(
+            runner, items, args.output_dir, args.kind, args.skip_existing, args.cutout
+        )
+    except (OSError, ValueError) as error:
+        parser.exit(2, f"mattekit matte: error: {error}\n")
+    print(f"{summary.matted} images matted, {summary.skipped} already done: {summary.output_dir}")
+    return 0
