@@ -47,6 +47,10 @@ EXTRA_COMMANDS: dict[str, tuple[str, Callable[[list[str]], int | None]]] = {
         "alpha mattes and RGBA cut-outs of photos with a checkpoint and a prompt",
         _handler("mattekit.pipelines.matte:matte_main"),
     ),
+    "export": (
+        "export a checkpoint's networks to ONNX, checked against PyTorch",
+        _handler("mattekit.export.command:export_main"),
+    ),
     "convert-labels": (
         "convert images + segmentation masks into mattes with a trained ZIM label converter",
         _handler("mattekit.pipelines.label_conversion:convert_labels_main"),

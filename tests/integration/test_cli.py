@@ -1,5 +1,6 @@
 """fit -> test -> predict through the CLI, in-process, for every registered family."""
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -73,7 +74,23 @@ def fit_test_predict(model_args: list[str], alias: str, tmp_path: Path) -> Path:
     alpha = cv2.imread(str(out / "holiday.png"), cv2.IMREAD_UNCHANGED)
     assert alpha.shape == (45, 70) and alpha.dtype == np.uint8
     matte_a_photo(checkpoint, photos / "holiday.jpg", tmp_path)
+    export_to_onnx(checkpoint, tmp_path / "exported")
     return checkpoint
+
+
+def export_to_onnx(checkpoint: Path, out: Path) -> None:
+    """``mattekit export``: ONNX files within the tolerance of PyTorch, SAM's encoder / decoder
+    split for the SAM-based families, and a manifest naming them."""
+    from mattekit.checkpoint_config import checkpoint_entry
+
+    alias = checkpoint_entry(checkpoint).alias
+    assert main(["export", f"--ckpt_path={checkpoint}", f"--output_dir={out}"]) == 0
+    manifest = json.loads((out / "export.json").read_text())
+    names = ["encoder", "decoder"] if alias in ("zim", "sama") else ["model"]
+    assert [g["name"] for g in manifest["graphs"]] == names
+    for graph in manifest["graphs"]:
+        assert graph["format"] == "onnx" and (out / graph["file"]).is_file()
+        assert 0 <= max(graph["max_abs_diff"].values()) <= manifest["tolerance"]
 
 
 #: ``mattekit matte`` arguments of one prompt of each kind, for a 70 x 45 photo.

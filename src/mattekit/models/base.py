@@ -49,6 +49,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
 
 from mattekit.data.sample import MattingBatch
+from mattekit.export.graphs import ExportGraph, batch_graph
 from mattekit.metrics import resolve_preset
 from mattekit.models import rng_state
 from mattekit.models.evaluation import (
@@ -269,6 +270,16 @@ class MattingModule(L.LightningModule):
                 f"{type(self).__name__} takes the prompts {self.accepted_prompts}, not {kind!r}"
             )
         self.hparams.eval_prompt = kind
+
+    def export_graphs(self, batch: MattingBatch) -> list[ExportGraph]:
+        """The networks ``mattekit export`` writes, traced on ``batch`` (one sample at the
+        network input, after :meth:`transform_batch`) for the kind set by :meth:`evaluate_with`.
+
+        Default: the whole inference forward as one graph of the batch's tensors. SAM-based
+        families split it into an image encoder and a prompt decoder; a family whose forward
+        reads strings (text prompts) must give its own graph of token ids.
+        """
+        return [batch_graph(self, batch)]
 
     @property
     def input_convention(self) -> tuple[int | None, str | None]:

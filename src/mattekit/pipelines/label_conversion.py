@@ -27,6 +27,7 @@ from mattekit.data.io import ConversionLog, read_image, read_mask, write_alpha_p
 from mattekit.models.evaluation import at_original_size
 from mattekit.models.zim_converter.lightning_model import ZIMLabelConverter
 from mattekit.models.zim_converter.torch_model import LabelConverter
+from mattekit.pipelines.arguments import boolean
 
 logger = logging.getLogger(__name__)
 
@@ -141,14 +142,6 @@ def convert_folder(
     return ConversionSummary(len(todo), len(pairs) - len(todo), output_dir)
 
 
-def _boolean(value: str) -> bool:
-    if value.lower() in ("true", "1", "yes"):
-        return True
-    if value.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
-
-
 def convert_labels_main(argv: list[str]) -> None:
     """``mattekit convert-labels``: one flag per :func:`convert_folder` argument."""
     parser = argparse.ArgumentParser(
@@ -170,7 +163,7 @@ def convert_labels_main(argv: list[str]) -> None:
     )
     parser.add_argument("--batch_size", type=int, default=1)
     parser.add_argument(
-        "--skip_existing", type=_boolean, default=True, help="true (default): resume"
+        "--skip_existing", type=boolean, default=True, help="true (default): resume"
     )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     args = parser.parse_args(argv)

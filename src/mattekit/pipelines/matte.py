@@ -34,6 +34,7 @@ from mattekit.inference.prompts import (
     parse_point,
     read_prompt_file,
 )
+from mattekit.pipelines.arguments import boolean
 
 logger = logging.getLogger(__name__)
 
@@ -160,14 +161,6 @@ def matte_images(
     return MatteSummary(len(wanted), len(items) - len(wanted), output_dir)
 
 
-def _boolean(value: str) -> bool:
-    if value.lower() in ("true", "1", "yes"):
-        return True
-    if value.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mattekit matte",
@@ -195,8 +188,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--resize", choices=["stretch", "letterbox"], help="default: the run's")
     parser.add_argument("--config", type=Path, help="the run's config.yaml, if not beside it")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
-    parser.add_argument("--skip_existing", type=_boolean, default=True, help="true: resume")
-    parser.add_argument("--cutout", type=_boolean, default=True, help="write RGBA cut-outs")
+    parser.add_argument("--skip_existing", type=boolean, default=True, help="true: resume")
+    parser.add_argument("--cutout", type=boolean, default=True, help="write RGBA cut-outs")
     return parser
 
 

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mattekit.data.sample import MattingBatch
+from mattekit.export.graphs import ExportGraph
 from mattekit.losses import BCELoss, GradientLoss, IoULoss, L1Loss, LaplacianLoss, SSIMLoss
 from mattekit.metrics import segmentation_metrics
 from mattekit.models.base import MattingModule
@@ -18,6 +19,7 @@ from mattekit.models.evaluation import OutputMetrics
 from mattekit.models.frozen import FrozenPart
 from mattekit.models.loss_terms import LossTerm
 from mattekit.models.prompting import random_prompt_kinds
+from mattekit.models.sam_export import sam_split_graphs
 from mattekit.models.sam_inputs import sam_batch_inputs
 from mattekit.models.sama.torch_model import TASKS, build_sama, load_sam_into_sama
 
@@ -198,6 +200,18 @@ class SAMA(MattingModule):
             (segmentation head), each B x 1 x H x W at the batch's size.
         """
         return self.predict_tasks(batch, [self.hparams.eval_prompt] * len(batch), TASKS)
+
+    def export_graphs(self, batch: MattingBatch) -> list[ExportGraph]:
+        """SAM's split (:mod:`mattekit.models.sam_export`): the encoder (global and local views,
+        MVLE) once per photo, and the decoder's ``matting_logits`` and ``segmentation_logits``
+        (1 x 1 x S/4 x S/4) per prompt."""
+
+        def decode(features, coords: Tensor, labels: Tensor) -> tuple[Tensor, ...]:
+            logits = self.model.decode(features, coords, labels, TASKS)
+            return tuple(logits[task] for task in TASKS)
+
+        outputs = tuple(f"{task}_logits" for task in TASKS)
+        return sam_split_graphs(self.model, batch, decode, outputs)
 
     def training_outputs(self, batch: MattingBatch) -> dict[str, Tensor]:
         """The step's task only (:meth:`step_task`), prompts drawn from ``prompt_kinds``."""

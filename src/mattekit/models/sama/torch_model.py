@@ -41,6 +41,7 @@ from mattekit.models.sama.mvle import (
     tokens_to_regions,
 )
 from mattekit.models.zim.torch_model import VARIANTS, Zim, build_zim, load_sam_weights
+from mattekit.nn.fast_paths import may_branch_on_values
 from mattekit.nn.masked_attention import key_bias_from_mask
 from mattekit.weights.report import LoadReport
 
@@ -245,7 +246,7 @@ class Sama(nn.Module):
         tokens = torch.cat([output_tokens, sparse], dim=1)
         fillers = labels == FILLER_LABEL
         token_keys = None
-        if fillers.device.type == "meta" or bool(fillers.any()):
+        if not may_branch_on_values(fillers) or bool(fillers.any()):
             real = torch.cat([fillers.new_ones(b, output_tokens.shape[1]), ~fillers], dim=1)
             token_keys = key_bias_from_mask(real)
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mattekit.data.sample import MattingBatch
+from mattekit.export.graphs import ExportGraph
 from mattekit.losses import (
     BCELoss,
     CrossEntropyLoss,
@@ -356,15 +357,27 @@ class TeachMatte(MattingModule):
 
     def forward(self, batch: MattingBatch) -> dict[str, Tensor]:
         """``alpha`` B x 1 x H x W; the teacher's is P(fg) + P(transparent) / 2 upsampled."""
-        ids, size = self.token_ids(batch), batch.image.shape[-2:]
+        return self.forward_tokens(batch.image, self.token_ids(batch))
+
+    def forward_tokens(self, image: Tensor, ids: Tensor) -> dict[str, Tensor]:
+        """:meth:`forward` on B x 3 x H x W images and B x T prompt token ids."""
+        size = image.shape[-2:]
         if self.hparams.stage == "decoder":
-            return self.model(batch.image, ids)
-        logits = self.model(batch.image, ids).logits
+            return self.model(image, ids)
+        logits = self.model(image, ids).logits
         if self.hparams.stage == "student":
             return self.student_outputs(logits, size)
         coarse = alpha_from_regions(logits.softmax(1))
         alpha = F.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
         return {"region_logits": logits, "alpha": alpha.clamp(0, 1)}
+
+    def export_graphs(self, batch: MattingBatch) -> list[ExportGraph]:
+        """One graph of the image and the prompt's token ids (the tokenizer stays in Python:
+        :class:`~mattekit.models.teachmatte.text_encoder.PromptTokenizer`)."""
+        graph = TokenForward(self)
+        inputs = {"image": batch.image, "token_ids": self.token_ids(batch)}
+        note = "image: 1 x 3 x S x S in [0, 1]; token_ids: 1 x T from PromptTokenizer"
+        return [ExportGraph("model", graph, inputs, ("alpha",), note=note)]
 
     def training_outputs(self, batch: MattingBatch) -> dict[str, Tensor]:
         """The student stage also computes its distillation terms here, while both networks'
@@ -407,3 +420,14 @@ class TeachMatte(MattingModule):
         if "r" in active:
             terms["r"] = active["r"](outputs["transparency_logits"], regions.transparent)
         return terms
+
+
+class TokenForward(nn.Module):
+    """``(image, token_ids) -> alpha`` of a :class:`TeachMatte` (its export graph)."""
+
+    def __init__(self, family: TeachMatte) -> None:
+        super().__init__()
+        self.family = family
+
+    def forward(self, image: Tensor, token_ids: Tensor) -> Tensor:
+        return self.family.forward_tokens(image, token_ids)["alpha"]

@@ -9,11 +9,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mattekit.data.sample import MattingBatch
+from mattekit.export.graphs import ExportGraph
 from mattekit.losses import BCELoss, GradientLoss, IoULoss, L1Loss
 from mattekit.models.base import MattingModule
 from mattekit.models.frozen import FrozenPart
 from mattekit.models.loss_terms import LossTerm
 from mattekit.models.prompting import random_prompt_kinds
+from mattekit.models.sam_export import sam_split_graphs
 from mattekit.models.sam_inputs import sam_batch_inputs
 from mattekit.models.zim.torch_model import build_zim, load_sam_weights
 
@@ -122,6 +124,12 @@ class ZIM(MattingModule):
     def input_convention(self) -> tuple[int | None, str | None]:
         """SAM's: the image encoder's fixed side (1024, tiny 128), letterboxed."""
         return self.model.image_size, "letterbox"
+
+    def export_graphs(self, batch: MattingBatch) -> list[ExportGraph]:
+        """SAM's split (:mod:`mattekit.models.sam_export`): the image encoder with the pixel
+        decoder's pyramid, run once per photo, and the prompt decoder, whose ``mask_logits``
+        (1 x 4 x S/2 x S/2; mask 0 is the alpha's) and ``iou`` a click re-runs alone."""
+        return sam_split_graphs(self.model, batch, self.model.decode, ("mask_logits", "iou"))
 
     def forward(self, batch: MattingBatch) -> dict[str, Tensor]:
         """Inference: every sample prompted by ``eval_prompt`` (see :meth:`predict_alpha`)."""

@@ -25,6 +25,7 @@ from mattekit.models.zim.transformer import (
     PromptAttentionMask,
     make_prompt_mask,
 )
+from mattekit.nn.fast_paths import may_branch_on_values
 from mattekit.nn.prompt_maps import box_mask, gaussian_point_map
 from mattekit.weights.sam import LoadReport, load_sam_checkpoint
 
@@ -259,8 +260,7 @@ class Zim(nn.Module):
         image_pe = self.prompt_encoder.get_dense_pe()
         prompt_mask = self.attention_mask(coords, labels)
         fillers = labels == FILLER_LABEL
-        # Meta tensors (structure checks) have no values to decide on: they take the masked path.
-        no_fillers = fillers.device.type != "meta" and not bool(fillers.any())
+        no_fillers = may_branch_on_values(fillers) and not bool(fillers.any())
         return self.mask_decoder(
             features.embedding,
             image_pe,

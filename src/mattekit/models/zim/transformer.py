@@ -15,6 +15,7 @@ import torch
 from segment_anything.modeling.transformer import TwoWayAttentionBlock, TwoWayTransformer
 from torch import Tensor, nn
 
+from mattekit.nn.fast_paths import may_branch_on_values
 from mattekit.nn.masked_attention import key_bias_from_mask
 from mattekit.nn.sam_attention import MaskedAttention
 
@@ -166,9 +167,8 @@ def make_prompt_mask(
         grid: ``(h, w)``.
     """
     box = torch.where(has_box[:, None, None], boxes, torch.ones_like(boxes)).flatten(1)
-    # All-box batches keep the fused attention path. Meta tensors (structure checks) have no
-    # values to decide on, so they take the general path.
-    if has_box.device.type != "meta" and bool(has_box.all()):
+    # All-box batches keep the fused attention path (not in exported graphs: fast_paths.py).
+    if may_branch_on_values(has_box) and bool(has_box.all()):
         return PromptAttentionMask(box=box, points=None)
     points = torch.where(has_box[:, None, None], torch.ones_like(point_map), point_map)
     return PromptAttentionMask(box=box, points=points.flatten(1))

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from mattekit.data.sample import MattingBatch
+from mattekit.export.graphs import ExportGraph
 from mattekit.losses import GradientLoss, L1Loss
 from mattekit.models.base import MattingModule
 from mattekit.models.loss_terms import LossTerm
@@ -138,6 +139,15 @@ class ZIMLabelConverter(MattingModule):
         bool), the ``"input_mask"`` it saw and the ``"target"`` (the GT)."""
         outputs = self.model(batch.image, batch.coarse_mask)
         return {**outputs, "input_mask": batch.coarse_mask, "target": batch.alpha}
+
+    def export_graphs(self, batch: MattingBatch) -> list[ExportGraph]:
+        """The whole forward as one graph, with timm's Hiera on its unfused attention path:
+        its fused path calls SDPA on 5-D tensors, which the ONNX translation does not take (the
+        two paths compute the same attention)."""
+        for module in self.modules():
+            if hasattr(module, "fused_attn"):
+                module.fused_attn = False
+        return super().export_graphs(batch)
 
     def training_outputs(self, batch: MattingBatch) -> dict[str, Tensor]:
         """As :meth:`forward`, on the input masks and targets after STL and SGA."""

@@ -1,0 +1,130 @@
+"""``mattekit export``: a checkpoint's networks to ONNX, each checked against PyTorch.
+
+    mattekit export --ckpt_path CKPT --output_dir exported/ [--kind box] [--tolerance 1e-4]
+
+Writes ``<alias>_<graph>.onnx`` per network (SAM-based families: ``encoder`` and ``decoder``;
+the others one ``model``) and ``export.json``: what each file takes and gives, the input
+convention, and each output's largest difference from PyTorch on a sample scene. An export whose
+difference exceeds the tolerance fails (exit 1) and leaves no file for that network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from mattekit.data.io import write_bytes_atomic
+from mattekit.data.sample import MattingBatch, collate_samples
+from mattekit.data.synthetic import SyntheticSource
+from mattekit.export.exporter import OPSET, ExportedGraph, ExportParityError, export_graph
+from mattekit.inference.checkpoint_model import CheckpointModel
+
+logger = logging.getLogger(__name__)
+
+#: Default largest absolute difference from PyTorch accepted on any output (fp32).
+TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    """What :func:`export_checkpoint` wrote: the files and the manifest."""
+
+    graphs: list[ExportedGraph]
+    manifest: Path
+
+
+def sample_batch(runner: CheckpointModel, seed: int = 0) -> MattingBatch:
+    """One synthetic scene at the model's input, with prompts of every kind (and a referring
+    expression), transformed as inference transforms it: what an export traces and checks."""
+    source = SyntheticSource(num_samples=1, image_size=runner.side, seed=seed, name="export")
+    batch = collate_samples([runner.dataset(source, seed)[0]]).to(runner.device)
+    return runner.model.transform_batch(batch, "test")
+
+
+def export_checkpoint(
+    runner: CheckpointModel,
+    output_dir: str | Path,
+    alias: str,
+    kind: str | None = None,
+    tolerance: float = TOLERANCE,
+) -> ExportSummary:
+    """Export the family's :meth:`~mattekit.models.base.MattingModule.export_graphs` for
+    prompt ``kind`` (default: the family's evaluation prompt).
+
+    Raises:
+        ValueError: a kind the family does not take.
+        ExportParityError: an exported network's outputs differ from PyTorch's.
+    """
+    model, output_dir = runner.model, Path(output_dir)
+    kind = kind or model.evaluation_prompt
+    model.evaluate_with(kind)
+    with torch.no_grad():
+        graphs = model.export_graphs(sample_batch(runner, seed=0))
+        # Another scene (other prompts) checks that no value of the first froze into a graph.
+        others = {g.name: g for g in model.export_graphs(sample_batch(runner, seed=1))}
+    for graph in graphs:
+        graph.checks.append(others[graph.name].inputs)
+    exported = [export_graph(graph, output_dir, alias, tolerance) for graph in graphs]
+    manifest = {
+        "family": type(model).__name__,
+        "checkpoint": str(runner.path),
+        "prompt_kind": kind,
+        "input": {"side": runner.side, "resize": runner.resize},
+        "opset": OPSET,
+        "torch": torch.__version__,
+        "tolerance": tolerance,
+        "graphs": [
+            {
+                "name": graph.name,
+                "file": done.path.name,
+                "format": done.format,
+                "inputs": {n: list(t.shape) for n, t in graph.inputs.items()},
+                "dynamic": graph.dynamic,
+                "outputs": list(graph.outputs),
+                "max_abs_diff": done.max_abs_diff,
+                "fallback_reason": done.fallback_reason,
+                "note": graph.note,
+            }
+            for graph, done in zip(graphs, exported, strict=True)
+        ],
+    }
+    path = output_dir / "export.json"
+    write_bytes_atomic(path, (json.dumps(manifest, indent=2) + "\n").encode())
+    return ExportSummary(exported, path)
+
+
+def export_main(argv: list[str]) -> int:
+    """``mattekit export``: see the module docstring."""
+    parser = argparse.ArgumentParser(
+        prog="mattekit export",
+        description="Export a checkpoint's networks to ONNX, checked against PyTorch.",
+    )
+    parser.add_argument("--ckpt_path", type=Path, required=True, help="a run's Lightning .ckpt")
+    parser.add_argument("--output_dir", type=Path, required=True)
+    parser.add_argument("--kind", help="the prompt kind (default: the family's evaluation one)")
+    parser.add_argument(
+        "--tolerance", type=float, default=TOLERANCE,
+        help=f"largest accepted difference from PyTorch (default {TOLERANCE:g})",
+    )  # fmt: skip
+    parser.add_argument("--image_size", type=int, help="network input side (default: the run's)")
+    parser.add_argument("--resize", choices=["stretch", "letterbox"], help="default: the run's")
+    parser.add_argument("--config", type=Path, help="the run's config.yaml, if not beside it")
+    args = parser.parse_args(argv)
+    from mattekit.checkpoint_config import checkpoint_entry
+
+    try:
+        runner = CheckpointModel(args.ckpt_path, "cpu", args.image_size, args.resize, args.config)
+        alias = checkpoint_entry(args.ckpt_path).alias
+        summary = export_checkpoint(runner, args.output_dir, alias, args.kind, args.tolerance)
+    except (OSError, ValueError, ExportParityError) as error:
+        parser.exit(1, f"mattekit export: error: {error}\n")
+    for done in summary.graphs:
+        worst = max(done.max_abs_diff.values(), default=0.0)
+        print(f"{done.path} ({done.format}): max |exported - PyTorch| = {worst:.2e}")
+    print(f"manifest: {summary.manifest}")
+    return 0
