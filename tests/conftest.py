@@ -1,5 +1,7 @@
 """Test-session settings and helpers shared by every test."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -29,6 +31,30 @@ def train_on_batch(module, batch: MattingBatch, steps: int) -> list[float]:
         optimizer.step()
         losses.append(loss.item())
     return losses
+
+
+def save_tiny_checkpoint(alias: str, folder: Path) -> Path:
+    """A registered family's tiny variant (random weights, seed 0) saved as the CLI saves it:
+    class path and instantiator in the hyperparameters, unstored parts left out."""
+    from mattekit.models import MODELS
+
+    entry = MODELS[alias]
+    torch.manual_seed(0)
+    module = entry.cls(**entry.tiny)
+    hparams = {**module.hparams, "_class_path": entry.class_path}
+    hparams["_instantiator"] = "lightning.pytorch.cli.instantiate_module"
+    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": hparams}
+    checkpoint["pytorch-lightning_version"] = "2.6.0"
+    module.on_save_checkpoint(checkpoint)
+    path = Path(folder) / f"{alias}.ckpt"
+    torch.save(checkpoint, path)
+    return path
+
+
+@pytest.fixture(name="tiny_checkpoint")
+def tiny_checkpoint_fixture(tmp_path):
+    """``tiny_checkpoint(alias)``: :func:`save_tiny_checkpoint` into the test's folder."""
+    return lambda alias: save_tiny_checkpoint(alias, tmp_path)
 
 
 @pytest.fixture(name="synthetic_batch")

@@ -5,6 +5,8 @@
     mattekit benchmark experiments/NAME.yaml   compare methods under one protocol
     mattekit clicks RUN/checkpoints/last.ckpt  metrics against the number of clicks
     mattekit matte photos/ --ckpt_path CKPT --box 10,20,200,300 --output_dir out/   cut-outs
+    mattekit export --ckpt_path CKPT --output_dir exported/   ONNX, checked against PyTorch
+    mattekit demo --ckpt_path CKPT         a web page: click on a photo, get the cut-out
     mattekit fit --model baseline          train (any LightningCLI flag works)
     mattekit test --model baseline --ckpt_path runs/baseline/version_0/checkpoints/last.ckpt
     mattekit predict --model baseline --ckpt_path ... --prediction_writer.output_dir out/
@@ -50,6 +52,10 @@ EXTRA_COMMANDS: dict[str, tuple[str, Callable[[list[str]], int | None]]] = {
     "export": (
         "export a checkpoint's networks to ONNX, checked against PyTorch",
         _handler("mattekit.export.command:export_main"),
+    ),
+    "demo": (
+        "a local web page: upload a photo, click, get the alpha and the cut-out",
+        _handler("mattekit.demo.app:demo_main"),
     ),
     "convert-labels": (
         "convert images + segmentation masks into mattes with a trained ZIM label converter",

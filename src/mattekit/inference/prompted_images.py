@@ -42,30 +42,46 @@ class PromptedImages(MattingSource):
     def load(self, index: int, rng: np.random.Generator) -> RawSample:
         path, prompt = self.items[index]
         image = read_image(path, self._conversions)
-        height, width = image.shape[:2]
-        origin = Path(prompt.origin)
-        points, box = parse_micromat_prompt(
-            prompt.micromat_document(), origin, height, width, path.stem
-        )
-        coarse_mask = None
-        if prompt.mask is not None:
-            mask = read_mask(prompt.mask, self._conversions)
-            check_same_size(path.stem, (path, image), (prompt.mask, mask))
-            if not mask.any():
-                raise ValueError(f"{prompt.mask}: the mask prompt is empty")
-            coarse_mask = mask.astype(np.uint8)
-            if box is None:
-                rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-                box = np.array([cols[0], rows[0], cols[-1], rows[-1]], np.float32)
-        if box is None and not len(points):
-            box = np.array([0, 0, width - 1, height - 1], np.float32)
-        return RawSample(
-            sample_id=path.stem,
-            image=image,
-            alpha=np.zeros((height, width), np.float32),
-            text=prompt.text or "",
-            points=points if len(points) else None,
-            box=box,
-            coarse_mask=coarse_mask,
-            source=self.name,
-        )
+        return prompted_sample(path.stem, image, prompt, self.name, self._conversions, path)
+
+
+def prompted_sample(
+    sample_id: str,
+    image: np.ndarray,
+    prompt: UserPrompt,
+    source: str,
+    conversions: ConversionLog | None = None,
+    image_path: Path | None = None,
+) -> RawSample:
+    """A photo (H x W x 3 uint8) and its prompt as a ground-truth-free sample (see
+    :class:`PromptedImages` for what is checked and derived).
+
+    Raises:
+        ValueError naming the file: an empty mask, a mask of another size than its image.
+    """
+    height, width = image.shape[:2]
+    points, box = parse_micromat_prompt(
+        prompt.micromat_document(), Path(prompt.origin), height, width, sample_id
+    )
+    coarse_mask = None
+    if prompt.mask is not None:
+        mask = read_mask(prompt.mask, conversions)
+        check_same_size(sample_id, (image_path or Path(sample_id), image), (prompt.mask, mask))
+        if not mask.any():
+            raise ValueError(f"{prompt.mask}: the mask prompt is empty")
+        coarse_mask = mask.astype(np.uint8)
+        if box is None:
+            rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+            box = np.array([cols[0], rows[0], cols[-1], rows[-1]], np.float32)
+    if box is None and not len(points):
+        box = np.array([0, 0, width - 1, height - 1], np.float32)
+    return RawSample(
+        sample_id=sample_id,
+        image=image,
+        alpha=np.zeros((height, width), np.float32),
+        text=prompt.text or "",
+        points=points if len(points) else None,
+        box=box,
+        coarse_mask=coarse_mask,
+        source=source,
+    )

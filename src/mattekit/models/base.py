@@ -271,6 +271,16 @@ class MattingModule(L.LightningModule):
             )
         self.hparams.eval_prompt = kind
 
+    def encode_image(self, batch: MattingBatch) -> object | None:
+        """What depends on the batch's images only, computed once per photo by interactive use
+        (``mattekit demo``) and handed to :meth:`forward_with_features` at every click; None
+        (the default) where the whole network depends on the prompt."""
+        return None
+
+    def forward_with_features(self, batch: MattingBatch, features: object) -> dict[str, Tensor]:
+        """:meth:`forward` given :meth:`encode_image`'s features of the same images."""
+        return self(batch)
+
     def export_graphs(self, batch: MattingBatch) -> list[ExportGraph]:
         """The networks ``mattekit export`` writes, traced on ``batch`` (one sample at the
         network input, after :meth:`transform_batch`) for the kind set by :meth:`evaluate_with`.

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from mattekit.data.sample import MattingBatch
 from mattekit.export.graphs import ExportGraph
-from mattekit.models.sam_inputs import PADDING_LABEL, sam_batch_inputs, sam_image
+from mattekit.models.sam_inputs import PADDING_LABEL, sam_batch_tokens, sam_image
 
 #: The decoder's outputs from ``(features, coords, labels)``.
 Decode = Callable[[object, Tensor, Tensor], tuple[Tensor, ...]]
@@ -85,7 +85,7 @@ def sam_split_graphs(
     traced on ``batch``'s first sample prompted by its clicks; the decoder is also checked with
     one more click."""
     image, content = batch.image[:1], batch.content_size[:1]
-    _, coords, labels = sam_batch_inputs(batch.select([0]), ["points"], network.image_size)
+    coords, labels = sam_batch_tokens(batch.select([0]), ["points"], network.image_size)
     features = network.encode(sam_image(image, content, network.image_size))
     flat = flatten_features(features)
     encoder = ExportGraph(

@@ -124,19 +124,11 @@ def batch_tokens(
     return coords, labels
 
 
-def sam_batch_inputs(
-    batch: MattingBatch, kinds: Sequence[str], size: int
-) -> tuple[Tensor, Tensor, Tensor]:
-    """A batch as a SAM-based model takes it: :func:`sam_image` and :func:`batch_tokens`.
-
-    Prompts are scaled from batch pixels to the ``size x size`` model input.
-
-    Returns:
-        B x 3 x size x size images, B x K x 2 token coordinates and B x K labels.
-    """
+def sam_batch_tokens(batch: MattingBatch, kinds: Sequence[str], size: int) -> tuple[Tensor, Tensor]:
+    """The batch's prompts as SAM's tokens (:func:`batch_tokens`), scaled from batch pixels to
+    the ``size x size`` model input: B x K x 2 coordinates and B x K labels."""
     height, width = batch.image.shape[-2:]
     scale = batch.points.new_tensor([size / width, size / height])
-    coords, labels = batch_tokens(
+    return batch_tokens(
         batch.points * scale, batch.point_labels, batch.box * scale.repeat(2), kinds
     )
-    return sam_image(batch.image, batch.content_size, size), coords, labels

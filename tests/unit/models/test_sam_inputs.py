@@ -8,7 +8,7 @@ from mattekit.models.sam_inputs import (
     FILLER_LABEL,
     batch_tokens,
     normalize,
-    sam_batch_inputs,
+    sam_batch_tokens,
     sam_image,
     sam_tokens,
 )
@@ -102,8 +102,7 @@ def test_batch_prompts_are_scaled_to_the_model_input(synthetic_batch):
         point_labels=torch.tensor([[1], [0]]),
         box=torch.tensor([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]]),
     )
-    images, coords, labels = sam_batch_inputs(batch, ["box", "points"], 128)
-    assert images.shape == (2, 3, 128, 128)
+    coords, labels = sam_batch_tokens(batch, ["box", "points"], 128)
     assert coords[0].tolist() == [[2.0, 4.0], [6.0, 8.0]]
     assert coords[1, 0].tolist() == [60.0, 80.0]
     assert labels.tolist() == [[2, 3], [0, -1]]  # a box and one click + padding: two tokens

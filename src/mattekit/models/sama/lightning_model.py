@@ -20,8 +20,13 @@ from mattekit.models.frozen import FrozenPart
 from mattekit.models.loss_terms import LossTerm
 from mattekit.models.prompting import random_prompt_kinds
 from mattekit.models.sam_export import sam_split_graphs
-from mattekit.models.sam_inputs import sam_batch_inputs
-from mattekit.models.sama.torch_model import TASKS, build_sama, load_sam_into_sama
+from mattekit.models.sam_inputs import sam_batch_tokens, sam_image
+from mattekit.models.sama.torch_model import (
+    TASKS,
+    SamaImageFeatures,
+    build_sama,
+    load_sam_into_sama,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -213,6 +218,18 @@ class SAMA(MattingModule):
         outputs = tuple(f"{task}_logits" for task in TASKS)
         return sam_split_graphs(self.model, batch, decode, outputs)
 
+    def encode_image(self, batch: MattingBatch) -> SamaImageFeatures:
+        """The whole image's and the local views' features (once per photo)."""
+        images = sam_image(batch.image, batch.content_size, self.model.image_size)
+        return self.model.encode(images)
+
+    def forward_with_features(
+        self, batch: MattingBatch, features: SamaImageFeatures
+    ) -> dict[str, Tensor]:
+        """:meth:`forward` running only the decoder on :meth:`encode_image`'s output."""
+        kinds = [self.hparams.eval_prompt] * len(batch)
+        return self.predict_tasks(batch, kinds, TASKS, features)
+
     def training_outputs(self, batch: MattingBatch) -> dict[str, Tensor]:
         """The step's task only (:meth:`step_task`), prompts drawn from ``prompt_kinds``."""
         kinds = random_prompt_kinds(len(batch), self.prompt_kinds)
@@ -236,19 +253,25 @@ class SAMA(MattingModule):
         return terms
 
     def predict_tasks(
-        self, batch: MattingBatch, kinds: list[str], tasks: Sequence[str]
+        self,
+        batch: MattingBatch,
+        kinds: list[str],
+        tasks: Sequence[str],
+        features: SamaImageFeatures | None = None,
     ) -> dict[str, Tensor]:
         """The heads of ``tasks`` on the batch, in SAM's input convention (letterbox padding
         zeroed after normalising, a box alone or clicks + one padding point: ZIM's
-        :func:`~mattekit.models.sam_inputs.sam_batch_inputs`).
+        :func:`~mattekit.models.sam_inputs.sam_batch_tokens`); ``features``: :meth:`encode_image`'s,
+        when known.
 
         Returns:
             per task: ``alpha`` and ``alpha_logits`` (matting), ``seg`` and ``seg_logits``
             (segmentation), B x 1 x H x W (the logits resized, then the sigmoid).
         """
         size = batch.image.shape[-2:]
-        images, coords, labels = sam_batch_inputs(batch, kinds, self.model.image_size)
-        logits = self.model(images, coords, labels, tasks)
+        features = features if features is not None else self.encode_image(batch)
+        coords, labels = sam_batch_tokens(batch, kinds, self.model.image_size)
+        logits = self.model.decode(features, coords, labels, tasks)
         names = {"segmentation": "seg", "matting": "alpha"}
         outputs = {}
         for task, task_logits in logits.items():

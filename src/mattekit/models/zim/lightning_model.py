@@ -16,8 +16,8 @@ from mattekit.models.frozen import FrozenPart
 from mattekit.models.loss_terms import LossTerm
 from mattekit.models.prompting import random_prompt_kinds
 from mattekit.models.sam_export import sam_split_graphs
-from mattekit.models.sam_inputs import sam_batch_inputs
-from mattekit.models.zim.torch_model import build_zim, load_sam_weights
+from mattekit.models.sam_inputs import sam_batch_tokens, sam_image
+from mattekit.models.zim.torch_model import ZimImageFeatures, build_zim, load_sam_weights
 
 logger = logging.getLogger(__name__)
 
@@ -135,11 +135,24 @@ class ZIM(MattingModule):
         """Inference: every sample prompted by ``eval_prompt`` (see :meth:`predict_alpha`)."""
         return self.predict_alpha(batch, [self.hparams.eval_prompt] * len(batch))
 
+    def encode_image(self, batch: MattingBatch) -> ZimImageFeatures:
+        """The image embedding and the pixel decoder's pyramid (once per photo)."""
+        images = sam_image(batch.image, batch.content_size, self.model.image_size)
+        return self.model.encode(images)
+
+    def forward_with_features(
+        self, batch: MattingBatch, features: ZimImageFeatures
+    ) -> dict[str, Tensor]:
+        """:meth:`forward` running only the prompt decoder on :meth:`encode_image`'s output."""
+        return self.predict_alpha(batch, [self.hparams.eval_prompt] * len(batch), features)
+
     def training_outputs(self, batch: MattingBatch) -> dict[str, Tensor]:
         """As :meth:`forward`, each sample prompted by a kind drawn from ``prompt_kinds``."""
         return self.predict_alpha(batch, random_prompt_kinds(len(batch), self.prompt_kinds))
 
-    def predict_alpha(self, batch: MattingBatch, kinds: list[str]) -> dict[str, Tensor]:
+    def predict_alpha(
+        self, batch: MattingBatch, kinds: list[str], features: ZimImageFeatures | None = None
+    ) -> dict[str, Tensor]:
         """The release's conventions (:mod:`mattekit.models.sam_inputs`) in every stage.
 
         The image is normalised then zero-padded outside ``batch.content_size``; each sample's
@@ -151,10 +164,11 @@ class ZIM(MattingModule):
             ``alpha`` B x 1 x H x W in [0, 1]; ``alpha_logits`` B x 1 x H x W, the logits of
             SAM's single-mask output (mask 0) at the batch's size, whose sigmoid is the alpha
             (resize these, not the alpha, to another size: the release resizes logits first);
-            ``iou`` B x 4 IoU predictions.
+            ``iou`` B x 4 IoU predictions. ``features``: :meth:`encode_image`'s, when known.
         """
         height, width = batch.image.shape[-2:]
-        images, coords, labels = sam_batch_inputs(batch, kinds, self.model.image_size)
-        logits, iou = self.model.decode(self.model.encode(images), coords, labels)
+        features = features if features is not None else self.encode_image(batch)
+        coords, labels = sam_batch_tokens(batch, kinds, self.model.image_size)
+        logits, iou = self.model.decode(features, coords, labels)
         logits = F.interpolate(logits[:, :1], (height, width), mode="bilinear", align_corners=False)
         return {"alpha": logits.sigmoid(), "alpha_logits": logits, "iou": iou}
