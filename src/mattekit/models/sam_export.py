@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from mattekit.data.sample import MattingBatch
 from mattekit.export.graphs import ExportGraph
-from mattekit.models.sam_inputs import PADDING_LABEL, sam_batch_tokens, sam_image
+from mattekit.models.sam_inputs import PADDING_LABEL, sam_batch_tokens, sam_encode
 
 #: The decoder's outputs from ``(features, coords, labels)``.
 Decode = Callable[[object, Tensor, Tensor], tuple[Tensor, ...]]
@@ -62,7 +62,7 @@ class SamEncoderGraph(nn.Module):
         self.network = network
 
     def forward(self, image: Tensor, content_size: Tensor) -> tuple[Tensor, ...]:
-        features = self.network.encode(sam_image(image, content_size, self.network.image_size))
+        features = sam_encode(self.network, image, content_size)
         return tuple(flatten_features(features).values())
 
 
@@ -86,7 +86,7 @@ def sam_split_graphs(
     one more click."""
     image, content = batch.image[:1], batch.content_size[:1]
     coords, labels = sam_batch_tokens(batch.select([0]), ["points"], network.image_size)
-    features = network.encode(sam_image(image, content, network.image_size))
+    features = sam_encode(network, image, content)
     flat = flatten_features(features)
     encoder = ExportGraph(
         "encoder",

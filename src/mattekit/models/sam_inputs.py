@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from mattekit.data.sample import MattingBatch
 
@@ -132,3 +132,9 @@ def sam_batch_tokens(batch: MattingBatch, kinds: Sequence[str], size: int) -> tu
     return batch_tokens(
         batch.points * scale, batch.point_labels, batch.box * scale.repeat(2), kinds
     )
+
+
+def sam_encode(network: nn.Module, image: Tensor, content_size: Tensor) -> object:
+    """``network.encode`` (a SAM-based network's image features) of B x 3 x H x W batch images
+    in [0, 1], in SAM's convention: :func:`sam_image` at the network's ``image_size``."""
+    return network.encode(sam_image(image, content_size, network.image_size))

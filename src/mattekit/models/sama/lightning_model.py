@@ -20,7 +20,7 @@ from mattekit.models.frozen import FrozenPart
 from mattekit.models.loss_terms import LossTerm
 from mattekit.models.prompting import random_prompt_kinds
 from mattekit.models.sam_export import sam_split_graphs
-from mattekit.models.sam_inputs import sam_batch_tokens, sam_image
+from mattekit.models.sam_inputs import sam_batch_tokens, sam_encode
 from mattekit.models.sama.torch_model import (
     TASKS,
     SamaImageFeatures,
@@ -220,8 +220,7 @@ class SAMA(MattingModule):
 
     def encode_image(self, batch: MattingBatch) -> SamaImageFeatures:
         """The whole image's and the local views' features (once per photo)."""
-        images = sam_image(batch.image, batch.content_size, self.model.image_size)
-        return self.model.encode(images)
+        return sam_encode(self.model, batch.image, batch.content_size)
 
     def forward_with_features(
         self, batch: MattingBatch, features: SamaImageFeatures

@@ -16,7 +16,7 @@ from mattekit.models.frozen import FrozenPart
 from mattekit.models.loss_terms import LossTerm
 from mattekit.models.prompting import random_prompt_kinds
 from mattekit.models.sam_export import sam_split_graphs
-from mattekit.models.sam_inputs import sam_batch_tokens, sam_image
+from mattekit.models.sam_inputs import sam_batch_tokens, sam_encode
 from mattekit.models.zim.torch_model import ZimImageFeatures, build_zim, load_sam_weights
 
 logger = logging.getLogger(__name__)
@@ -137,8 +137,7 @@ class ZIM(MattingModule):
 
     def encode_image(self, batch: MattingBatch) -> ZimImageFeatures:
         """The image embedding and the pixel decoder's pyramid (once per photo)."""
-        images = sam_image(batch.image, batch.content_size, self.model.image_size)
-        return self.model.encode(images)
+        return sam_encode(self.model, batch.image, batch.content_size)
 
     def forward_with_features(
         self, batch: MattingBatch, features: ZimImageFeatures
