@@ -49,10 +49,21 @@ class DemoActions:
         self.session.set_image(self.photo)
         return state, (self.photo, None, None, None, state.describe())
 
-    def click(self, state: PromptState, mode: str, x: int, y: int) -> tuple[PromptState, Outputs]:
-        """A click at ``(x, y)`` of the photo, in ``mode``."""
+    def click(
+        self, state: PromptState, mode: str | None, x: int, y: int
+    ) -> tuple[PromptState, Outputs]:
+        """A click at ``(x, y)`` of the photo, in ``mode`` (None: the family takes no clicks)."""
         if self.photo is None:
             return state, (None, None, None, None, "upload a photo first")
+        if not mode:
+            takes = ", ".join(self.session.accepted_prompts)
+            return state, (
+                self.photo,
+                None,
+                None,
+                None,
+                f"clicks do not prompt it (it takes {takes})",
+            )
         state = state.add(mode, x, y)
         return state, self.run(state)
 

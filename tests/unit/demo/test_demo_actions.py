@@ -50,3 +50,5 @@ def test_a_click_returns_the_alpha_the_cutout_and_a_file(tiny_checkpoint, tmp_pa
     state, shown = actions.text(state, "the cat")
     assert shown[1] is None and "the model needs points or box" in shown[4]
     assert session.encodings == 1
+    _, shown = actions.click(PromptState(), None, 3, 3)  # a family without click modes
+    assert shown[1] is None and shown[4] == "clicks do not prompt it (it takes points, box)"
