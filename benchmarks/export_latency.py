@@ -47,6 +47,7 @@ def onnx_session(path: Path, threads: int):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", default="paper", choices=["paper", "tiny"])
+    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
@@ -55,7 +56,7 @@ def main() -> None:
     print("| family | graph | PyTorch (ms) | onnxruntime (ms) | onnxruntime / PyTorch | max diff |")
     print("| --- | --- | ---: | ---: | ---: | ---: |")
     folder = Path(tempfile.mkdtemp(prefix="mattekit_export_"))
-    for alias in FAMILIES:
+    for alias in args.families:
         entry = MODELS[alias]
         torch.manual_seed(0)
         family = entry.cls(**(entry.tiny if args.variant == "tiny" else entry.paper_size)).eval()
