@@ -1,6 +1,5 @@
 """fit -> test -> predict through the CLI, in-process, for every registered family."""
 
-import json
 import re
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 
 from mattekit.cli import main
 from mattekit.errors import UsageError
+from mattekit.export.manifest import read_export
 from mattekit.matting_cli import resolve_model_aliases
 from mattekit.models import MODELS, list_models
 
@@ -85,7 +85,7 @@ def export_to_onnx(checkpoint: Path, out: Path) -> None:
 
     alias = checkpoint_entry(checkpoint).alias
     assert main(["export", f"--ckpt_path={checkpoint}", f"--output_dir={out}"]) == 0
-    manifest = json.loads((out / "export.json").read_text())
+    manifest = read_export(out)
     names = ["encoder", "decoder"] if alias in ("zim", "sama") else ["model"]
     assert [g["name"] for g in manifest["graphs"]] == names
     for graph in manifest["graphs"]:

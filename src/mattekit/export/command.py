@@ -4,8 +4,9 @@
 
 Writes ``<alias>_<graph>.onnx`` per network (SAM-based families: ``encoder`` and ``decoder``;
 the others one ``model``) and ``export.json``: what each file takes and gives, the input
-convention, and each output's largest difference from PyTorch on a sample scene. An export whose
-difference exceeds the tolerance fails (exit 1) and leaves no file for that network.
+convention, and each output's largest difference from PyTorch on a sample scene. The set is
+written as a unit (:mod:`mattekit.export.staging`): an export whose difference exceeds the
+tolerance fails (exit 1), and a failed or killed one leaves the folder's previous export as it was.
 """
 
 from __future__ import annotations
@@ -13,15 +14,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
-from mattekit.data.io import write_bytes_atomic
 from mattekit.data.sample import MattingBatch, collate_samples
 from mattekit.data.synthetic import SyntheticSource
 from mattekit.export.exporter import OPSET, ExportedGraph, ExportParityError, export_graph
+from mattekit.export.graphs import ExportGraph
+from mattekit.export.manifest import MANIFEST
+from mattekit.export.staging import commit, staging_folder
 from mattekit.inference.checkpoint_model import CheckpointModel
 
 logger = logging.getLogger(__name__)
@@ -54,7 +57,8 @@ def export_checkpoint(
     tolerance: float = TOLERANCE,
 ) -> ExportSummary:
     """Export the family's :meth:`~mattekit.models.base.MattingModule.export_graphs` for
-    prompt ``kind`` (default: the family's evaluation prompt).
+    prompt ``kind`` (default: the family's evaluation prompt) into ``output_dir``, replacing an
+    export already there only once every graph has passed (other files are left alone).
 
     Raises:
         ValueError: a kind the family does not take.
@@ -69,8 +73,24 @@ def export_checkpoint(
         others = {g.name: g for g in model.export_graphs(sample_batch(runner, seed=1))}
     for graph in graphs:
         graph.checks.append(others[graph.name].inputs)
-    exported = [export_graph(graph, output_dir, alias, tolerance) for graph in graphs]
-    manifest = {
+    with staging_folder(output_dir) as staging:
+        exported = [export_graph(graph, staging, alias, tolerance) for graph in graphs]
+        manifest = _manifest(runner, kind, tolerance, graphs, exported)
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        path = commit(staging, output_dir, [done.path.name for done in exported])
+    return ExportSummary([replace(e, path=output_dir / e.path.name) for e in exported], path)
+
+
+def _manifest(
+    runner: CheckpointModel,
+    kind: str,
+    tolerance: float,
+    graphs: list[ExportGraph],
+    exported: list[ExportedGraph],
+) -> dict:
+    """``export.json``: what each file takes and gives and how far it is from PyTorch."""
+    model = runner.model
+    return {
         "family": type(model).__name__,
         "checkpoint": str(runner.path),
         "prompt_kind": kind,
@@ -93,9 +113,6 @@ def export_checkpoint(
             for graph, done in zip(graphs, exported, strict=True)
         ],
     }
-    path = output_dir / "export.json"
-    write_bytes_atomic(path, (json.dumps(manifest, indent=2) + "\n").encode())
-    return ExportSummary(exported, path)
 
 
 def export_main(argv: list[str]) -> int:

@@ -9,6 +9,7 @@ failed export never leaves a file that looks usable.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +117,11 @@ def _differences(graph: ExportGraph, exported: list, expected: tuple[Tensor, ...
     return differences
 
 
+def _worse(a: float, b: float) -> float:
+    """The larger difference, NaN above every number."""
+    return math.nan if math.isnan(a) or math.isnan(b) else max(a, b)
+
+
 def export_graph(graph: ExportGraph, folder: Path, prefix: str, tolerance: float) -> ExportedGraph:
     """Write ``graph`` to ``folder/<prefix>_<name>.onnx`` (or ``.pt``) and check it on its
     example and on each of ``graph.checks``.
@@ -152,9 +158,11 @@ def export_graph(graph: ExportGraph, folder: Path, prefix: str, tolerance: float
         differences: dict[str, float] = {}
         for inputs in [graph.inputs, *graph.checks]:
             found = _differences(graph, run(inputs), torch_outputs(graph, inputs))
-            differences = {k: max(v, differences.get(k, 0.0)) for k, v in found.items()}
-        worst = max(differences, key=differences.get)
-        if differences[worst] > tolerance:
+            # NaN (a non-finite output) is kept as the worst difference: it never passes.
+            differences = {k: _worse(v, differences.get(k, 0.0)) for k, v in found.items()}
+        failing = [name for name, value in differences.items() if not value <= tolerance]
+        worst = failing[0] if failing else max(differences, key=differences.get)
+        if failing:
             raise ExportParityError(
                 f"{graph.name}: the exported {worst} differs from PyTorch's by "
                 f"{differences[worst]:.3g} (tolerance {tolerance:g}); nothing written"

@@ -64,6 +64,18 @@ def test_a_graph_that_froze_a_value_fails_and_leaves_no_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+class NotANumber(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x * torch.tensor(float("nan"))
+
+
+def test_a_graph_with_non_finite_outputs_fails_and_leaves_no_file(tmp_path):
+    graph = ExportGraph("model", NotANumber(), {"x": torch.ones(1, 4)}, ("y",))
+    with pytest.raises(ExportParityError, match=r"model: the exported y differs .* by nan "):
+        export_graph(graph, tmp_path, "nan", tolerance=1e-4)
+    assert list(tmp_path.iterdir()) == []
+
+
 @torch.library.custom_op("mattekit_test::twice", mutates_args=())
 def twice(x: Tensor) -> Tensor:
     return x * 2
