@@ -6,8 +6,10 @@ The readers here turn each into one canonical array and fail loudly, naming the 
 they cannot interpret unambiguously. Every conversion is logged at DEBUG, once per kind per file;
 pass a :class:`ConversionLog` as ``on_conversion`` to also get one INFO line per kind per source.
 
-EXIF orientation is ignored everywhere (pixels are read in stored order), so an image and its
-matte always line up the way they were stored.
+Data set readers ignore EXIF orientation (pixels are read in stored order), so an image and its
+matte always line up the way they were stored. Photos a user points at (``mattekit matte``, the
+demo, ``predict`` on a photo folder) are read with :func:`read_photo`, which turns them the way
+a viewer displays them, so prompts and outputs are in the pixels the user sees.
 
 A file larger than ``MATTEKIT_MAX_IMAGE_PIXELS`` pixels (environment variable, default 100
 million: 10000 x 10000) is an error before it is decoded: a valid 20000 x 20000 PNG would
@@ -265,6 +267,67 @@ def read_image(path: str | Path, on_conversion: ConversionCallback | None = None
     if array.shape[2] != 3:
         raise ImageReadError(f"{path}: unsupported number of channels {array.shape[2]}")
     return np.ascontiguousarray(array[..., ::-1])  # cv2 decodes BGR
+
+
+# EXIF orientation tag (0x0112) -> the array operation that shows the stored pixels upright.
+_UPRIGHT: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
+    8: lambda a: np.rot90(a, 1),
+}
+_ORIENTATION_TAG = 0x0112
+
+
+def exif_orientation(path: str | Path) -> int:
+    """The file's EXIF orientation (1-8; 1, upright, when it has none or is not an EXIF format).
+
+    Only the header is read.
+    """
+    try:
+        with Image.open(path) as image:
+            value = image.getexif().get(_ORIENTATION_TAG, 1)
+    except Exception:  # a format PIL does not read carries no EXIF mattekit can honour
+        return 1
+    return value if value in _UPRIGHT else 1
+
+
+def photo_size(path: str | Path) -> tuple[int, int]:
+    """``(height, width)`` of a photo as displayed (:func:`read_photo`), from its header only.
+
+    Raises:
+        FileNotFoundError / :class:`ImageReadError` naming the file when it cannot be opened.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except Exception:  # a format only OpenCV reads: decode it (EXIF-free formats)
+        return read_image(path).shape[:2]
+    return (width, height) if exif_orientation(path) in (5, 6, 7, 8) else (height, width)
+
+
+def read_photo(path: str | Path, on_conversion: ConversionCallback | None = None) -> np.ndarray:
+    """Read a photo as H x W x 3 uint8 RGB *as displayed*: :func:`read_image`, then turned by
+    its EXIF orientation: a phone's portrait JPEG stored 4032 wide and 3024 high with
+    orientation 6 comes back 4032 high and 3024 wide, as a viewer shows it.
+
+    For photos users point at (prompts are given in displayed pixels, and outputs must lie on
+    the photo they see); data set readers keep the stored order (see the module docstring).
+    The turn is logged as a conversion.
+    """
+    path = Path(path)
+    image = read_image(path, on_conversion)
+    orientation = exif_orientation(path)
+    if orientation == 1:
+        return image
+    _note(f"EXIF orientation {orientation} applied (as displayed)", path, on_conversion)
+    return np.ascontiguousarray(_UPRIGHT[orientation](image))
 
 
 def read_alpha(path: str | Path, on_conversion: ConversionCallback | None = None) -> np.ndarray:

@@ -5,10 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mattekit.demo.app import DemoActions
 from mattekit.demo.prompt_state import PromptState, click_modes, draw_prompts
-from mattekit.inference.checkpoint_model import CheckpointModel
-from mattekit.inference.interactive import InteractiveSession
 
 
 def test_clicks_and_box_corners_make_the_prompt():
@@ -33,22 +30,23 @@ def test_prompts_are_drawn_on_a_copy_of_the_photo():
     assert not photo.any() and drawn[20, 30, 1] > 200 and drawn[20, 30, 0] < 100
 
 
-def test_a_click_returns_the_alpha_the_cutout_and_a_file(tiny_checkpoint, tmp_path):
-    session = InteractiveSession(CheckpointModel(tiny_checkpoint("zim"), image_size=64))
-    actions = DemoActions(session, tmp_path)
+def test_a_click_returns_the_alpha_the_cutout_and_a_file(zim_actions, photo_file):
     photo = np.full((48, 64, 3), 80, np.uint8)
-    state, shown = actions.upload(photo)
+    state, shown = zim_actions.upload("page", photo_file(photo, "photo.png"))
+    session = zim_actions.sessions.get("page").interactive
     assert session.encodings == 1 and shown[1] is None
-    state, (overlay, alpha, rgba, path, line) = actions.click(state, "positive click", 30, 20)
+    state, (overlay, alpha, rgba, path, line) = zim_actions.click(
+        "page", state, "positive click", 30, 20
+    )
     assert alpha.shape == (48, 64) and alpha.dtype == np.uint8
     assert rgba.shape == (48, 64, 4) and np.array_equal(rgba[..., 3], alpha)
     written = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     assert np.array_equal(written[..., 3], alpha)
     assert line == "positive click at (30, 20)" and overlay.shape == photo.shape
-    state, shown = actions.click(state, "box corner", 5, 5)
+    state, shown = zim_actions.click("page", state, "box corner", 5, 5)
     assert shown[1] is not None  # the clicks still prompt while the box waits for a corner
-    state, shown = actions.text(state, "the cat")
+    state, shown = zim_actions.text("page", state, "the cat")
     assert shown[1] is None and "the model needs points or box" in shown[4]
     assert session.encodings == 1
-    _, shown = actions.click(PromptState(), None, 3, 3)  # a family without click modes
+    _, shown = zim_actions.click("page", PromptState(), None, 3, 3)  # no click modes
     assert shown[1] is None and shown[4] == "clicks do not prompt it (it takes points, box)"
