@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
@@ -12,8 +13,16 @@ from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import DataLoader
 
+from mattekit.data.datamodule import MattingDataModule
 from mattekit.data.io import write_alpha_png
 from mattekit.models.base import run_dir
+from mattekit.output_records import (
+    RECORD_SUFFIX,
+    file_sha256,
+    plan_outputs,
+    record_inputs,
+    start_outputs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -23,25 +32,53 @@ NEW_FOLDER_NOTE = (
 )
 
 
+def prediction_data_settings(datamodule: object) -> dict:
+    """The data module's settings a prediction depends on (its sources, input size and fit,
+    prompt settings and seed; not its workers or batch sizes)."""
+    if not isinstance(datamodule, MattingDataModule):
+        return {"datamodule": type(datamodule).__name__}
+    sources = datamodule.sources["predict"]
+    return {
+        "sources": [f"{type(source).__name__}({source.name}, {len(source)})" for source in sources],
+        "eval_image_size": datamodule.eval_image_size,
+        "resize": datamodule.resize,
+        "prompts": asdict(datamodule.prompt_sampler.config),
+        "seed": datamodule.seed,
+    }
+
+
 class AlphaPNGWriter(BasePredictionWriter):
-    """Writes each predicted alpha as an 8-bit PNG at the image's original size.
+    """Writes each predicted alpha as an 8-bit PNG at the image's original size, with
+    ``<sample_id>.inputs.json`` beside it: the checkpoint's SHA-256, the model's and the data's
+    settings, the sample's files (an ``ImageFolder`` photo's and its prompt file's SHA-256) and
+    mattekit's version (:mod:`mattekit.output_records`).
 
     Files are written atomically (temporary file + rename), so an interrupted run never leaves a
     truncated PNG. With ``skip_existing`` a rerun resumes where it stopped: the samples whose PNG
-    exists are not even run (when their source knows their ids without loading them), else
-    their PNG is left untouched. The folder is checked for writing before anything runs.
+    was made from the same inputs are not even run (when their source knows their ids without
+    loading them), else their PNG is left untouched. A PNG made from other inputs is replaced
+    only with ``overwrite``; otherwise the run stops before predicting, naming it. The folder is
+    checked for writing before anything runs.
 
     Args:
         output_dir: folder for ``<sample_id>.png``. Default: ``<log dir>/predictions``, a new
             version folder on every run (give a folder to resume into it).
-        skip_existing: leave PNGs that already exist untouched.
+        skip_existing: leave PNGs made from the same inputs untouched.
+        overwrite: replace PNGs made from other inputs (a checkpoint, prompt, photo or
+            setting that differs).
     """
 
-    def __init__(self, output_dir: str | None = None, skip_existing: bool = False) -> None:
+    def __init__(
+        self, output_dir: str | None = None, skip_existing: bool = False, overwrite: bool = False
+    ) -> None:
         super().__init__(write_interval="batch")
         self.output_dir = output_dir
         self.skip_existing = skip_existing
+        self.overwrite = overwrite
         self.handled = 0  # samples predicted this run (written, or kept with skip_existing)
+        self._run_inputs: dict = {}
+        self._inputs: dict[str, dict] | None = None  # sample id -> its record (ids known up front)
+        self._done: set[str] = set()
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         # Resolved on every rank: run_dir is a collective call (see MattingModule.setup).
@@ -49,20 +86,59 @@ class AlphaPNGWriter(BasePredictionWriter):
         if stage != "predict":
             return
         check_writable(self.folder)
+        self._trainer, self._inputs = trainer, None
         datamodule = trainer.datamodule
         if self.skip_existing and hasattr(datamodule, "predict_exclude"):
             datamodule.predict_exclude = self.predicted
+
+    def _plan(self) -> None:
+        """Each sample's inputs, and which are done; refuses outputs of other inputs.
+
+        Run when the predict loader is built or prediction starts, whichever is first: the
+        trainer knows its checkpoint only after ``setup``.
+        """
+        if self._inputs is not None:
+            return
+        trainer, pl_module = self._trainer, self._trainer.lightning_module
+        datamodule = trainer.datamodule
+        checkpoint = trainer.ckpt_path
+        self._run_inputs = record_inputs(
+            checkpoint_sha256=file_sha256(checkpoint) if checkpoint else None,
+            model=dict(pl_module.hparams),
+            data=prediction_data_settings(datamodule),
+        )
+        self._inputs = {}
+        for source in getattr(datamodule, "sources", {}).get("predict", []):
+            for index in range(len(source)):
+                sample_id = source.sample_id(index)
+                if sample_id is not None:
+                    own = source.sample_inputs(index)
+                    self._inputs[sample_id] = record_inputs(**self._run_inputs, **own)
+        ids = list(self._inputs)
+        plan = plan_outputs(
+            [[self.path_of(i)] for i in ids], [self.record_of(i) for i in ids],
+            [self._inputs[i] for i in ids], self.skip_existing, self.overwrite,
+            "--prediction_writer.overwrite true",
+        )  # fmt: skip
+        made = set(plan.make)
+        self._done = {sample_id for index, sample_id in enumerate(ids) if index not in made}
 
     def path_of(self, sample_id: str) -> Path:
         """Where the alpha of ``sample_id`` is written."""
         return self.folder / f"{sample_id}.png"
 
+    def record_of(self, sample_id: str) -> Path:
+        """Where the record of ``sample_id``'s alpha is written."""
+        return self.folder / f"{sample_id}{RECORD_SUFFIX}"
+
     def predicted(self, sample_id: str) -> bool:
-        """Whether ``sample_id`` has its PNG already."""
-        return self.path_of(sample_id).exists()
+        """Whether ``sample_id`` has its PNG already, made from the same inputs."""
+        self._plan()
+        return sample_id in self._done
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.handled = 0
+        self._plan()
         note = "" if self.output_dir else NEW_FOLDER_NOTE
         logger.info("alpha PNGs go to %s%s", self.folder, note)
 
@@ -70,10 +146,20 @@ class AlphaPNGWriter(BasePredictionWriter):
         self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
     ) -> None:
         for sample_id, alpha in prediction:
-            path = self.path_of(sample_id)
+            path, record = self.path_of(sample_id), self.record_of(sample_id)
             self.handled += 1
-            if self.skip_existing and path.exists():
+            inputs = self._inputs.get(sample_id)
+            if inputs is None:  # an id its source could not name before loading
+                inputs = self._run_inputs
+                plan = plan_outputs(
+                    [[path]], [record], [inputs], self.skip_existing, self.overwrite,
+                    "--prediction_writer.overwrite true",
+                )  # fmt: skip
+                if not plan.make:
+                    continue
+            elif self.skip_existing and sample_id in self._done:
                 continue
+            start_outputs([path], record, inputs)
             write_alpha_png(path, alpha[0].cpu().numpy())
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

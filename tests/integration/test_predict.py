@@ -1,15 +1,19 @@
 """``predict`` over a folder: resuming without recomputing, unreadable images, the output folder
-checked first (issue 8, weaker points)."""
+checked first (issue 8, weaker points); outputs tied to their inputs, photos as displayed
+(issue 23)."""
 
+import json
 import logging
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from mattekit.cli import main
 from mattekit.errors import UsageError
+from mattekit.output_records import file_sha256
 
 COMMON = [
     "--model", "baseline", "--model.base_channels=8", "--model.depth=2",
@@ -86,3 +90,31 @@ def test_an_unwritable_output_folder_fails_before_predicting(checkpoint, photos,
     blocker.write_text("")
     with pytest.raises(OSError, match=r"cannot write predictions to .*a_file"):
         predict(checkpoint, photos, blocker / "alphas")
+
+
+def test_a_prediction_knows_its_inputs_and_is_not_replaced_silently(checkpoint, photos, tmp_path):
+    out = tmp_path / "alphas"
+    predict(checkpoint, photos, out)
+    record = json.loads((out / "a.inputs.json").read_text())
+    assert record["checkpoint_sha256"] == file_sha256(checkpoint)
+    assert record["photo_sha256"] == file_sha256(photos / "a.png")
+    assert record["prompt_sha256"] is None
+    (photos / "a.json").write_text(json.dumps({"bbox": [2, 2, 20, 15]}))  # a new prompt for a
+    with pytest.raises(UsageError, match=r"a\.png was made from other inputs \(prompt_sha256"):
+        predict(checkpoint, photos, out, "--prediction_writer.skip_existing=true")
+    kept = (out / "b.png").stat().st_mtime_ns
+    predict(checkpoint, photos, out, "--prediction_writer.skip_existing=true",
+            "--prediction_writer.overwrite=true")  # fmt: skip
+    assert (out / "b.png").stat().st_mtime_ns == kept  # the same inputs: not run again
+    record = json.loads((out / "a.inputs.json").read_text())
+    assert record["prompt_sha256"] == file_sha256(photos / "a.json")
+
+
+def test_photos_are_predicted_as_displayed(checkpoint, tmp_path):
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 30 wide and 20 high, displayed 20 wide and 30 high
+    Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(folder / "p.jpg", exif=exif)
+    predict(checkpoint, folder, tmp_path / "out")
+    assert cv2.imread(str(tmp_path / "out" / "p.png"), cv2.IMREAD_UNCHANGED).shape == (30, 20)

@@ -38,6 +38,12 @@ class MattingSource(Dataset):
         """
         return None
 
+    def sample_inputs(self, index: int) -> dict:
+        """What sample ``index``'s prediction depends on besides the run (its files'
+        SHA-256, say), for the record written beside it (:mod:`mattekit.output_records`);
+        empty when the run's settings determine it."""
+        return {}
+
     def __getitem__(self, index: int) -> RawSample:
         if not 0 <= index < len(self):
             raise IndexError(f"{self.name}: index {index} out of range for {len(self)} samples")

@@ -22,6 +22,7 @@ from mattekit.data.transforms import MattingTransform
 from mattekit.errors import UsageError
 from mattekit.models.base import MattingModule
 from mattekit.models.evaluation import alpha_at_original_size
+from mattekit.output_records import file_sha256
 
 
 def run_data_settings(
@@ -91,6 +92,11 @@ class CheckpointModel:
     @property
     def accepted_prompts(self) -> tuple[str, ...]:
         return tuple(self.model.accepted_prompts)
+
+    @property
+    def sha256(self) -> str:
+        """The checkpoint file's SHA-256 (read once), which output records name it by."""
+        return file_sha256(self.path)
 
     @property
     def parameters(self) -> int:

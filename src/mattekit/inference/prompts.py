@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from mattekit.data.io import read_json
+from mattekit.output_records import file_sha256
 
 #: Prompt kinds in the order ``auto`` prefers them when a prompt has several.
 PROMPT_KINDS = ("text", "mask", "box", "points")
@@ -63,6 +64,15 @@ class UserPrompt:
             )
         return usable[0]
 
+    def record(self) -> dict:
+        """The prompt as an output's record holds it: the mask by its content (SHA-256)."""
+        return {
+            "points": [list(point) for point in self.points],
+            "box": list(self.box) if self.box is not None else None,
+            "mask_sha256": file_sha256(self.mask) if self.mask is not None else None,
+            "text": self.text,
+        }
+
     def micromat_document(self) -> dict:
         """The clicks and the box as MicroMat-3K's json has them (checked by its parser)."""
         document: dict = {"point": [list(point) for point in self.points]}
@@ -101,7 +111,9 @@ def read_prompt_file(path: Path) -> UserPrompt:
     (a file path, relative to the json's folder).
 
     Raises:
-        ValueError naming the file when its content is not such an object.
+        ValueError naming the file when its content is not such an object, or when its mask
+        path leaves the json's folder (a prompt file must not point the reader at any file on
+        disk; a path given on the command line is the user's own choice).
     """
     document = read_json(path, "prompt file")
     if not isinstance(document, dict):
@@ -125,7 +137,20 @@ def read_prompt_file(path: Path) -> UserPrompt:
     return UserPrompt(
         points=tuple((x, y, int(label)) for x, y, label in points if label >= 0),
         box=box,
-        mask=path.parent / mask if mask else None,
+        mask=_inside_folder(path, mask) if mask else None,
         text=text or None,
         origin=str(path),
     )
+
+
+def _inside_folder(prompt_file: Path, mask: str) -> Path:
+    """``mask`` relative to the prompt file's folder, refused when it leaves that folder
+    (``..``, an absolute path, or a symbolic link pointing out)."""
+    folder = prompt_file.parent.resolve()
+    target = (folder / mask).resolve()
+    if not target.is_relative_to(folder):
+        raise ValueError(
+            f"{prompt_file}: 'mask' {mask!r} leaves the json's folder ({folder}); a prompt "
+            "file may name masks in its own folder or below it (give --mask for others)"
+        )
+    return prompt_file.parent / mask

@@ -5,9 +5,12 @@
     mattekit matte "shots/*.png" --ckpt_path CKPT --output_dir out/   # prompts in <stem>.json
     mattekit matte a.jpg --ckpt_path TEXT_CKPT --text "the cat on the left" --output_dir out/
 
-Each image gives ``<stem>_alpha.png`` (8-bit, the image's size) and ``<stem>_cutout.png`` (RGBA,
-foreground colours estimated). Files are written atomically; a rerun skips images whose outputs
-exist (``--skip_existing false`` redoes them).
+Each image gives ``<stem>_alpha.png`` (8-bit, the image's size as displayed) and
+``<stem>_cutout.png`` (RGBA, foreground colours estimated), both or neither, and
+``<stem>.inputs.json``: the photo's, the checkpoint's and a mask's SHA-256, the prompt, the input
+settings and mattekit's version. Files are written atomically; a rerun skips images whose outputs
+were made from the same inputs (``--skip_existing false`` redoes them) and refuses to replace
+outputs made from other inputs without ``--overwrite true``.
 """
 
 from __future__ import annotations
@@ -22,17 +25,30 @@ import torch
 from tqdm import tqdm
 
 from mattekit.data.folders import list_image_files
-from mattekit.data.io import IMAGE_EXTENSIONS, read_image, write_alpha_png, write_png_atomic
+from mattekit.data.io import (
+    IMAGE_EXTENSIONS,
+    photo_size,
+    read_photo,
+    write_alpha_png,
+    write_png_atomic,
+)
 from mattekit.data.sample import collate_samples
 from mattekit.inference.checkpoint_model import CheckpointModel
 from mattekit.inference.cutout import cutout
-from mattekit.inference.prompted_images import PromptedImages
+from mattekit.inference.prompted_images import PromptedImages, checked_prompt
 from mattekit.inference.prompts import (
     PROMPT_KINDS,
     UserPrompt,
     parse_box,
     parse_point,
     read_prompt_file,
+)
+from mattekit.output_records import (
+    RECORD_SUFFIX,
+    file_sha256,
+    plan_outputs,
+    record_inputs,
+    start_outputs,
 )
 from mattekit.pipelines.arguments import boolean
 
@@ -69,7 +85,12 @@ def collect_images(inputs: list[str]) -> list[Path]:
             if not matches:
                 raise FileNotFoundError(f"{entry}: no such image, folder, or images matching it")
             images += matches
-    unique = list(dict.fromkeys(p.resolve() for p in images))
+    # One entry per file (a file reached twice, by a link too, is matted once), named as given:
+    # a link's prompt json and its outputs go by the link's name and folder, not its target's.
+    by_file: dict[Path, Path] = {}
+    for path in images:
+        by_file.setdefault(path.resolve(), path.absolute())
+    unique = list(by_file.values())
     stems: dict[str, Path] = {}
     for path in unique:
         if path.stem in stems:
@@ -116,6 +137,11 @@ def output_paths(output_dir: Path, image: Path) -> tuple[Path, Path]:
     return output_dir / f"{image.stem}_alpha.png", output_dir / f"{image.stem}_cutout.png"
 
 
+def record_path(output_dir: Path, image: Path) -> Path:
+    """``<stem>.inputs.json``: what made the image's outputs (:mod:`mattekit.output_records`)."""
+    return output_dir / f"{image.stem}{RECORD_SUFFIX}"
+
+
 def matte_images(
     runner: CheckpointModel,
     items: list[tuple[Path, UserPrompt]],
@@ -124,6 +150,7 @@ def matte_images(
     skip_existing: bool = True,
     with_cutout: bool = True,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> MatteSummary:
     """Matte every ``(image, prompt)``; see the module docstring for the outputs.
 
@@ -131,34 +158,66 @@ def matte_images(
         runner: the checkpoint (:class:`CheckpointModel`).
         kind: the prompt kind to run (``auto``: the first of :data:`PROMPT_KINDS` the prompt
             has and the model takes).
-        skip_existing: leave images whose outputs exist (a rerun resumes).
+        skip_existing: leave images whose outputs exist and were made from the same photo,
+            prompt, checkpoint and settings (a rerun resumes).
         with_cutout: also write the RGBA cut-out.
+        overwrite: replace outputs made from other inputs (without it they are an error).
 
     Raises:
-        ValueError naming the prompt's origin when a prompt has no kind the model takes
-        (checked for every image before any runs).
+        ValueError naming the photo or the prompt's origin when a prompt has no kind the model
+        takes, when a photo is too small or a click or the box lies outside it; UsageError
+        when outputs made from other inputs are in the way (all checked for every image before
+        any runs).
     """
     output_dir = Path(output_dir)
     kinds = [prompt.kind_for(runner.accepted_prompts, kind) for _, prompt in items]
-
-    def done(image: Path) -> bool:
-        alpha_path, cutout_path = output_paths(output_dir, image)
-        return alpha_path.exists() and (cutout_path.exists() or not with_cutout)
-
-    wanted = [i for i, (image, _) in enumerate(items) if not (skip_existing and done(image))]
-    if len(wanted) < len(items):
-        logger.info("%d of %d images already matted: skipped", len(items) - len(wanted), len(items))
+    for image, prompt in items:
+        checked_prompt(prompt, *photo_size(image), image)
+    _say_unused_kinds(items, kinds)
+    inputs = [
+        record_inputs(
+            photo_sha256=file_sha256(image),
+            prompt=prompt.record(),
+            kind=chosen,
+            checkpoint_sha256=runner.sha256,
+            side=runner.side,
+            resize=runner.resize,
+        )
+        for (image, prompt), chosen in zip(items, kinds, strict=True)
+    ]
+    files = [output_paths(output_dir, image)[: 2 if with_cutout else 1] for image, _ in items]
+    records = [record_path(output_dir, image) for image, _ in items]
+    plan = plan_outputs(files, records, inputs, skip_existing, overwrite)
+    if plan.done:
+        logger.info("%d of %d images already matted from the same inputs: skipped",
+                    plan.done, len(items))  # fmt: skip
     dataset = runner.dataset(PromptedImages(items))
     with torch.inference_mode():
-        for index in tqdm(wanted, "matte", unit="image", disable=not progress):
-            image_path = items[index][0]
+        for index in tqdm(plan.make, "matte", unit="image", disable=not progress):
             runner.model.evaluate_with(kinds[index])
             alpha = runner.alpha(collate_samples([dataset[index]]))
-            alpha_path, cutout_path = output_paths(output_dir, image_path)
-            write_alpha_png(alpha_path, alpha)
-            if with_cutout:
-                write_png_atomic(cutout_path, cutout(read_image(image_path), alpha))
-    return MatteSummary(len(wanted), len(items) - len(wanted), output_dir)
+            # Both computed before either is written: an image gets the pair or neither.
+            rgba = cutout(read_photo(items[index][0]), alpha) if with_cutout else None
+            start_outputs(files[index], records[index], inputs[index])
+            if rgba is not None:
+                write_png_atomic(files[index][1], rgba)
+            write_alpha_png(files[index][0], alpha)
+    return MatteSummary(len(plan.make), plan.done, output_dir)
+
+
+def _say_unused_kinds(items: list[tuple[Path, UserPrompt]], kinds: list[str]) -> None:
+    """Warn, once a run, when a prompt has kinds that are not run (``--box`` with ``--point``:
+    the families read one prompt kind at a time)."""
+    for (image, prompt), chosen in zip(items, kinds, strict=True):
+        unused = [other for other in prompt.kinds if other != chosen]
+        if unused:
+            logger.warning(
+                "%s: the prompt has %s; %s is run and %s left unused (the family reads one "
+                "prompt kind at a time; --kind chooses)",
+                prompt.origin if prompt.origin != "command line" else image.name,
+                " and ".join(prompt.kinds), chosen, ", ".join(unused),
+            )  # fmt: skip
+            return
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -188,7 +247,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--resize", choices=["stretch", "letterbox"], help="default: the run's")
     parser.add_argument("--config", type=Path, help="the run's config.yaml, if not beside it")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
-    parser.add_argument("--skip_existing", type=boolean, default=True, help="true: resume")
+    parser.add_argument(
+        "--skip_existing", type=boolean, default=True,
+        help="true: leave images whose outputs were made from the same inputs (resume)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--overwrite", type=boolean, default=False,
+        help="true: replace outputs made from another photo, prompt, checkpoint or settings "
+        "(without it they are an error)",
+    )  # fmt: skip
     parser.add_argument("--cutout", type=boolean, default=True, help="write RGBA cut-outs")
     return parser
 
@@ -211,8 +278,9 @@ def matte_main(argv: list[str]) -> int:
             args.ckpt_path, args.device, args.image_size, args.resize, args.config
         )
         summary = matte_images(
-            runner, items, args.output_dir, args.kind, args.skip_existing, args.cutout
-        )
+            runner, items, args.output_dir, args.kind, args.skip_existing, args.cutout,
+            overwrite=args.overwrite,
+        )  # fmt: skip
     except (OSError, ValueError) as error:
         parser.exit(2, f"mattekit matte: error: {error}\n")
     print(f"{summary.matted} images matted, {summary.skipped} already done: {summary.output_dir}")

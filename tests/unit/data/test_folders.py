@@ -15,6 +15,7 @@ from mattekit.data.folders import DISFolder, ImageAlphaFolder, list_image_files
 from mattekit.data.images import ImageFolder
 from mattekit.data.micromat import MicroMatFolder
 from mattekit.data.refmatte import RefMatteFolder
+from mattekit.output_records import file_sha256
 
 
 def save_rgb(path: Path, height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -132,11 +133,25 @@ def test_dis_folder_alpha_is_the_binary_mask(tmp_path):
 
 
 def test_image_folder_has_a_zero_placeholder_alpha(tmp_path):
-    rgb = save_rgb(tmp_path / "photos" / "p.png", 3, 5)
+    rgb = save_rgb(tmp_path / "photos" / "p.png", 8, 10)
     source = ImageFolder(str(tmp_path / "photos"))
     sample = source[0]
     np.testing.assert_array_equal(sample.image, rgb)
-    assert sample.alpha.shape == (3, 5) and not sample.alpha.any()
+    assert sample.alpha.shape == (8, 10) and not sample.alpha.any()
+    assert sample.box.tolist() == [0, 0, 9, 7]  # no prompt file: the whole photo
+
+
+def test_image_folder_reads_the_prompt_json_beside_each_photo_as_matte_does(tmp_path):
+    save_rgb(tmp_path / "photos" / "p.png", 8, 10)
+    prompt = {"point": [[2, 3, 1]], "bbox": [1, 1, 6, 5], "text": "the cat"}
+    (tmp_path / "photos" / "p.json").write_text(json.dumps(prompt))
+    source = ImageFolder(str(tmp_path / "photos"))
+    sample = source[0]
+    assert sample.points.tolist() == [[2, 3, 1]] and sample.box.tolist() == [1, 1, 6, 5]
+    assert sample.text == "the cat"
+    inputs = source.sample_inputs(0)
+    assert inputs["prompt_sha256"] == file_sha256(tmp_path / "photos" / "p.json")
+    assert inputs["photo_sha256"] == file_sha256(tmp_path / "photos" / "p.png")
 
 
 # ---- CompositionFolder --------------------------------------------------------------------------

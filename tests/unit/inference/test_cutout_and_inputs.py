@@ -8,18 +8,19 @@ import numpy as np
 import pytest
 
 from mattekit.data.io import unit_to_uint8
-from mattekit.inference.cutout import cutout
+from mattekit.inference.cutout import _rows_at, cutout
 from mattekit.inference.prompts import UserPrompt
 from mattekit.pipelines.matte import collect_images, prompts_for
 
 
-def test_the_cutout_removes_the_background_from_mixed_pixels():
+@pytest.mark.parametrize("max_pixels", [10**9, 24 * 64 // 9], ids=["full size", "a third"])
+def test_the_cutout_removes_the_background_from_mixed_pixels(max_pixels):
     height, width = 24, 64
     alpha = np.tile(np.linspace(0, 1, width, dtype=np.float32), (height, 1))
     foreground = np.array([220, 40, 30], np.float64) / 255  # red
     background = np.array([20, 60, 230], np.float64) / 255  # blue
     image = alpha[..., None] * foreground + (1 - alpha[..., None]) * background
-    rgba = cutout(unit_to_uint8(image), alpha)
+    rgba = cutout(unit_to_uint8(image), alpha, max_pixels)
     assert rgba.dtype == np.uint8 and rgba.shape == (height, width, 4)
     assert np.array_equal(rgba[..., 3], unit_to_uint8(alpha))
     mixed = (alpha > 0.2) & (alpha < 0.8)
@@ -27,6 +28,25 @@ def test_the_cutout_removes_the_background_from_mixed_pixels():
     photo_error = np.abs(image[mixed] - foreground).mean()
     cutout_error = np.abs(estimated - foreground).mean()
     assert photo_error > 0.2 and cutout_error < 0.05
+
+
+def test_the_bounded_cutout_scales_rows_as_opencv_does_and_stays_near_the_full_one():
+    rng = np.random.default_rng(0)
+    wide = rng.random((7, 30, 3), dtype=np.float32)
+    rows = np.arange(19)
+    expected = cv2.resize(wide, (30, 19), interpolation=cv2.INTER_LINEAR)
+    assert np.allclose(_rows_at(wide, rows, 19), expected, atol=1e-6)
+
+    yy, xx = np.mgrid[:96, :128]
+    alpha = np.clip(1.5 - np.hypot(xx - 64, yy - 48) / 20, 0, 1).astype(np.float32)
+    image = (alpha[..., None] * (200, 150, 40) + (1 - alpha[..., None]) * (20, 90, 200))
+    image = (image + rng.normal(0, 6, image.shape)).clip(0, 255).astype(np.uint8)
+    full, bounded = cutout(image, alpha), cutout(image, alpha, max_pixels=alpha.size // 4)
+    assert np.array_equal(full[..., 3], bounded[..., 3])
+    mixed = (alpha > 0.05) & (alpha < 0.95)
+    difference = np.abs(full[..., :3].astype(int) - bounded[..., :3])[mixed].mean()
+    photo_difference = np.abs(full[..., :3].astype(int) - image)[mixed].mean()
+    assert difference < 6 < photo_difference
 
 
 def write(path, shape=(8, 8, 3)):

@@ -70,8 +70,11 @@ def test_a_mask_prompt_gets_its_bounding_box_and_text_the_whole_image(photo, tmp
 
 
 def test_prompts_are_checked_against_the_image(photo, tmp_path):
-    clicks = PromptedImages([(photo, UserPrompt(points=((50, 5, 1), (3, 4, 0))))])[0]
-    assert clicks.points.tolist() == [[29, 5, 1], [3, 4, 0]]  # clipped into the 30 x 20 image
+    clicks = PromptedImages([(photo, UserPrompt(points=((29.6, 5, 1), (3, 4, 0))))])[0]
+    assert clicks.points.tolist() == [[29, 5, 1], [3, 4, 0]]  # on the last pixel: kept there
+    outside = PromptedImages([(photo, UserPrompt(points=((3, 4, 1), (30, 5, 1))))])
+    with pytest.raises(ValueError, match=r"command line: the click at \(30, 5\) lies outside"):
+        outside[0]
     outside = PromptedImages([(photo, UserPrompt(box=(40, 1, 60, 9), origin="x.json"))])
     with pytest.raises(ValueError, match=r"x\.json: box .* lies outside the 30x20 image"):
         outside[0]
