@@ -1,7 +1,8 @@
 """A training DataLoader whose place in the epoch is saved in checkpoints and restored.
 
 Lightning saves ``state_dict()`` of a loader that has one with every checkpoint and hands it to
-``load_state_dict`` before it iterates again on resume. Together with draws that depend on
+``load_state_dict`` before it iterates again on resume (:func:`load_skipped_loader_states` does
+where Lightning does not). Together with draws that depend on
 (run seed, epoch, position) only (:mod:`mattekit.data.draws`), a resumed epoch continues with
 exactly the batches the interrupted one had not yet trained on.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import lightning as L
 from torch.utils.data import DataLoader
 
 from mattekit.data.mixing import EpochDraws
@@ -46,3 +48,22 @@ class ResumableLoader(DataLoader):
         if position >= len(self.draws):
             epoch, position = epoch + 1, 0
         self.draws.resume(epoch, position)
+
+
+def load_skipped_loader_states(trainer: L.Trainer) -> None:
+    """Hand the checkpoint's loader states to the loaders when Lightning skipped it.
+
+    ``trainer.estimated_stepping_batches`` (the LR schedule's length, read in
+    ``configure_optimizers``) builds the training loader and its iterator when the run is bounded
+    by ``max_epochs``, before the checkpoint is restored; Lightning then keeps that loader and
+    never loads the saved states into it (Lightning issue #20550), so a mid-epoch resume would
+    replay the epoch from its start. Called when training starts, this loads them and makes a
+    new iterator, as Lightning's own path does; a no-op when Lightning has loaded them already.
+    """
+    fit_loop = trainer.fit_loop
+    if not fit_loop._combined_loader_states_to_load:
+        return
+    fit_loop._load_combined_loader_states()
+    if fit_loop._data_fetcher is not None:
+        # The iterator made before the restore has already drawn from the epoch's start.
+        iter(fit_loop._data_fetcher)

@@ -48,6 +48,7 @@ import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
 
+from mattekit.data.resumable import load_skipped_loader_states
 from mattekit.data.sample import MattingBatch
 from mattekit.export.graphs import ExportGraph, batch_graph
 from mattekit.metrics import resolve_preset
@@ -553,6 +554,10 @@ class MattingModule(L.LightningModule):
         checkpoint["state_dict"] = without_unstored_parts(
             checkpoint["state_dict"], self.frozen_parts
         )
+
+    def on_train_start(self) -> None:
+        # Before the first batch is fetched: the loader must continue where the checkpoint was.
+        load_skipped_loader_states(self.trainer)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # Restored just before the next training step: what runs in between on resume
