@@ -60,8 +60,15 @@ def run_folder_of(checkpoint: str | Path) -> Path:
 
 
 def checkpoint_hparams(path: str | Path) -> dict:
-    """The ``hyper_parameters`` of a local Lightning checkpoint, read weights-only."""
+    """The ``hyper_parameters`` of a local Lightning checkpoint, read weights-only.
+
+    Raises:
+        CheckpointConfigError / RefusedFileError naming the file: a URL, no such file, not a
+        weights-only PyTorch file, or no mapping inside.
+    """
     refuse_remote(path)
+    if not Path(path).is_file():
+        raise CheckpointConfigError(f"checkpoint not found: {path}")
     checkpoint = read_weights_only(Path(path))
     if not isinstance(checkpoint, Mapping):
         raise CheckpointConfigError(f"{path}: not a Lightning checkpoint (no mapping inside)")

@@ -24,7 +24,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from mattekit.errors import UsageError
+from mattekit.errors import reports_usage_errors
 
 
 def _handler(target: str) -> Callable[[list[str]], int | None]:
@@ -108,7 +108,10 @@ def show_mattekit_logs(level: int = logging.INFO) -> None:
 def main(argv: list[str] | None = None) -> int | None:
     """Entry point of the ``mattekit`` console script (``argv`` defaults to ``sys.argv[1:]``).
 
-    Returns an extra command's exit code (the console script exits with it).
+    Returns an extra command's exit code (the console script exits with it). From the command
+    line, a :class:`~mattekit.errors.UsageError` (a refused checkpoint, an unknown model, ...) is
+    one line on stderr and status 2, in every command (:func:`~mattekit.errors.reports_usage_errors`
+    wraps each); called with ``argv``, a Lightning command raises it.
     """
     show_mattekit_logs()
     from_command_line = argv is None
@@ -122,14 +125,14 @@ def main(argv: list[str] | None = None) -> int | None:
     if not from_command_line:
         MattingCLI(args=resolve_model_aliases(argv))
         return None
-    try:
+
+    @reports_usage_errors("mattekit")
+    def run_lightning() -> None:
         # LightningCLI reads sys.argv itself, and warns when given both it and ``args``.
         sys.argv[1:] = resolve_model_aliases(argv)
         MattingCLI()
-    except UsageError as error:
-        print(f"mattekit: error: {error}", file=sys.stderr)
-        return 2
-    return None
+
+    return run_lightning()
 
 
 if __name__ == "__main__":

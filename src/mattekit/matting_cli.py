@@ -3,11 +3,16 @@ over the shared DataModule, with registry aliases for ``--model``.
 
 LightningCLI resolves ``--model`` only by class name or import path; the registry's lower-case
 aliases are rewritten to import paths before parsing, so both spellings work.
+
+A run that sets no bound of its own trains :data:`DEFAULT_MAX_EPOCHS` epochs, not Lightning's
+1000 (:meth:`MattingCLI.before_instantiate_classes`).
 """
 
 from __future__ import annotations
 
+import logging
 import sys
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import ClassVar
@@ -21,6 +26,29 @@ from mattekit.errors import UsageError, named_error
 from mattekit.models import MattingModule, get_model_entry
 from mattekit.models.base import restoring_from_checkpoint
 from mattekit.run_folder import refuse_earlier_outputs
+
+logger = logging.getLogger(__name__)
+
+#: ``--trainer.max_epochs`` when a run sets none of max_epochs, max_steps and max_time.
+#: Lightning's own default is 1000 epochs; with the data defaults (1000 synthetic scenes at
+#: 512 px, batch 8) one epoch is 125 steps and a validation: the smallest run that writes a
+#: checkpoint and a metric table (on a CPU the quickstart's 96 px run is the faster start).
+DEFAULT_MAX_EPOCHS = 1
+_CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def mentions(argv: Sequence[str], name: str) -> bool:
+    """Whether the command line sets ``name``: in an argument, or in a config file it names
+    (``--config run.yaml``, ``--trainer trainer.yaml``)."""
+    for arg in argv:
+        value = Path(arg.split("=", 1)[-1])
+        if name in arg or (
+            value.suffix in _CONFIG_SUFFIXES
+            and value.is_file()
+            and name in value.read_text(encoding="utf-8")
+        ):
+            return True
+    return False
 
 
 def resolve_model_aliases(argv: list[str]) -> list[str]:
@@ -67,6 +95,7 @@ class MattingCLI(LightningCLI):
             auto_configure_optimizers=False,
             trainer_defaults={
                 "default_root_dir": "runs",
+                "max_epochs": DEFAULT_MAX_EPOCHS,
                 "callbacks": [
                     FamilyCheckpoint(save_last=True, filename="best-{epoch}-{step}"),
                 ],
@@ -111,6 +140,28 @@ class MattingCLI(LightningCLI):
         update = {subcommand: {"model": {"class_path": class_path, "init_args": init_args}}}
         self.config = self.parser.parse_object(update, self.config)
 
+    def before_instantiate_classes(self) -> None:
+        """Drop the default epoch bound of a run bounded by steps or time: its own bound wins.
+
+        ``max_epochs`` defaults to :data:`DEFAULT_MAX_EPOCHS` so that ``--print_config`` shows
+        it; a run that sets ``max_steps`` or ``max_time`` (and no ``max_epochs``) is bounded by
+        that alone, as in Lightning.
+        """
+        config = self.config.get(self.subcommand) if self.subcommand else self.config
+        trainer = config.get("trainer") if config is not None else None
+        if trainer is None or trainer.get("max_epochs") != DEFAULT_MAX_EPOCHS:
+            return
+        if mentions(self._argv, "max_epochs"):
+            return  # given explicitly, equal to the default
+        if trainer.get("max_steps", -1) != -1 or trainer.get("max_time") is not None:
+            trainer["max_epochs"] = None
+        elif self.subcommand == "fit":
+            logger.info(
+                "no max_epochs, max_steps or max_time given: training %d epoch(s) "
+                "(--trainer.max_epochs N for more)",
+                DEFAULT_MAX_EPOCHS,
+            )
+
     def instantiate_classes(self) -> None:
         # With --ckpt_path every weight comes from that checkpoint: the files training started
         # from (a SAM checkpoint, ...) are not read, and need not exist on this machine.
@@ -123,6 +174,8 @@ class MattingCLI(LightningCLI):
                 named = named_error(error)
                 if named is None:
                     raise
+                if isinstance(named, UsageError):
+                    raise named from None  # its message is complete (a refused file, ...)
                 raise UsageError(f"{type(named).__name__}: {named}") from named
         if config is not None and not (config.get("overwrite") or self.replaces_outputs):
             refuse_earlier_outputs(Path(self.trainer.log_dir or self.trainer.default_root_dir))

@@ -37,3 +37,27 @@ def test_clicks_tests_each_count_once_and_plots_the_curve(tmp_path):
 def test_clicks_names_a_missing_checkpoint(tmp_path, capsys):
     assert click_curve_main([str(tmp_path / "none.ckpt")]) == 2
     assert "none.ckpt" in capsys.readouterr().err
+
+
+def test_clicks_of_a_matting_only_family_plot_a_matting_metric(tmp_path, capsys, caplog):
+    """The baseline has no segmentation output: no seg/IoU column, so SAD is plotted (said in
+    the log), and a --metric the table lacks is an error naming its columns, with no plot
+    reported (issue 23, item C)."""
+    baseline = ["--model=baseline", "--model.base_channels=8", "--model.depth=2"]
+    fit = [arg for arg in TINY_FIT if not arg.startswith("--model")]
+    main([*fit, *baseline, f"--trainer.default_root_dir={tmp_path}"])
+    run = tmp_path / "lightning_logs" / "version_0"
+    argv = [str(run / "checkpoints" / "last.ckpt"), "--clicks", "1"]
+    capsys.readouterr()
+    with caplog.at_level("INFO", logger="mattekit"):
+        assert click_curve_main(argv) == 0
+    assert "no seg/IoU column (the model has no segmentation output): plotting SAD" in caplog.text
+    plot = run / "clicks" / "clicks.png"
+    assert plot.stat().st_size > 0
+    assert str(plot) in capsys.readouterr().out
+    plot.unlink()
+
+    assert click_curve_main([*argv, "--metric", "seg/IoU"]) == 2  # the count is reused
+    out, err = capsys.readouterr()
+    assert "no column 'seg/IoU' to plot" in err and "Conn, Grad, MAD, MSE, SAD" in err
+    assert "clicks.png" not in out and not plot.exists()

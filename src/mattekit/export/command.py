@@ -138,8 +138,10 @@ def export_main(argv: list[str]) -> int:
         runner = CheckpointModel(args.ckpt_path, "cpu", args.image_size, args.resize, args.config)
         alias = checkpoint_entry(args.ckpt_path).alias
         summary = export_checkpoint(runner, args.output_dir, alias, args.kind, args.tolerance)
-    except (OSError, ValueError, ExportParityError) as error:
+    except ExportParityError as error:  # the network's fault, not the user's input
         parser.exit(1, f"mattekit export: error: {error}\n")
+    except (OSError, ValueError) as error:  # a refused or missing checkpoint, a bad flag
+        parser.exit(2, f"mattekit export: error: {error}\n")
     for done in summary.graphs:
         worst = max(done.max_abs_diff.values(), default=0.0)
         print(f"{done.path} ({done.format}): max |exported - PyTorch| = {worst:.2e}")

@@ -1,6 +1,6 @@
 """``mattekit clicks``: a trained interactive model's metrics against the number of clicks.
 
-    mattekit clicks RUN/checkpoints/best.ckpt [--clicks 1 3 5 10] [--metric seg/IoU]
+    mattekit clicks RUN/checkpoints/best.ckpt [--clicks 1 3 5 10] [--metric NAME]
                     [--output DIR] [--seed 0] [--force] [-- TEST ARGUMENTS ...]
 
 The interactive protocol of SAMA's Fig. 2 (after HQ-SAM): the mean IoU of the segmentation with
@@ -14,8 +14,9 @@ test set, its size, its seed).
 
 Writes in ``DIR`` (default ``<run>/clicks``): ``clicks_<k>/`` (each test's run folder),
 ``clicks.md`` / ``clicks.csv`` (a row per count: every test metric of the model) and
-``clicks.png`` (``--metric`` against the count). Counts already in ``clicks.csv`` are not tested
-again unless ``--force``.
+``clicks.png`` (``--metric`` against the count; by default ``seg/IoU``, or for a family without a
+segmentation output the first matting metric of :data:`DEFAULT_METRICS` the table has, said in
+the log). Counts already in ``clicks.csv`` are not tested again unless ``--force``.
 """
 
 from __future__ import annotations
@@ -23,20 +24,26 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import logging
 import shlex
 import sys
 from pathlib import Path
 
-from mattekit.checkpoint_config import run_folder_of
+from mattekit.checkpoint_config import checkpoint_entry, run_folder_of
 from mattekit.cli import show_mattekit_logs
 from mattekit.data.io import write_bytes_atomic
-from mattekit.errors import UsageError
+from mattekit.errors import UsageError, reports_usage_errors
 from mattekit.pipelines.grid_commands import GRID_DEFAULTS, placement
 from mattekit.pipelines.grid_process import ProcessFailed, run_process
 from mattekit.pipelines.grid_runner import metric_values, read_test_rows
 from mattekit.visualize import write_metrics_table
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_CLICKS = (1, 3, 5, 10)
+#: The plotted column without ``--metric``: the first of these the table has (SAMA's Fig. 2
+#: plots the segmentation IoU; a family without a segmentation output has only matting metrics).
+DEFAULT_METRICS = ("seg/IoU", "SAD", "MSE", "MAD", "Grad", "Conn")
 
 
 def run_config(checkpoint: Path) -> Path:
@@ -80,6 +87,30 @@ def read_rows(path: Path) -> dict[int, dict]:
     }
 
 
+def plotted_metric(rows: list[dict], asked: str | None, table: Path) -> str:
+    """The column to plot: ``asked``, else the first of :data:`DEFAULT_METRICS` in ``rows``.
+
+    Raises:
+        UsageError listing the table's columns when it has no such column.
+    """
+    columns = [name for name in rows[0] if name not in ("clicks", "model")] if rows else []
+    if asked is not None and asked in columns:
+        return asked
+    if asked is None:
+        for name in DEFAULT_METRICS:
+            if name in columns:
+                if name != DEFAULT_METRICS[0]:
+                    logger.info(
+                        "no %s column (the model has no segmentation output): plotting %s",
+                        DEFAULT_METRICS[0], name,
+                    )  # fmt: skip
+                return name
+    raise UsageError(
+        f"no column {asked or DEFAULT_METRICS[0]!r} to plot in {table}: it has "
+        f"{', '.join(columns) or 'no metric'}; rerun with --metric NAME (tested counts are reused)"
+    )
+
+
 def write_curve_plot(rows: list[dict], metric: str, path: Path, title: str) -> bool:
     """``metric`` against the click count, one point per count; False when no row has it."""
     import matplotlib
@@ -113,7 +144,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--clicks", type=int, nargs="+", default=list(DEFAULT_CLICKS), help="click counts"
     )
-    parser.add_argument("--metric", default="seg/IoU", help="the plotted column (seg/IoU)")
+    parser.add_argument(
+        "--metric", help="the plotted column (default: seg/IoU, else SAD for a matting-only model)"
+    )
     parser.add_argument("--config", type=Path, help="the run's config (default: beside it)")
     parser.add_argument("--output", type=Path, help="default: <run>/clicks")
     parser.add_argument("--seed", type=int, default=0, help="seed_everything of the tests")
@@ -121,23 +154,18 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
+@reports_usage_errors("mattekit clicks")
 def click_curve_main(argv: list[str]) -> int:
-    """``mattekit clicks``: 0 when every count was tested (or reused), 1 if a test failed,
-    2 on a bad command line."""
+    """``mattekit clicks``: 0 when every count was tested (or reused) and plotted, 1 if a test
+    failed, 2 on a bad command line, checkpoint or ``--metric``."""
     split = argv.index("--") if "--" in argv else len(argv)
     own, extra = argv[:split], argv[split + 1 :]
     args = parser().parse_args(own)
     show_mattekit_logs()
     if any(count < 1 for count in args.clicks):
-        print(f"mattekit clicks: error: --clicks must be >= 1, got {args.clicks}", file=sys.stderr)
-        return 2
-    try:
-        if not args.checkpoint.is_file():
-            raise UsageError(f"checkpoint not found: {args.checkpoint}")
-        config = args.config or run_config(args.checkpoint)
-    except UsageError as error:
-        print(f"mattekit clicks: error: {error}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--clicks must be >= 1, got {args.clicks}")
+    checkpoint_entry(args.checkpoint)  # read weights-only here: a refused file is one line
+    config = args.config or run_config(args.checkpoint)
     output = args.output or run_folder_of(args.checkpoint) / "clicks"
     table = output / "clicks.md"
     rows = {} if args.force else read_rows(table.with_suffix(".csv"))
@@ -159,8 +187,7 @@ def click_curve_main(argv: list[str]) -> int:
         write_metrics_table(ordered, table, f"# Metrics against clicks\n\n`{command_line}`")
     ordered = [rows[k] for k in sorted(rows)]
     run = Path(*run_folder_of(args.checkpoint.resolve()).parts[-3:])  # e.g. grid/<name>/<run>/fit
-    title = f"{run}: {args.metric} against clicks"
-    if not write_curve_plot(ordered, args.metric, output / "clicks.png", title):
-        print(f"mattekit clicks: no column {args.metric!r} to plot", file=sys.stderr)
+    metric = plotted_metric(ordered, args.metric, table)
+    write_curve_plot(ordered, metric, output / "clicks.png", f"{run}: {metric} against clicks")
     print(f"results: {table}, {table.with_suffix('.csv')}, {output / 'clicks.png'}")
     return 0

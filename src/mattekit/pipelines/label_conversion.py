@@ -22,11 +22,21 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from mattekit.checkpoint_config import checkpoint_hparams, registered_entry
 from mattekit.data.folders import check_same_size, pair_by_stem
 from mattekit.data.io import ConversionLog, read_image, read_mask, write_alpha_png
+from mattekit.errors import UsageError, reports_usage_errors
 from mattekit.models.evaluation import at_original_size
 from mattekit.models.zim_converter.lightning_model import ZIMLabelConverter
 from mattekit.models.zim_converter.torch_model import LabelConverter
+from mattekit.output_records import (
+    RECORD_SUFFIX,
+    file_sha256,
+    plan_outputs,
+    record_inputs,
+    start_outputs,
+    weights_sha256,
+)
 from mattekit.pipelines.arguments import boolean
 
 logger = logging.getLogger(__name__)
@@ -52,10 +62,21 @@ def load_converter(checkpoint_path: str | Path) -> ZIMLabelConverter:
 
     The backbone checkpoint the run started from is not read again: the ``.ckpt`` holds every
     weight, and that file need not exist on this machine.
+
+    Raises:
+        UsageError naming the file: missing, not a weights-only PyTorch file, or the checkpoint
+        of another family (the family it holds is named).
     """
     path = Path(checkpoint_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"converter checkpoint not found: {path}")
+    # Read weights-only first: a refused file, or another family's, is named in one line.
+    class_path = checkpoint_hparams(path).get("_class_path")
+    if class_path is not None:
+        entry = registered_entry(str(class_path), path)
+        if entry.cls is not ZIMLabelConverter:
+            raise UsageError(
+                f"{path} holds a {entry.cls.__name__} model ({entry.alias}), not a label "
+                f"converter: give the checkpoint of a zim_converter run"
+            )
     model = ZIMLabelConverter.load_from_checkpoint(path, map_location="cpu")
     return model.eval()
 
@@ -94,6 +115,7 @@ def convert_folder(
     batch_size: int = 1,
     skip_existing: bool = True,
     device: str = "cpu",
+    overwrite: bool = False,
 ) -> ConversionSummary:
     """Convert every (image, mask) pair of two folders into ``output_dir/<stem>.png``.
 
@@ -104,25 +126,44 @@ def convert_folder(
         output_dir: mattes, 8-bit PNG at each image's stored size.
         image_size: network input side (default: the backbone's, e.g. 1024).
         batch_size: pairs per forward pass.
-        skip_existing: leave existing mattes untouched (a rerun resumes); False overwrites.
+        skip_existing: leave mattes made from the same image, mask, converter weights and
+            input size untouched (a rerun resumes); False makes them again.
         device: torch device of the forward passes.
+        overwrite: replace mattes made from other inputs (``<stem>.inputs.json`` beside each
+            matte records them, :mod:`mattekit.output_records`); without it they are an error.
 
     Raises:
         FileNotFoundError / ValueError / ImageReadError: naming the folder or file when a folder
             is missing, a stem lacks its counterpart, a file cannot be read, or an image and its
-            mask differ in size.
+            mask differ in size; UsageError naming a matte made from other inputs (before any
+            runs).
     """
     network = _network(model).to(device).eval()
     size = image_size or network.encoder.image_size[0]
     output_dir = Path(output_dir)
     pairs = pair_by_stem({"image": image_dir, "mask": mask_dir}, source_name=str(image_dir))
-    todo = [
-        p for p in pairs if not (skip_existing and (output_dir / f"{p['image'].stem}.png").exists())
-    ]
-    if len(todo) < len(pairs):
-        logger.info(
-            "%d of %d mattes already exist; converting the rest", len(pairs) - len(todo), len(pairs)
+    converter = weights_sha256(network)
+    records = {
+        pair["image"].stem: record_inputs(
+            image_sha256=file_sha256(pair["image"]),
+            mask_sha256=file_sha256(pair["mask"]),
+            converter_weights_sha256=converter,
+            image_size=size,
         )
+        for pair in pairs
+    }
+    stems = list(records)
+    plan = plan_outputs(
+        [[output_dir / f"{stem}.png"] for stem in stems],
+        [output_dir / f"{stem}{RECORD_SUFFIX}" for stem in stems],
+        list(records.values()), skip_existing, overwrite,
+    )  # fmt: skip
+    todo = [pairs[index] for index in plan.make]
+    if plan.done:
+        logger.info(
+            "%d of %d mattes already made from the same inputs; converting the rest",
+            plan.done, len(pairs),
+        )  # fmt: skip
     log = ConversionLog(str(mask_dir))
     with tqdm(total=len(todo), desc="convert-labels", unit="image") as progress:
         for start in range(0, len(todo), batch_size):
@@ -137,11 +178,15 @@ def convert_folder(
             content = torch.tensor([[size, size]] * len(chunk))  # stretched: no padding
             mattes = at_original_size(alpha, stored_sizes, content)
             for pair, matte in zip(chunk, mattes, strict=True):
-                write_alpha_png(output_dir / f"{pair['image'].stem}.png", matte[0].cpu().numpy())
+                stem = pair["image"].stem
+                path = output_dir / f"{stem}.png"
+                start_outputs([path], output_dir / f"{stem}{RECORD_SUFFIX}", records[stem])
+                write_alpha_png(path, matte[0].cpu().numpy())
             progress.update(len(chunk))
     return ConversionSummary(len(todo), len(pairs) - len(todo), output_dir)
 
 
+@reports_usage_errors("mattekit convert-labels")
 def convert_labels_main(argv: list[str]) -> None:
     """``mattekit convert-labels``: one flag per :func:`convert_folder` argument."""
     parser = argparse.ArgumentParser(
@@ -165,14 +210,19 @@ def convert_labels_main(argv: list[str]) -> None:
     parser.add_argument(
         "--skip_existing", type=boolean, default=True, help="true (default): resume"
     )
+    parser.add_argument(
+        "--overwrite", type=boolean, default=False,
+        help="true: replace mattes made from other inputs (without it they are an error)",
+    )  # fmt: skip
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     args = parser.parse_args(argv)
     from mattekit.cli import show_mattekit_logs  # the CLI imports this module lazily
 
     show_mattekit_logs()
+    model = load_converter(args.ckpt_path)  # a refused checkpoint exits 2 (the decorator)
     try:
         summary = convert_folder(
-            load_converter(args.ckpt_path),
+            model,
             args.image_dir,
             args.mask_dir,
             args.output_dir,
@@ -180,7 +230,10 @@ def convert_labels_main(argv: list[str]) -> None:
             batch_size=args.batch_size,
             skip_existing=args.skip_existing,
             device=args.device,
+            overwrite=args.overwrite,
         )
+    except UsageError:
+        raise  # outputs of other inputs in the way: status 2 (the decorator)
     except (OSError, ValueError) as error:
         parser.exit(1, f"mattekit convert-labels: error: {error}\n")
     print(

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from mattekit.errors import RefusedFileError
+from mattekit.weights.refusals import first_line, refuse
 
 # Official releases wrap the state dict under one of these keys, or not at all.
 _WRAPPER_KEYS = ("model", "state_dict", "module")
@@ -18,18 +22,26 @@ def read_weights_only(path: Path) -> object:
     """``torch.load(path, weights_only=True)``, memory-mapped (multi-GB files stay on disk).
 
     Raises:
-        ValueError naming the file when it is not a weights-only PyTorch file.
+        RefusedFileError naming the file and, in one line, why it is not a weights-only PyTorch
+        file (:func:`~mattekit.weights.refusals.refusal_reason`); OSError when it cannot be
+        opened.
     """
     try:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as error:
-            if "mmap" not in str(error):
-                raise
-            # Files in torch's legacy (pre-zip) format cannot be memory-mapped.
-            return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # A refused pickle of another protocol would add torch's warning to the refusal.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as error:
+                if "mmap" not in str(error):
+                    raise
+                # Files in torch's legacy (pre-zip) format cannot be memory-mapped.
+                return torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise  # a missing or unreadable file, not a refused one
     except Exception as error:  # pickle, zip and unsafe-global errors all mean "not loadable"
-        raise ValueError(f"{path}: not a weights-only PyTorch checkpoint ({error})") from error
+        # Not chained: torch's message advises loading with weights_only=False.
+        raise refuse(path, error) from None
 
 
 def map_prefixes(state: Mapping[str, Tensor], prefixes: Mapping[str, str]) -> dict[str, Tensor]:
@@ -56,7 +68,8 @@ def load_state_dict(path: str | Path) -> dict[str, Tensor]:
     way an official checkpoint does.
 
     Raises:
-        FileNotFoundError / ValueError naming the file.
+        FileNotFoundError / ValueError naming the file (a :class:`RefusedFileError` when it is not
+        a weights-only PyTorch or a safetensors file).
     """
     path = Path(path)
     if not path.is_file():
@@ -64,7 +77,11 @@ def load_state_dict(path: str | Path) -> dict[str, Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as error:  # safetensors raises its own (Rust) error type
+            reason = f"not a safetensors file ({first_line(error)})"
+            raise RefusedFileError(f"{path}: {reason}") from None
     state = read_weights_only(path)
     if isinstance(state, dict) and "pytorch-lightning_version" in state:
         state = _family_network(state.get("state_dict"), path)

@@ -39,7 +39,7 @@ def test_the_bounded_cutout_scales_rows_as_opencv_does_and_stays_near_the_full_o
 
     yy, xx = np.mgrid[:96, :128]
     alpha = np.clip(1.5 - np.hypot(xx - 64, yy - 48) / 20, 0, 1).astype(np.float32)
-    image = (alpha[..., None] * (200, 150, 40) + (1 - alpha[..., None]) * (20, 90, 200))
+    image = alpha[..., None] * (200, 150, 40) + (1 - alpha[..., None]) * (20, 90, 200)
     image = (image + rng.normal(0, 6, image.shape)).clip(0, 255).astype(np.uint8)
     full, bounded = cutout(image, alpha), cutout(image, alpha, max_pixels=alpha.size // 4)
     assert np.array_equal(full[..., 3], bounded[..., 3])

@@ -1,5 +1,7 @@
 """ZIM's label converter: network, PRN, SGA / STL, checkpoints, learning, folder conversion."""
 
+import json
+
 import cv2
 import lightning
 import numpy as np
@@ -7,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from mattekit.errors import UsageError
 from mattekit.models.zim_converter.augmentations import apply_cutout, cutout_keep_mask
 from mattekit.models.zim_converter.backbone import build_hiera
 from mattekit.models.zim_converter.lightning_model import (
@@ -21,6 +24,7 @@ from mattekit.models.zim_converter.torch_model import (
     progressive_refinement,
     uncertain_band,
 )
+from mattekit.output_records import file_sha256
 from mattekit.pipelines.label_conversion import convert_folder, convert_labels_main, load_converter
 
 # The paper variant at 1024 px (README table): Hiera-B+ 75,992,112 (7,340,032 of them the
@@ -292,6 +296,23 @@ def test_convert_folder_writes_original_sizes_and_resumes(folders):
     )
 
 
+def test_a_matte_of_another_mask_or_converter_is_not_kept_or_replaced_silently(folders):
+    module, out = tiny(), folders / "mattes"
+    convert_folder(module, folders / "images", folders / "masks", out)
+    record = json.loads((out / "cat.inputs.json").read_text())
+    assert record["mask_sha256"] == file_sha256(folders / "masks" / "cat.png")
+    mask = np.zeros((45, 70), np.uint8)
+    mask[5:20, 5:30] = 255
+    cv2.imwrite(str(folders / "masks" / "cat.png"), mask)  # a corrected label
+    with pytest.raises(UsageError, match=r"cat\.png was made from other inputs \(mask_sha256"):
+        convert_folder(module, folders / "images", folders / "masks", out)
+    torch.manual_seed(1)
+    with pytest.raises(UsageError, match="converter_weights_sha256"):  # retrained weights
+        convert_folder(tiny(), folders / "images", folders / "masks", out)
+    summary = convert_folder(module, folders / "images", folders / "masks", out, overwrite=True)
+    assert (summary.converted, summary.skipped) == (1, 1)  # dog's inputs are unchanged
+
+
 def test_convert_folder_errors_name_the_file(folders):
     cv2.imwrite(str(folders / "masks" / "cat.png"), np.zeros((10, 10), np.uint8))
     with pytest.raises(ValueError, match="cat"):
@@ -319,4 +340,4 @@ def test_load_converter_and_command_line(folders, capsys):
     args += [f"--mask_dir={folders / 'masks'}", f"--output_dir={folders / 'cli'}"]
     convert_labels_main([*args, "--batch_size=2", "--skip_existing=false"])
     assert "2 mattes written" in capsys.readouterr().out
-    assert sorted(p.name for p in (folders / "cli").iterdir()) == ["cat.png", "dog.png"]
+    assert sorted(p.name for p in (folders / "cli").glob("*.png")) == ["cat.png", "dog.png"]

@@ -29,6 +29,7 @@ from mattekit.models.sdmatte.torch_model import (
 from mattekit.models.sdmatte.weights import load_sdmatte_weights, load_stable_diffusion
 from mattekit.nn.prompt_maps import mask_boxes
 from mattekit.nn.unet_features import captured_stage_features
+from mattekit.weights.stable_diffusion import from_local_folder
 
 logger = logging.getLogger(__name__)
 
@@ -267,7 +268,7 @@ class LiteSDMatte(SDMatte):
         folder = None if hp.checkpoint is not None else self.initial_weights(hp.tiny_autoencoder)
         loaded = None
         if folder is not None:
-            loaded = AutoencoderTiny.from_pretrained(folder, local_files_only=True)
+            loaded = from_local_folder(AutoencoderTiny, folder)  # unreadable: one line
         if self.teacher is not None and hp.checkpoint is None:
             return lite_from_teacher(self.teacher, self._taesd(loaded))
         if (sd_folder := self.initial_weights(hp.pretrained)) is not None:

@@ -15,7 +15,7 @@ import sys
 import time
 
 from mattekit.data.prompts import EmptyAlphaError
-from mattekit.errors import UsageError
+from mattekit.errors import reports_usage_errors
 from mattekit.pipelines.benchmark.figures import write_comparison_grid, write_tradeoff_plot
 from mattekit.pipelines.benchmark.prompt_store import PromptsConflict
 from mattekit.pipelines.benchmark.records import RecordConflict
@@ -26,9 +26,10 @@ from mattekit.pipelines.grid_process import ProcessFailed
 from mattekit.pipelines.grid_stages import StageConflict
 
 
+@reports_usage_errors("mattekit benchmark")
 def benchmark_main(argv: list[str]) -> int:
     """``mattekit benchmark``: 0 when every record was made or reused, 1 on a conflict, 2 on
-    a bad command line or config."""
+    a bad command line, config, checkpoint or data file (the records made so far are kept)."""
     try:
         spec, config_path = parse_benchmark(argv)
     except (FileNotFoundError, ValueError) as error:
@@ -41,8 +42,8 @@ def benchmark_main(argv: list[str]) -> int:
     except (PromptsConflict, RecordConflict, StageConflict, ProcessFailed) as error:
         print(f"mattekit benchmark: {error}", file=sys.stderr)
         return 1
-    except (UsageError, EmptyAlphaError, FileNotFoundError) as error:
-        # A bad checkpoint or data file met while running: the records made so far are kept.
+    except (EmptyAlphaError, FileNotFoundError) as error:
+        # A bad data file met while running (a refused checkpoint is a UsageError).
         print(f"mattekit benchmark: error: {error}", file=sys.stderr)
         return 2
     command = shlex.join(["mattekit", "benchmark", *argv])
