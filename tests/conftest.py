@@ -57,6 +57,13 @@ def tiny_checkpoint_fixture(tmp_path):
     return lambda alias: save_tiny_checkpoint(alias, tmp_path)
 
 
+@pytest.fixture(name="save_checkpoint", scope="session")
+def save_checkpoint_fixture():
+    """:func:`save_tiny_checkpoint` itself, for module-scoped fixtures and helpers (a test module
+    importing ``conftest`` may get another folder's conftest)."""
+    return save_tiny_checkpoint
+
+
 @pytest.fixture(name="synthetic_batch")
 def synthetic_batch_fixture():
     return make_synthetic_batch

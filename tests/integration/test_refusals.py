@@ -12,7 +12,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import save_tiny_checkpoint
 
 TINY_DATA = [
     "--data.image_size=32", "--data.batch_size=2", "--data.num_workers=0",
@@ -29,7 +28,7 @@ class PrintOnUnpickle:
         return (print, ("pwned",))
 
 
-def malicious_files(folder: Path) -> dict[str, Path]:
+def malicious_files(folder: Path, save_tiny_checkpoint) -> dict[str, Path]:
     """The bad files: a pickle payload (torch's zip format and a bare pickle), a truncated
     checkpoint and random bytes."""
     files = {name: folder / f"{name}.ckpt" for name in ("payload", "bare", "truncated", "random")}
@@ -66,8 +65,6 @@ def command_line(case: str, bad: Path, folder: Path) -> list[str]:
     root = f"--trainer.default_root_dir={folder / 'runs'}"
     lightning = {
         "fit --ckpt_path": ["fit", *BASELINE, *TINY_DATA, root, f"--ckpt_path={bad}"],
-        "validate --ckpt_path": ["validate", *BASELINE, *TINY_DATA, root, f"--ckpt_path={bad}"],
-        "test --ckpt_path": ["test", *BASELINE, *TINY_DATA, root, f"--ckpt_path={bad}"],
         "predict --ckpt_path": ["predict", *BASELINE, *TINY_DATA, root, f"--ckpt_path={bad}"],
         "sama checkpoint": ["--model=sama", "--model.variant=tiny", f"--model.checkpoint={bad}"],
         "zim checkpoint": ["--model=zim", "--model.variant=tiny", f"--model.checkpoint={bad}"],
@@ -121,9 +118,8 @@ def assert_refused_in_one_line(result: subprocess.CompletedProcess, bad: Path, r
 
 # Each command meets one kind of bad file (all four kinds go through one shared reader).
 CASES = [
+    # validate and test read --ckpt_path as fit and predict do (MattingCLI._parse_ckpt_path).
     ("fit --ckpt_path", "payload"),
-    ("validate --ckpt_path", "truncated"),
-    ("test --ckpt_path", "random"),
     ("predict --ckpt_path", "bare"),
     ("benchmark", "payload"),
     ("clicks", "truncated"),
@@ -142,8 +138,8 @@ CASES = [
 
 
 @pytest.mark.parametrize(("case", "kind"), CASES, ids=[f"{c}-{k}" for c, k in CASES])
-def test_bad_checkpoints_are_refused_in_one_line(case, kind, tmp_path):
-    bad = malicious_files(tmp_path)[kind]
+def test_bad_checkpoints_are_refused_in_one_line(case, kind, tmp_path, save_checkpoint):
+    bad = malicious_files(tmp_path, save_checkpoint)[kind]
     (tmp_path / "images").mkdir()
     cv2.imwrite(str(tmp_path / "images" / "photo.png"), np.zeros((16, 16, 3), np.uint8))
     args = command_line(case, bad, tmp_path)
@@ -152,8 +148,8 @@ def test_bad_checkpoints_are_refused_in_one_line(case, kind, tmp_path):
     assert_refused_in_one_line(run_mattekit(args, tmp_path), bad, REASONS[kind])
 
 
-def test_convert_labels_names_the_family_of_another_checkpoint(tmp_path):
-    baseline = save_tiny_checkpoint("baseline", tmp_path)
+def test_convert_labels_names_the_family_of_another_checkpoint(tmp_path, save_checkpoint):
+    baseline = save_checkpoint("baseline", tmp_path)
     (tmp_path / "images").mkdir()
     result = run_mattekit(command_line("convert-labels", baseline, tmp_path), tmp_path)
     assert result.returncode == 2, result.stderr

@@ -41,10 +41,8 @@ def test_photos_are_read_as_a_viewer_displays_them(tmp_path, orientation):
 
 
 @pytest.fixture(scope="module")
-def zim(tmp_path_factory):
-    from conftest import save_tiny_checkpoint
-
-    return CheckpointModel(save_tiny_checkpoint("zim", tmp_path_factory.mktemp("ckpt")), "cpu", 64)
+def zim(tmp_path_factory, save_checkpoint):
+    return CheckpointModel(save_checkpoint("zim", tmp_path_factory.mktemp("ckpt")), "cpu", 64)
 
 
 @pytest.mark.parametrize("orientation", [3, 6, 8])
