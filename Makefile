@@ -30,7 +30,7 @@ format: $(INSTALLED)
 	$(BIN)/ruff check --fix src tests benchmarks
 	$(BIN)/ruff format src tests benchmarks
 
-quickstart: $(INSTALLED)  ## train the baseline on synthetic data (< 3 min on 2 CPU cores)
+quickstart: $(INSTALLED)  ## train the baseline on synthetic data (about 520 s of CPU time: 4-5 min on 2 idle cores)
 	$(BIN)/mattekit fit --config configs/quickstart.yaml
 
 clean:
