@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -49,6 +51,59 @@ def save_tiny_checkpoint(alias: str, folder: Path) -> Path:
     path = Path(folder) / f"{alias}.ckpt"
     torch.save(checkpoint, path)
     return path
+
+
+def user_prompt(kind: str, folder: Path, size: tuple[int, int]):
+    """A :class:`~mattekit.prompts.user.UserPrompt` of ``kind`` on a ``size`` (H, W) photo, its
+    files written into ``folder``. Every kind has an example here: a new kind without one fails
+    the tests that go over them all."""
+    from mattekit.prompts.user import UserPrompt
+
+    height, width = size
+    x0, y0, x1, y1 = width // 4, height // 4, 3 * width // 4, 3 * height // 4
+    picture = np.zeros(size, np.uint8)
+    picture[y0:y1, x0:x1] = 128 if kind == "trimap" else 255
+    picture[height // 3 : 2 * height // 3, width // 3 : 2 * width // 3] = 255
+    path = Path(folder) / f"{kind}.png"
+    if kind in ("mask", "trimap"):
+        cv2.imwrite(str(path), picture)
+    examples = {
+        "points": {"points": ((width // 2, height // 2, 1), (2, 2, 0))},
+        "box": {"box": (x0, y0, x1, y1)},
+        "mask": {"mask": path},
+        "trimap": {"trimap": path},
+        "text": {"text": "the grey square"},
+        "none": {},
+    }
+    return UserPrompt(**examples[kind], kind=kind)
+
+
+def user_prompt_args(kind: str, folder: Path, size: tuple[int, int]) -> list[str]:
+    """:func:`user_prompt` as ``mattekit matte`` arguments, by each kind's own flag."""
+    from mattekit.prompts import KINDS
+
+    prompt = user_prompt(kind, folder, size)
+    values = {
+        "points": [",".join(map(str, point)) for point in prompt.points],
+        "box": [",".join(map(str, prompt.box or ()))],
+        "mask": [str(prompt.mask)],
+        "trimap": [str(prompt.trimap)],
+        "text": [prompt.text],
+    }
+    flag = KINDS[kind].flag
+    return [part for value in values.get(kind, []) for part in (flag, value)]
+
+
+@pytest.fixture(name="user_prompt", scope="session")
+def user_prompt_fixture():
+    """:func:`user_prompt`: an example prompt of any kind."""
+    return user_prompt
+
+
+@pytest.fixture(name="user_prompt_args", scope="session")
+def user_prompt_args_fixture():
+    """:func:`user_prompt_args`: a prompt of any kind as ``mattekit matte`` flags."""
+    return user_prompt_args
 
 
 @pytest.fixture(name="tiny_checkpoint")

@@ -13,8 +13,8 @@ from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import DataLoader
 
+from mattekit.atomic_files import write_alpha_png
 from mattekit.data.datamodule import MattingDataModule
-from mattekit.data.io import write_alpha_png
 from mattekit.models.base import run_dir
 from mattekit.output_records import (
     RECORD_SUFFIX,
@@ -42,7 +42,8 @@ def prediction_data_settings(datamodule: object) -> dict:
         "sources": [f"{type(source).__name__}({source.name}, {len(source)})" for source in sources],
         "eval_image_size": datamodule.eval_image_size,
         "resize": datamodule.resize,
-        "prompts": asdict(datamodule.prompt_sampler.config),
+        "prompts": asdict(datamodule.eval_prompt_sampler.config),
+        "protocol": datamodule.protocol.name if datamodule.protocol else None,
         "seed": datamodule.seed,
     }
 

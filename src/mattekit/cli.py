@@ -36,7 +36,7 @@ def _handler(target: str) -> Callable[[list[str]], int | None]:
 # Commands beside LightningCLI's fit/validate/test/predict: name -> (help, handler(argv) -> code).
 EXTRA_COMMANDS: dict[str, tuple[str, Callable[[list[str]], int | None]]] = {
     "models": ("list the registered model families", lambda argv: print_models(*argv[:1])),
-    "grid": ("run an ablation grid YAML", _handler("mattekit.pipelines.grid:grid_main")),
+    "grid": ("run an ablation grid YAML", _handler("mattekit.pipelines.grid.command:grid_main")),
     "benchmark": (
         "compare methods on datasets under one protocol (a benchmark YAML)",
         _handler("mattekit.pipelines.benchmark.command:benchmark_main"),
@@ -51,7 +51,7 @@ EXTRA_COMMANDS: dict[str, tuple[str, Callable[[list[str]], int | None]]] = {
     ),
     "export": (
         "export a checkpoint's networks to ONNX, checked against PyTorch",
-        _handler("mattekit.export.command:export_main"),
+        _handler("mattekit.pipelines.export:export_main"),
     ),
     "demo": (
         "a local web page: upload a photo, click, get the alpha and the cut-out",

@@ -177,5 +177,14 @@ class MattingCLI(LightningCLI):
                 if isinstance(named, UsageError):
                     raise named from None  # its message is complete (a refused file, ...)
                 raise UsageError(f"{type(named).__name__}: {named}") from named
+        if hasattr(self.datamodule, "use_convention"):
+            # Checked here, before any work, as well as when the model is set up (a Trainer
+            # used from Python).
+            try:
+                self.datamodule.use_convention(
+                    self.model.input_convention, type(self.model).__name__
+                )
+            except ValueError as error:
+                raise UsageError(str(error)) from None
         if config is not None and not (config.get("overwrite") or self.replaces_outputs):
             refuse_earlier_outputs(Path(self.trainer.log_dir or self.trainer.default_root_dir))

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from mattekit.data.io import write_bytes_atomic
+from mattekit.atomic_files import write_bytes_atomic
 from mattekit.errors import UsageError
 
 #: The suffix of a record, beside the output it names (``cat_alpha.png`` -> ``cat.inputs.json``).

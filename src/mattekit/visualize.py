@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +19,9 @@ from torchvision.utils import (
     make_grid,
 )
 
-from mattekit.data.io import write_bytes_atomic
+from mattekit.atomic_files import write_bytes_atomic
 from mattekit.data.sample import MattingBatch
+from mattekit.prompts import KINDS, get_kind
 
 _POSITIVE, _NEGATIVE, _BOX = "#00ff00", "#ff2020", "#ffd000"
 
@@ -31,15 +32,22 @@ def to_uint8(values: Tensor) -> Tensor:
 
 
 def prompt_overlay(
-    image: Tensor, points: Tensor, labels: Tensor, box: Tensor, mask: Tensor | None = None
+    image: Tensor,
+    points: Tensor,
+    labels: Tensor,
+    box: Tensor,
+    mask: Tensor | None = None,
+    trimap: Tensor | None = None,
 ) -> Tensor:
-    """Draw a sample's prompt on its image: the box, the clicks, the coarse mask (tinted).
+    """Draw a sample's prompt on its image: the box, the clicks, the coarse mask (tinted), the
+    trimap (foreground tinted like a mask, the unknown band in the negative clicks' colour).
 
     Args:
         image: 3 x H x W float in [0, 1].
         points: N x 2 ``(x, y)``; labels: N (1 positive, 0 negative, -1 not shown).
         box: 4 ``(x0, y0, x1, y1)``; not drawn when empty (``x1 <= x0``).
         mask: 1 x H x W coarse mask, tinted where above 0.5; None or all zero: not drawn.
+        trimap: 1 x H x W in {0, 0.5, 1}; None or all zero: not drawn.
 
     Returns:
         3 x H x W uint8.
@@ -47,6 +55,9 @@ def prompt_overlay(
     canvas = to_uint8(image).cpu()
     if mask is not None and bool((mask > 0.5).any()):
         canvas = draw_segmentation_masks(canvas, mask.cpu()[0] > 0.5, alpha=0.45, colors=_BOX)
+    if trimap is not None and bool((trimap > 0).any()):
+        regions = torch.stack([trimap.cpu()[0] > 0.75, (trimap.cpu()[0] - 0.5).abs() < 0.25])
+        canvas = draw_segmentation_masks(canvas, regions, alpha=0.45, colors=[_BOX, _NEGATIVE])
     width = max(1, image.shape[-1] // 128)
     if box[2] > box[0]:
         canvas = draw_bounding_boxes(canvas, box[None].cpu(), colors=_BOX, width=width)
@@ -57,29 +68,45 @@ def prompt_overlay(
     return canvas
 
 
-SAMPLE_KEYS = ("image", "alpha", "points", "point_labels", "box", "coarse_mask")
+SAMPLE_KEYS = ("image", "alpha", "points", "point_labels", "box", "coarse_mask", "trimap")
+#: Each kind's drawn fields, and the value that blanks them where another kind was given.
+_BLANKED = {
+    name: -1 if name == "point_labels" else 0
+    for kind in KINDS.values()
+    for name in kind.drawn_fields
+    if name != "text"
+}
+
+
+def blank_other_kinds(samples: dict[str, Tensor], kinds: Sequence[str]) -> dict[str, Tensor]:
+    """Blank, in place, each sample's fields of the kinds it was not given (``kinds``: one per
+    sample), so that a picture draws only the prompt the model saw; returns ``samples``."""
+    for index, kind in enumerate(kinds):
+        drawn = get_kind(kind).drawn_fields
+        for name, blank in _BLANKED.items():
+            if name not in drawn and name in samples:
+                samples[name][index] = blank
+    return samples
 
 
 def logged_samples(
-    batch: MattingBatch, prediction: Tensor, count: int, prompt: str = "box"
+    batch: MattingBatch, prediction: Tensor, count: int, kinds: Sequence[str] | str = "box"
 ) -> dict[str, Tensor]:
     """The first ``count`` samples of a batch and their prediction, on the CPU.
 
     What a prediction picture needs, as plain tensors: saved beside each run's picture, they
     let pictures that compare runs on the same samples be drawn later (:func:`prediction_grid`).
-    Only the prompt the model was given (``prompt``: ``box``, ``points``, ``mask`` or
-    ``text``) is kept for drawing: the other kinds are blanked (no clicks, an empty box, an
-    empty mask); a ``text`` prompt keeps the samples' expressions (``text``, a list).
+    Only the prompt each sample was given (``kinds``: one per sample, or one for all) is kept
+    for drawing: the other kinds' fields are blanked (no clicks, an empty box, an empty mask or
+    trimap); samples given ``text`` keep their expression (``text``, a list; "" for others).
     """
-    samples = {key: getattr(batch, key)[:count].detach().cpu() for key in SAMPLE_KEYS}
-    if prompt == "text":
-        samples["text"] = list(batch.text[:count])
-    if prompt != "points":
-        samples["point_labels"] = torch.full_like(samples["point_labels"], -1)
-    if prompt != "box":
-        samples["box"] = torch.zeros_like(samples["box"])
-    if prompt != "mask":
-        samples["coarse_mask"] = torch.zeros_like(samples["coarse_mask"])
+    samples = {key: getattr(batch, key)[:count].detach().cpu().clone() for key in SAMPLE_KEYS}
+    kinds = [kinds] * len(samples["image"]) if isinstance(kinds, str) else list(kinds)[:count]
+    blank_other_kinds(samples, kinds)
+    if "text" in kinds:
+        samples["text"] = [
+            t if k == "text" else "" for t, k in zip(batch.text[:count], kinds, strict=True)
+        ]
     samples["prediction"] = prediction[:count].detach().float().cpu()
     return samples
 
@@ -106,8 +133,9 @@ def prediction_grid(samples: Mapping[str, Tensor], predictions: Mapping[str, Ten
             samples["point_labels"][i],
             samples["box"][i],
             samples["coarse_mask"][i] if "coarse_mask" in samples else None,
+            samples["trimap"][i] if "trimap" in samples else None,
         )
-        if samples.get("text"):
+        if samples.get("text") and samples["text"][i]:
             overlay = captioned(overlay, samples["text"][i])
         tiles += [
             to_rgb(image),

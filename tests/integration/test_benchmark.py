@@ -109,10 +109,10 @@ def test_benchmark_compares_families_classical_methods_and_the_floor(checkpoints
     # Skipped where a method does not take the prompt, with the reason; scored elsewhere.
     skipped = {key for key, row in rows.items() if row["skipped"]}
     expected = {(d, m, k) for d in ("shapes", "photos") for m, k in [
-        ("prompt as alpha", "trimap"), ("baseline", "trimap"), ("zim", "trimap"),
+        ("baseline", "trimap"), ("zim", "trimap"),
         ("zim", "mask"), ("converter", "box"), ("converter", "trimap")]}  # fmt: skip
     assert skipped == expected
-    assert "'mask' prompt only" in rows[("photos", "converter", "box")]["skipped"]
+    assert "takes the prompts mask, not 'box'" in rows[("photos", "converter", "box")]["skipped"]
     for key in set(rows) - skipped:
         assert rows[key]["n"] == "3" and float(rows[key]["SAD"]) >= 0, key
     assert rows[("photos", "zim", "box")]["input"] == "128 px letterbox"  # SAM's convention
@@ -125,7 +125,7 @@ def test_benchmark_compares_families_classical_methods_and_the_floor(checkpoints
     zim, baseline = rows[("photos", "zim", "box")], rows[("photos", "baseline", "box")]
     assert int(zim["parameters"]) > int(baseline["parameters"])
     per_image = rows_of(out / "per_image.csv")
-    assert len(per_image) == 2 * 12 * 3  # twelve scored rows per dataset, three images each
+    assert len(per_image) == 2 * 13 * 3  # thirteen scored rows per dataset, three images each
     # Photo c's trimap has no unknown pixel: its MSE is undefined, the mean is over a and b.
     undefined = [r for r in per_image if r["dataset"] == "photos" and math.isnan(float(r["MSE"]))]
     assert undefined and all(r["sample_id"] == "c" for r in undefined)
@@ -192,7 +192,7 @@ def test_a_text_prompted_model_is_given_the_stored_expression(checkpoints, tmp_p
     store.make(source, progress=False)
     method = ModelMethod(MethodSpec("teachmatte", "model", str(checkpoints["teachmatte"])))
     assert method.refusal("text") is None
-    assert "'text' prompt only" in method.refusal("box")
+    assert "takes the prompts text, not 'box'" in method.refusal("box")
     seen = []
     forward = method.model.forward
     method.model.forward = lambda batch: seen.append(batch) or forward(batch)

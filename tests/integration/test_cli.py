@@ -30,17 +30,18 @@ def tiny_model_args(entry) -> list[str]:
 
 
 @pytest.mark.parametrize("entry", list_models(), ids=lambda e: e.alias)
-def test_fit_test_predict(entry, tmp_path: Path):
+def test_fit_test_predict(entry, tmp_path: Path, user_prompt_args):
     """Every stage of a staged family, each fitted from the last stage's checkpoint."""
     previous: list[str] = []
     for stage in entry.stages or (None,):
         stage_args = [f"--model.stage={stage}", *previous] if stage else []
         work = tmp_path / (stage or "run")
-        checkpoint = fit_test_predict([*tiny_model_args(entry), *stage_args], entry.alias, work)
+        args = [*tiny_model_args(entry), *stage_args]
+        checkpoint = fit_test_predict(args, entry.alias, work, user_prompt_args)
         previous = [f"--model.previous_stage={checkpoint}"]
 
 
-def fit_test_predict(model_args: list[str], alias: str, tmp_path: Path) -> Path:
+def fit_test_predict(model_args: list[str], alias: str, tmp_path: Path, prompt_args) -> Path:
     """fit, then test, validate and predict (synthetic scenes and a photo folder) its checkpoint."""
     root = tmp_path / "runs"
     common = ["--model", alias, *model_args, *TINY_DATA, f"--trainer.default_root_dir={root}"]
@@ -73,57 +74,48 @@ def fit_test_predict(model_args: list[str], alias: str, tmp_path: Path) -> Path:
           f"--prediction_writer.output_dir={out}"])  # fmt: skip
     alpha = cv2.imread(str(out / "holiday.png"), cv2.IMREAD_UNCHANGED)
     assert alpha.shape == (45, 70) and alpha.dtype == np.uint8
-    matte_a_photo(checkpoint, photos / "holiday.jpg", tmp_path)
+    matte_a_photo(checkpoint, photos / "holiday.jpg", tmp_path, prompt_args)
     export_to_onnx(checkpoint, tmp_path / "exported")
     return checkpoint
 
 
 def export_to_onnx(checkpoint: Path, out: Path) -> None:
-    """``mattekit export``: ONNX files within the tolerance of PyTorch, SAM's encoder / decoder
-    split for the SAM-based families, and a manifest naming them."""
+    """``mattekit export`` for every prompt kind the family takes: ONNX files within the
+    tolerance of PyTorch on the example and on a second scene (a value of the first frozen into
+    a graph fails it), and a manifest naming the graphs, the kind and the input convention."""
     from mattekit.checkpoint_config import checkpoint_entry
 
-    alias = checkpoint_entry(checkpoint).alias
-    assert main(["export", f"--ckpt_path={checkpoint}", f"--output_dir={out}"]) == 0
-    manifest = read_export(out)
-    names = ["encoder", "decoder"] if alias in ("zim", "sama") else ["model"]
-    assert [g["name"] for g in manifest["graphs"]] == names
-    for graph in manifest["graphs"]:
-        assert graph["format"] == "onnx" and (out / graph["file"]).is_file()
-        assert 0 <= max(graph["max_abs_diff"].values()) <= manifest["tolerance"]
+    for kind in checkpoint_entry(checkpoint).prompts:
+        folder = out / kind
+        assert main(["export", f"--ckpt_path={checkpoint}", f"--output_dir={folder}",
+                     f"--kind={kind}"]) == 0  # fmt: skip
+        manifest = read_export(folder)
+        assert manifest["prompt_kind"] == kind
+        assert manifest["input"]["resize"] in ("stretch", "letterbox") and manifest["input"]["std"]
+        assert manifest["graphs"]
+        for graph in manifest["graphs"]:
+            assert graph["format"] == "onnx" and (folder / graph["file"]).is_file()
+            assert 0 <= max(graph["max_abs_diff"].values()) <= manifest["tolerance"]
 
 
-#: ``mattekit matte`` arguments of one prompt of each kind, for a 70 x 45 photo.
-PROMPT_ARGS = {
-    "text": ["--text", "the grey square"],
-    "box": ["--box", "10,5,60,40"],
-    "points": ["--point", "35,20", "--point", "2,2,0"],
-}
-
-
-def matte_a_photo(checkpoint: Path, photo: Path, tmp_path: Path) -> None:
-    """``mattekit matte`` with the family's first prompt kind: an alpha at the photo's size and
-    an RGBA cut-out with that alpha; a rerun skips the photo."""
+def matte_a_photo(checkpoint: Path, photo: Path, tmp_path: Path, prompt_args) -> None:
+    """``mattekit matte`` with every prompt kind the family takes: an alpha at the photo's size
+    and an RGBA cut-out with that alpha; a rerun skips the photo."""
     from mattekit.checkpoint_config import checkpoint_entry
 
-    kind = checkpoint_entry(checkpoint).prompts[0]
-    if kind == "mask":
-        mask = np.zeros((45, 70), np.uint8)
-        mask[10:30, 20:50] = 255
-        cv2.imwrite(str(tmp_path / "mask.png"), mask)
-        prompt = ["--mask", str(tmp_path / "mask.png")]
-    else:
-        prompt = PROMPT_ARGS[kind]
-    out = tmp_path / "cutouts"
-    command = ["matte", str(photo), f"--ckpt_path={checkpoint}", f"--output_dir={out}", *prompt]
-    assert main(command) == 0
-    alpha = cv2.imread(str(out / "holiday_alpha.png"), cv2.IMREAD_UNCHANGED)
-    rgba = cv2.imread(str(out / "holiday_cutout.png"), cv2.IMREAD_UNCHANGED)
-    assert alpha.shape == (45, 70) and rgba.shape == (45, 70, 4)
-    assert np.array_equal(rgba[..., 3], alpha)
-    written = (out / "holiday_alpha.png").stat().st_mtime_ns
-    assert main(command) == 0
-    assert (out / "holiday_alpha.png").stat().st_mtime_ns == written
+    for kind in checkpoint_entry(checkpoint).prompts:
+        out = tmp_path / f"cutouts_{kind}"
+        prompt = prompt_args(kind, tmp_path, (45, 70))
+        command = ["matte", str(photo), f"--ckpt_path={checkpoint}", f"--output_dir={out}",
+                   "--kind", kind, *prompt]  # fmt: skip
+        assert main(command) == 0
+        alpha = cv2.imread(str(out / "holiday_alpha.png"), cv2.IMREAD_UNCHANGED)
+        rgba = cv2.imread(str(out / "holiday_cutout.png"), cv2.IMREAD_UNCHANGED)
+        assert alpha.shape == (45, 70) and rgba.shape == (45, 70, 4)
+        assert np.array_equal(rgba[..., 3], alpha)
+        written = (out / "holiday_alpha.png").stat().st_mtime_ns
+        assert main(command) == 0
+        assert (out / "holiday_alpha.png").stat().st_mtime_ns == written
 
 
 def test_alias_rewriting_keeps_other_arguments():

@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
-from mattekit.data.io import unit_to_uint8
+from mattekit.atomic_files import unit_to_uint8
 from mattekit.inference.checkpoint_model import CheckpointModel
-from mattekit.inference.prompts import UserPrompt
+from mattekit.prompts.user import UserPrompt
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(

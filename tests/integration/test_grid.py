@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from mattekit.cli import main
-from mattekit.pipelines.grid_results import REFERENCE_RUN
+from mattekit.pipelines.grid.results import REFERENCE_RUN
 
 TINY = [
     "--model=baseline",
@@ -52,7 +52,7 @@ def test_grid_of_tiny_runs(tmp_path: Path, capsys):
     assert box["SAD"] != points["SAD"]  # trained on other prompts, so other weights
     assert box["test_set"] == points["test_set"] == reference["test_set"] == "synthetic_test"
     assert reference["run"] == REFERENCE_RUN and box["preset"] == "dim"
-    assert "prompt_kinds must be a non-empty subset" in failed["error"] and failed["SAD"] == ""
+    assert "unknown prompt kind 'nonsense'" in failed["error"] and failed["SAD"] == ""
     assert (runs / "prompts" / "0" / "fit" / "checkpoints" / "last.ckpt").exists()
     assert (runs / "prompts" / "1" / "test" / "metrics_test.csv").exists()
     markdown = (tmp_path / "results" / "prompts.md").read_text()

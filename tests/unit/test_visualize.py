@@ -5,9 +5,9 @@ from pathlib import Path
 import torch
 from torchvision.io import decode_png, read_file
 
-from mattekit.pipelines import grid_figure
-from mattekit.pipelines.grid_results import GridResults
-from mattekit.pipelines.grid_spec import GridSpec
+from mattekit.pipelines.grid import figure as grid_figure
+from mattekit.pipelines.grid.results import GridResults
+from mattekit.pipelines.grid.spec import GridSpec
 from mattekit.visualize import logged_samples, prediction_grid, to_uint8, write_samples
 
 SIZE = 32
@@ -97,9 +97,9 @@ def test_the_picture_shows_only_the_prompt_the_model_was_given(synthetic_batch):
     batch = synthetic_batch(SIZE, 1)
     batch.coarse_mask[:] = 0.0
     batch.coarse_mask[0, 0, 8:16, 8:16] = 1.0
-    masked = logged_samples(batch, batch.alpha, 1, prompt="mask")
+    masked = logged_samples(batch, batch.alpha, 1, kinds="mask")
     assert (masked["point_labels"] == -1).all() and masked["box"].eq(0).all()
-    boxed = logged_samples(batch, batch.alpha, 1, prompt="box")
+    boxed = logged_samples(batch, batch.alpha, 1, kinds="box")
     assert boxed["coarse_mask"].eq(0).all() and torch.equal(boxed["box"], batch.box[:1])
     image = to_uint8(batch.image[0])
     overlay = tile(prediction_grid(masked, {"": masked["prediction"]}), 0, 1)
@@ -109,7 +109,7 @@ def test_the_picture_shows_only_the_prompt_the_model_was_given(synthetic_batch):
 
 def test_a_text_prompt_is_written_on_the_prompt_tile(synthetic_batch, tmp_path: Path):
     batch = synthetic_batch(128, 1)
-    samples = logged_samples(batch, batch.alpha, 1, prompt="text")
+    samples = logged_samples(batch, batch.alpha, 1, kinds="text")
     assert samples["text"] == batch.text[:1] and batch.text[0]
     assert samples["box"].eq(0).all() and (samples["point_labels"] == -1).all()
     write_samples(samples, tmp_path / "samples.pt")

@@ -6,8 +6,7 @@ only reads files) then does not pay for Lightning and the DataModule.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mattekit.lazy_exports import lazy_exports
 
 _MODULE_OF = {
     "AugmentConfig": "mattekit.data.transforms",
@@ -26,14 +25,4 @@ _MODULE_OF = {
     "SyntheticSource": "mattekit.data.synthetic",
 }
 
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_MODULE_OF[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _MODULE_OF)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Literal
 
 import cv2
@@ -12,6 +13,7 @@ import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 
+from mattekit.data.convention import InputConvention
 from mattekit.data.dataset import MattingDataset
 from mattekit.data.draws import DrawConcat
 from mattekit.data.mixing import ScheduledBatchSampler, WeightedSourceSampler
@@ -22,6 +24,7 @@ from mattekit.data.sample import collate_samples
 from mattekit.data.source import MattingSource
 from mattekit.data.synthetic import SyntheticSource
 from mattekit.data.transforms import AugmentConfig, MattingTransform
+from mattekit.prompts.protocols import Quantize, get_protocol
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +58,11 @@ class MattingDataModule(L.LightningDataModule):
         test: test source(s) (default: the validation sources).
         predict: prediction source(s) (default: the test sources).
         image_size: network input ``H`` (square) or ``(H, W)`` for training.
-        eval_image_size: network input for val / test / predict (default: ``image_size``);
-            SDMatte trains at 512 and evaluates at 1024.
+        eval_image_size: network input for val / test / predict (default: the model's input
+            convention's side, else ``image_size``); SDMatte trains at 512 and evaluates at 1024.
         resize: how evaluation fits images to ``eval_image_size``: ``stretch`` or ``letterbox``
-            (SAM's convention, for SAM-based families on real photos).
+            (default: the model's input convention's, else ``stretch``). A value that
+            contradicts the model's convention (:meth:`use_convention`) is an error.
         batch_size: training batch size.
         eval_batch_size: batch size for val / test / predict (default: ``batch_size``).
         num_workers: DataLoader workers.
@@ -68,6 +72,16 @@ class MattingDataModule(L.LightningDataModule):
             ``weights``.
         steps_per_epoch: training batches per epoch (default: one pass over the sources).
         prompts: prompt sampling ranges shared by all families.
+        protocol: a named evaluation protocol (:data:`~mattekit.prompts.protocols.PROTOCOLS`:
+            ``sdmatte``, ``zim``, ``shared``) for val / test / predict: its prompts (as the
+            release draws them), its fit of the image (unless the model has its own) and its
+            scoring (8-bit or float); None: evaluation prompts come from ``prompts`` (tables
+            say ``sampled``).
+        eval_clicks: exactly this many positive clicks and no negative one per evaluation
+            sample, under the protocol or not (``mattekit clicks`` sets it per count).
+        quantize: score predictions as 8-bit PNGs of them: ``round`` (DIM's MATLAB protocol
+            reads mattes written that way), ``truncate`` (SDMatte's release), ``none`` (floats);
+            default: the protocol's, else ``none``.
         augment: training augmentation.
         seed: seed of the evaluation prompts and of the synthetic scenes.
         synthetic_train_samples: size of the default synthetic training set.
@@ -85,7 +99,7 @@ class MattingDataModule(L.LightningDataModule):
         predict: Sources = None,
         image_size: int | tuple[int, int] = 512,
         eval_image_size: int | tuple[int, int] | None = None,
-        resize: Literal["stretch", "letterbox"] = "stretch",
+        resize: Literal["stretch", "letterbox"] | None = None,
         batch_size: int = 8,
         eval_batch_size: int | None = None,
         num_workers: int = 2,
@@ -93,6 +107,9 @@ class MattingDataModule(L.LightningDataModule):
         schedule: list[str] | None = None,
         steps_per_epoch: int | None = None,
         prompts: PromptConfig = PromptConfig(),
+        protocol: str | None = None,
+        eval_clicks: int | None = None,
+        quantize: Quantize | None = None,
         augment: AugmentConfig = AugmentConfig(),
         seed: int = 0,
         synthetic_train_samples: int = 1000,
@@ -107,7 +124,11 @@ class MattingDataModule(L.LightningDataModule):
             raise ValueError("give either weights or schedule for mixing sources, not both")
         self.image_size = _pair(image_size)
         self.eval_image_size = _pair(image_size if eval_image_size is None else eval_image_size)
-        self.resize = resize
+        self.protocol = get_protocol(protocol) if protocol is not None else None
+        if self.protocol is not None and self.protocol.input_convention and resize is None:
+            resize = self.protocol.input_convention[1]  # the release's fit of the image
+        self.resize = resize or "stretch"
+        self._given_input = (eval_image_size, resize)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
@@ -115,6 +136,13 @@ class MattingDataModule(L.LightningDataModule):
         self.schedule = schedule
         self.steps_per_epoch = steps_per_epoch
         self.prompt_sampler = PromptSampler(prompts)
+        evaluation = self.protocol.prompt_config(prompts) if self.protocol else prompts
+        if eval_clicks is not None:
+            evaluation = replace(
+                evaluation, positive_points=(eval_clicks, eval_clicks), negative_points=(0, 0)
+            )
+        self.eval_prompt_sampler = PromptSampler(evaluation)
+        self.quantize: Quantize = quantize or (self.protocol.quantize if self.protocol else "none")
         self.augment = augment
         self.seed = seed
         self.skip_unreadable = skip_unreadable
@@ -141,15 +169,35 @@ class MattingDataModule(L.LightningDataModule):
         if len(set(names)) != len(names):
             raise ValueError(f"training sources need distinct names for mixing, got {names}")
 
+    def use_convention(self, convention: InputConvention, family: str) -> None:
+        """Evaluate at the model's input convention (the CLI and the trainer call this when the
+        model is set up): its side and fit replace the defaults.
+
+        Raises:
+            ValueError naming ``--data.eval_image_size`` or ``--data.resize`` when a value given
+            here contradicts the model's (the checkpoint would be scored on another input than
+            ``matte`` and the benchmark give it).
+        """
+        size, resize = self._given_input
+        if isinstance(size, (list, tuple)):
+            size = size[0] if size[0] == size[1] else tuple(size)
+        resolved = convention.resolved(
+            size, resize, family, flags=("data.eval_image_size", "data.resize")
+        )
+        if convention.side is not None:
+            self.eval_image_size = _pair(convention.side)
+        self.resize = resolved.resize
+
     def dataset(self, stage: str) -> DrawConcat:
         """The stage's sources behind the shared pipeline, concatenated."""
         train = stage == "train"
         size = self.image_size if train else self.eval_image_size
         transform = MattingTransform(size, train, self.augment, self.resize)
         keep_original = stage in ("val", "test")
+        sampler = self.prompt_sampler if train else self.eval_prompt_sampler
         return DrawConcat(
             [
-                MattingDataset(s, transform, self.prompt_sampler, train, self.seed, keep_original)
+                MattingDataset(s, transform, sampler, train, self.seed, keep_original)
                 for s in self.sources[stage]
             ]
         )

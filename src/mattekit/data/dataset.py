@@ -8,10 +8,11 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from mattekit.data.draws import Draw
-from mattekit.data.prompts import EmptyAlphaError, PromptSampler
+from mattekit.data.prompts import EmptyAlphaError, PromptConfig, Prompts, PromptSampler
 from mattekit.data.source import MattingSource
 from mattekit.data.transforms import MattingTransform
-from mattekit.nn.prompt_maps import gaussian_point_map
+from mattekit.nn.prompt_maps import box_mask, gaussian_point_map
+from mattekit.prompts.release_maps import exclusive_box_map, filtered_click_map
 
 
 def _chw(image: np.ndarray) -> torch.Tensor:
@@ -104,8 +105,7 @@ class MattingDataset(Dataset):
         height, width = sample.alpha.shape
         points = torch.from_numpy(prompts.points)
         labels = torch.from_numpy(prompts.labels)
-        sigma = self.prompts.config.point_sigma * max(height, width)
-        point_map = gaussian_point_map(points[None], labels[None], (height, width), sigma)[0]
+        point_map, box_map = prompt_rasters(prompts, self.prompts.config, (height, width))
         alpha = torch.from_numpy(sample.alpha)[None]
         seg_mask = (
             torch.from_numpy(sample.seg_mask > 0)[None]
@@ -120,6 +120,7 @@ class MattingDataset(Dataset):
             "point_labels": labels,
             "point_map": point_map,
             "box": torch.from_numpy(prompts.box),
+            "box_map": box_map,
             "coarse_mask": torch.from_numpy(prompts.coarse_mask)[None].float(),
             "seg_mask": seg_mask.float(),
             "is_transparent": torch.tensor(raw.is_transparent),
@@ -128,6 +129,7 @@ class MattingDataset(Dataset):
             "text": raw.text,
             "sample_id": raw.sample_id,
             "source": raw.source or self.source.name,
+            "prompt_kind": raw.prompt_kind,
         }
         item["fg"] = _chw(sample.fg) if sample.fg is not None else None
         item["bg"] = _chw(sample.bg) if sample.bg is not None else None
@@ -135,6 +137,25 @@ class MattingDataset(Dataset):
             item["original_alpha"] = torch.from_numpy(raw.alpha)[None]
             item["original_trimap"] = _original_trimap(raw.trimap, item["trimap"], raw.size)
         return item
+
+
+def prompt_rasters(
+    prompts: Prompts, config: PromptConfig, size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The point map and the box map (each 1 x H x W) by the config's conventions
+    (``point_map``, ``box_map``: mattekit's or SDMatte's release's)."""
+    points, labels = torch.from_numpy(prompts.points), torch.from_numpy(prompts.labels)
+    sigma = config.point_sigma * max(size)
+    if config.point_map == "filtered":
+        clicks = prompts.points[prompts.labels == 1]
+        point_map = torch.from_numpy(filtered_click_map(clicks, size, sigma))[None]
+    else:
+        point_map = gaussian_point_map(points[None], labels[None], size, sigma)[0]
+    if config.box_map == "exclusive":
+        box_map = torch.from_numpy(exclusive_box_map(prompts.box, size))[None]
+    else:
+        box_map = box_mask(torch.from_numpy(prompts.box)[None], size)[0]
+    return point_map, box_map
 
 
 def _original_trimap(stored: np.ndarray | None, sampled: torch.Tensor, size) -> torch.Tensor:

@@ -10,9 +10,9 @@ from mattekit.data.folders import default_source_name, list_image_files
 from mattekit.data.io import ConversionLog, read_photo
 from mattekit.data.sample import RawSample
 from mattekit.data.source import MattingSource
-from mattekit.inference.prompted_images import prompted_sample
-from mattekit.inference.prompts import UserPrompt, read_prompt_file
 from mattekit.output_records import file_sha256
+from mattekit.prompts.photo_samples import prompted_sample
+from mattekit.prompts.user import UserPrompt, read_prompt_file
 
 
 class ImageFolder(MattingSource):

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Literal
 
 import cv2
 import numpy as np
+
+from mattekit.prompts.release_maps import largest_component_box, release_positive_clicks
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +33,16 @@ class PromptConfig:
         negative_points: inclusive range of negative clicks per sample (on pure background).
         point_threshold: positives are drawn where alpha >= point_threshold * max(alpha), so a
             glass object whose alpha never reaches 0.8 still gets clicks.
+        absolute_threshold: SDMatte's release rule instead: positives where alpha >
+            point_threshold, and no click at all when fewer pixels pass than clicks are asked
+            (:func:`~mattekit.prompts.release_maps.release_positive_clicks`).
         point_sigma: Gaussian point-map sigma as a fraction of the longer side.
+        point_map: ``gaussian`` (an exact max of Gaussians) or ``filtered`` (SDMatte's release:
+            blurred deltas with a reflecting border, each divided by its max).
+        box_source: ``tight`` (the box of alpha > 0) or ``largest_component`` (SDMatte's
+            release: the largest component's box when it is >= 10x the second).
+        box_map: ``inclusive`` (corners inside the box) or ``exclusive`` (SDMatte's release:
+            ``[y0:y1, x0:x1]``, without the last row and column).
         box_jitter: each box edge moves by up to this fraction of the box's width / height.
         mask_threshold: range of the threshold that turns the alpha into a coarse mask.
         mask_morphology: range of the erode/dilate kernel of the coarse mask (fraction of side).
@@ -52,7 +64,11 @@ class PromptConfig:
     positive_points: tuple[int, int] = (1, 5)
     negative_points: tuple[int, int] = (0, 2)
     point_threshold: float = 0.8
+    absolute_threshold: bool = False
     point_sigma: float = 0.05
+    point_map: Literal["gaussian", "filtered"] = "gaussian"
+    box_source: Literal["tight", "largest_component"] = "tight"
+    box_map: Literal["inclusive", "exclusive"] = "inclusive"
     box_jitter: float = 0.01
     mask_threshold: tuple[float, float] = (0.1, 0.9)
     mask_morphology: tuple[float, float] = (0.0, 0.04)
@@ -333,12 +349,13 @@ class PromptSampler:
         padded_points, padded_labels = self._padded(points if cfg.use_source_prompts else None)
         if points is None or not cfg.use_source_prompts:
             flat = alpha.ravel()
-            positives = _draw_pixels(
-                np.flatnonzero(flat >= cfg.point_threshold * flat.max()),
-                int(rng.integers(cfg.positive_points[0], cfg.positive_points[1] + 1)),
-                width,
-                rng,
-            )
+            count = int(rng.integers(cfg.positive_points[0], cfg.positive_points[1] + 1))
+            if cfg.absolute_threshold:
+                positives = release_positive_clicks(alpha, count, rng, cfg.point_threshold)
+                positives = positives.astype(np.float32)
+            else:
+                candidates = np.flatnonzero(flat >= cfg.point_threshold * flat.max())
+                positives = _draw_pixels(candidates, count, width, rng)
             negatives = _draw_pixels(
                 np.flatnonzero(flat == 0),
                 int(rng.integers(cfg.negative_points[0], cfg.negative_points[1] + 1)),
@@ -352,7 +369,11 @@ class PromptSampler:
             padded_labels[count_pos : count_pos + count_neg] = 0
 
         if box is None or not cfg.use_source_prompts:
-            box = jitter_box(box_from_alpha(alpha), cfg.box_jitter, (height, width), rng)
+            tight = cfg.box_source == "tight"
+            box = box_from_alpha(alpha) if tight else largest_component_box(alpha)
+            box = box.astype(np.float32)
+            if cfg.box_jitter > 0:  # no draw without jitter: evaluation boxes are exact
+                box = jitter_box(box, cfg.box_jitter, (height, width), rng)
         return Prompts(padded_points, padded_labels, box.astype(np.float32), coarse_mask, trimap)
 
     def _padded(self, points: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

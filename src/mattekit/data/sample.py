@@ -44,6 +44,8 @@ class RawSample:
             benchmark prompts); otherwise it is sampled from the alpha.
         seg_mask: H x W bool segmentation mask, when it differs from ``alpha > 0`` (DIS-5K).
         source: name of the source, for logging and per-source metrics.
+        prompt_kind: the prompt kind to run this sample with (a user's choice in ``matte``);
+            "" leaves it to the family (its ``eval_prompt``, or a draw in training).
     """
 
     sample_id: str
@@ -59,6 +61,7 @@ class RawSample:
     coarse_mask: np.ndarray | None = None
     seg_mask: np.ndarray | None = None
     source: str = ""
+    prompt_kind: str = ""
 
     def __post_init__(self) -> None:
         height, width = self.image.shape[:2]
@@ -99,7 +102,7 @@ class MattingBatch:
             N is the batch's longest sample (at least ``PromptConfig.max_points``; more when a
             source ships more clicks); shorter samples are padded with label -1 at ``(0, 0)``.
         point_map: B x 1 x H x W, max over positive points of a Gaussian at each click.
-        box: B x 4 ``(x0, y0, x1, y1)``.
+        box: B x 4 ``(x0, y0, x1, y1)``; ``box_map`` B x 1 x H x W, the box rasterised.
         coarse_mask: B x 1 x H x W binary coarse mask sampled from the alpha.
         seg_mask: B x 1 x H x W binary segmentation target.
         is_transparent: B bool.
@@ -107,6 +110,9 @@ class MattingBatch:
         content_size: B x 2 ``(h, w)`` of the image content in the network input: ``(H, W)``
             except under letterboxing, where the rest is padding.
         text: B referring expressions ("" where none).
+        prompt_kind: B prompt kinds (:data:`mattekit.prompts.KINDS`) each sample is run with;
+            "" for the family's choice (:meth:`~mattekit.models.base.MattingModule.prompted`
+            fills it in before every step).
         sample_id: B ids.
         source: B source names.
         fg, bg: B x 3 x H x W, present only when every sample in the batch knows them.
@@ -123,6 +129,7 @@ class MattingBatch:
     point_labels: Tensor = field(metadata=padded(-1))
     point_map: Tensor = field(metadata=stacked())
     box: Tensor = field(metadata=stacked())
+    box_map: Tensor = field(metadata=stacked())
     coarse_mask: Tensor = field(metadata=stacked())
     seg_mask: Tensor = field(metadata=stacked())
     is_transparent: Tensor = field(metadata=stacked())
@@ -131,6 +138,7 @@ class MattingBatch:
     text: list[str] = field(default_factory=list, metadata=per_sample())
     sample_id: list[str] = field(default_factory=list, metadata=per_sample())
     source: list[str] = field(default_factory=list, metadata=per_sample())
+    prompt_kind: list[str] = field(default_factory=list, metadata=per_sample())
     fg: Tensor | None = field(default=None, metadata=stacked(optional=True))
     bg: Tensor | None = field(default=None, metadata=stacked(optional=True))
     original_alpha: list[Tensor] | None = field(default=None, metadata=per_sample(optional=True))

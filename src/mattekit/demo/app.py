@@ -23,8 +23,9 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from mattekit.data.io import read_photo, unit_to_uint8, write_png_atomic
-from mattekit.demo.prompt_state import PromptState, click_modes, draw_prompts
+from mattekit.atomic_files import unit_to_uint8, write_png_atomic
+from mattekit.data.io import read_photo
+from mattekit.demo.prompt_state import PromptState, click_modes, draw_prompts, upload_kinds
 from mattekit.demo.sessions import (
     DEFAULT_IDLE_SECONDS,
     DEFAULT_MAX_SESSIONS,
@@ -77,6 +78,8 @@ class DemoActions:
         session = self.sessions.open(key)
         with self.sessions.model_lock:
             session.interactive.set_image(photo)
+        if "none" in self.accepted_prompts:  # a prompt-free family mattes the photo at once
+            return state, self.run(session, state)
         return state, (photo, None, None, None, state.describe())
 
     def click(
@@ -98,10 +101,10 @@ class DemoActions:
         session = self._photo_session(key)
         return state, self._no_photo() if session is None else self.run(session, state)
 
-    def mask(self, key: str, path: str | None) -> tuple[PromptState, Outputs]:
-        """A mask file as the prompt (mask-prompted families), read when the photo is matted
-        (:func:`~mattekit.data.io.read_mask`, under the same pixel limit as photos)."""
-        state = PromptState(mask=path)
+    def upload_prompt(self, key: str, kind: str, path: str | None) -> tuple[PromptState, Outputs]:
+        """A file as the prompt (``kind``: a mask, a trimap), read when the photo is matted
+        (under the same pixel limit as photos)."""
+        state = PromptState(files=((kind, path),) if path else ())
         session = self._photo_session(key)
         return state, self._no_photo() if session is None else self.run(session, state)
 
@@ -121,13 +124,14 @@ class DemoActions:
         photo = session.interactive.image
         overlay = draw_prompts(photo, state)
         prompt = state.prompt()
-        if not prompt.kinds:
+        if not prompt.kinds and "none" not in self.accepted_prompts:
             return overlay, None, None, None, state.describe()
         try:
             with self.sessions.model_lock:
                 alpha = session.interactive.predict(prompt)
-        except (OSError, ValueError) as error:  # the mask file: unreadable, too large, empty
-            return overlay, None, None, None, f"{state.describe()}: {_message(error, state.mask)}"
+        except (OSError, ValueError) as error:  # a prompt file: unreadable, too large, empty
+            named = state.files[0][1] if state.files else None
+            return overlay, None, None, None, f"{state.describe()}: {_message(error, named)}"
         rgba = cutout(photo, alpha)
         path = session.folder / "cutout.png"
         write_png_atomic(path, rgba)
@@ -177,9 +181,16 @@ def build_demo(actions: DemoActions, title: str = "mattekit") -> gr.Blocks:
             mode = gr.Radio(choices, value=choices[0] if choices else None, label="a click adds",
                             elem_id="mode", visible=bool(choices))  # fmt: skip
             text = gr.Textbox(label="text prompt", visible="text" in takes, elem_id="text")
-            mask = gr.Image(label="mask prompt", type="filepath", image_mode=None,
-                            sources=["upload"], visible="mask" in takes,
-                            elem_id="mask")  # fmt: skip
+            files = {
+                kind: gr.Image(
+                    label=f"{kind} prompt",
+                    type="filepath",
+                    image_mode=None,
+                    sources=["upload"],
+                    elem_id=kind,
+                )
+                for kind in upload_kinds(takes)
+            }
             clear = gr.Button("clear prompts", elem_id="clear")
         described = gr.Markdown(elem_id="prompt-info")
         download = gr.File(label="RGBA cut-out (PNG)", elem_id="download")
@@ -198,9 +209,13 @@ def build_demo(actions: DemoActions, title: str = "mattekit") -> gr.Blocks:
             new_state, shown = actions.text(request.session_hash, current, value)
             return new_state, *shown
 
-        def on_mask(payload, request: gr.Request):
-            new_state, shown = actions.mask(request.session_hash, _upload_path(payload))
-            return new_state, *shown
+        def on_file(kind: str):
+            def on_upload_file(payload, request: gr.Request):
+                path = _upload_path(payload)
+                new_state, shown = actions.upload_prompt(request.session_hash, kind, path)
+                return new_state, *shown
+
+            return on_upload_file
 
         def on_clear(request: gr.Request):
             new_state, shown = actions.clear(request.session_hash)
@@ -212,7 +227,8 @@ def build_demo(actions: DemoActions, title: str = "mattekit") -> gr.Blocks:
         photo.upload(on_upload, [photo], [state, *outputs], preprocess=False)
         photo.select(on_click, [state, mode], [state, *outputs])
         text.submit(on_text, [state, text], [state, *outputs])
-        mask.upload(on_mask, [mask], [state, *outputs], preprocess=False)
+        for kind, widget in files.items():
+            widget.upload(on_file(kind), [widget], [state, *outputs], preprocess=False)
         clear.click(on_clear, [], [state, *outputs])
         demo.unload(on_unload)
     return demo

@@ -8,10 +8,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mattekit.inference.prompts import UserPrompt
+from mattekit.prompts import KINDS
+from mattekit.prompts.user import UserPrompt
 
 #: What a click on the photo adds.
 CLICK_MODES = ("positive click", "negative click", "box corner")
+
+
+def upload_kinds(accepted: tuple[str, ...]) -> list[str]:
+    """The kinds a family takes as an uploaded file (the demo's ``upload`` widget: a mask, a
+    trimap), in :data:`~mattekit.prompts.KINDS` order."""
+    return [name for name, kind in KINDS.items() if kind.widget == "upload" and name in accepted]
 
 
 def click_modes(accepted: tuple[str, ...]) -> list[str]:
@@ -23,12 +30,12 @@ def click_modes(accepted: tuple[str, ...]) -> list[str]:
 @dataclass(frozen=True)
 class PromptState:
     """Clicks ``(x, y, label)`` and box corners in photo pixels (a box needs two corners), a
-    text, a mask file."""
+    text, uploaded files by kind (``(("mask", path),)``: :func:`upload_kinds`)."""
 
     clicks: tuple[tuple[int, int, int], ...] = ()
     corners: tuple[tuple[int, int], ...] = ()
     text: str = ""
-    mask: str | None = None
+    files: tuple[tuple[str, str], ...] = ()
 
     def add(self, mode: str, x: int, y: int) -> PromptState:
         """The state after a click at ``(x, y)`` in ``mode`` (a third corner starts a new box)."""
@@ -51,8 +58,8 @@ class PromptState:
             points=tuple((float(x), float(y), label) for x, y, label in self.clicks),
             box=self.box,
             text=self.text or None,
-            mask=Path(self.mask) if self.mask else None,
             origin="demo",
+            **{kind: Path(path) for kind, path in self.files},
         )
 
     def describe(self) -> str:
@@ -65,8 +72,7 @@ class PromptState:
             parts.append(f"box corner at {self.corners[0]} (click the opposite one)")
         if self.text:
             parts.append(f"text {self.text!r}")
-        if self.mask:
-            parts.append(f"mask {Path(self.mask).name}")
+        parts += [f"{kind} {Path(path).name}" for kind, path in self.files]
         return "; ".join(parts) or "no prompt yet: click on the photo"
 
 

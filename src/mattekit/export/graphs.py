@@ -8,17 +8,27 @@ prompt decoder run per click.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 from torch import Tensor, nn
 
 from mattekit.data.sample import MattingBatch
+from mattekit.prompts import KINDS
 
-#: The batch tensors a whole-model graph takes (those a forward does not read are dropped by the
-#: ONNX exporter's optimiser or ignored at run time).
-BATCH_INPUTS = (
-    "image", "points", "point_labels", "point_map", "box", "coarse_mask", "content_size",
-)  # fmt: skip
+#: The batch tensors a whole-model graph takes: the image, its content size and every prompt
+#: kind's tensor fields (:attr:`~mattekit.prompts.PromptKind.batch_fields`; those a forward does
+#: not read are dropped by the ONNX exporter's optimiser or ignored at run time). A field left
+#: out would be frozen into the graph at the example's value.
+_TENSORS = {field.name for field in fields(MattingBatch) if field.type == "Tensor"}
+BATCH_INPUTS = tuple(
+    dict.fromkeys(
+        [
+            "image",
+            *(name for kind in KINDS.values() for name in kind.batch_fields if name in _TENSORS),
+            "content_size",
+        ]
+    )
+)
 
 
 @dataclass

@@ -25,7 +25,7 @@ def graph_files(manifest: object) -> list[str]:
 
 
 def read_export(folder: str | Path) -> dict[str, Any]:
-    """The manifest of the complete export in ``folder`` (as :func:`mattekit.export.command.
+    """The manifest of the complete export in ``folder`` (as :func:`mattekit.pipelines.export.
     export_checkpoint` wrote it: ``graphs`` lists each file with its inputs and outputs).
 
     Raises:

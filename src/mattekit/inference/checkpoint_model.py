@@ -52,9 +52,10 @@ def run_data_settings(
 
 class CheckpointModel:
     """A family's checkpoint (weights-only, registered classes only) in eval mode, with the
-    input it runs at: ``image_size`` / ``resize`` when given, else the family's own convention
+    input it runs at (:attr:`convention`): the family's own input convention
     (:attr:`~mattekit.models.base.MattingModule.input_convention`: ZIM letterboxes at its
-    encoder's side, as SAM), else the run's data settings (:func:`run_data_settings`).
+    encoder's side, as SAM), what it leaves open filled by ``image_size`` / ``resize`` when
+    given, else by the run's data settings (:func:`run_data_settings`).
 
     Args:
         checkpoint: a Lightning ``.ckpt`` of a registered family.
@@ -63,7 +64,9 @@ class CheckpointModel:
         config: the run's ``config.yaml`` when it is not beside the checkpoint's folder.
 
     Raises:
-        FileNotFoundError naming the checkpoint; UsageError when no input size can be found.
+        FileNotFoundError naming the checkpoint; UsageError when no input size can be found;
+        ValueError naming ``--image_size`` / ``--resize`` when they contradict the family's
+        convention.
     """
 
     def __init__(
@@ -82,12 +85,19 @@ class CheckpointModel:
         entry = checkpoint_entry(path)
         self.model: MattingModule = entry.cls.load_from_checkpoint(path, map_location="cpu")
         self.model.eval().to(self.device)
-        own_side, own_resize = self.model.input_convention
-        run_side, run_resize = run_data_settings(path, config)
-        self.side = image_size or own_side or run_side
-        if self.side is None:
+        self.convention = self.model.input_convention.resolved(
+            image_size, resize, entry.cls.__name__, fallback=run_data_settings(path, config)
+        )
+        if self.convention.side is None:
             raise UsageError(f"{path}: no input size: give image_size, or the run's config.yaml")
-        self.resize = resize or own_resize or run_resize or "stretch"
+
+    @property
+    def side(self) -> int:
+        return self.convention.side
+
+    @property
+    def resize(self) -> str:
+        return self.convention.resize
 
     @property
     def accepted_prompts(self) -> tuple[str, ...]:
@@ -114,8 +124,9 @@ class CheckpointModel:
 
     def alphas(self, batch: MattingBatch) -> list[Tensor]:
         """The predicted alphas at each image's stored size, ``[1 x H_i x W_i, ...]`` (call
-        under ``torch.inference_mode()``; prompt kind set by ``model.evaluate_with``)."""
-        batch = self.model.transform_batch(batch.to(self.device), "test")
+        under ``torch.inference_mode()``; each sample run with its ``prompt_kind``, else the
+        model's ``eval_prompt``)."""
+        batch = batch.to(self.device)
         return alpha_at_original_size(self.model(batch), batch)
 
     def alpha(self, batch: MattingBatch) -> np.ndarray:

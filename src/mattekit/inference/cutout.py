@@ -7,7 +7,7 @@ import math
 import cv2
 import numpy as np
 
-from mattekit.data.io import unit_to_uint8
+from mattekit.atomic_files import unit_to_uint8
 
 #: The largest photo whose foreground is estimated at full size. pymatting's estimate holds
 #: about 80 bytes a pixel (1.8 GB more at 24 MP); above this size it runs on a copy scaled down

@@ -9,6 +9,7 @@ prompt decoder. Families whose whole network reads the prompt run their whole fo
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -16,9 +17,9 @@ import torch
 from mattekit.data.sample import MattingBatch, RawSample, collate_samples
 from mattekit.data.source import MattingSource
 from mattekit.inference.checkpoint_model import CheckpointModel
-from mattekit.inference.prompted_images import prompted_sample
-from mattekit.inference.prompts import UserPrompt
 from mattekit.models.evaluation import alpha_at_original_size
+from mattekit.prompts.photo_samples import prompted_sample
+from mattekit.prompts.user import UserPrompt
 
 
 class _OnePhoto(MattingSource):
@@ -69,8 +70,7 @@ class InteractiveSession:
         self.image, self._key = image, key
         height, width = image.shape[:2]
         whole = UserPrompt(box=(0, 0, width - 1, height - 1))
-        batch = self.runner.model.transform_batch(self._batch(whole), "test")
-        self._features = self.runner.model.encode_image(batch)
+        self._features = self.runner.model.encode_image(self._batch(whole))
         self.encodings += 1
 
     @torch.inference_mode()
@@ -84,8 +84,7 @@ class InteractiveSession:
         if self.image is None:
             raise RuntimeError("call set_image() before predict()")
         model = self.runner.model
-        model.evaluate_with(prompt.kind_for(model.accepted_prompts))
-        batch = model.transform_batch(self._batch(prompt), "test")
+        batch = self._batch(replace(prompt, kind=prompt.kind_for(model.accepted_prompts)))
         if self._features is None:
             outputs = model(batch)
         else:

@@ -6,48 +6,42 @@
     metrics.compute()                      # {"val/SAD": ..., "val/MSE": ..., ...}
 
 See README.md in this folder for the definitions and which papers each preset reproduces.
+
+The names below are imported on first use, as in :mod:`mattekit.data`: a module that only needs
+the preset names (``mattekit.metrics.presets``, e.g. the benchmark's spec in a classical-method
+worker) then does not pay for torchmetrics and scikit-image.
 """
 
-from mattekit.metrics.matting import (
-    MAD,
-    MSE,
-    SAD,
-    ConnectivityError,
-    GradientError,
-    matting_metrics,
-)
-from mattekit.metrics.object_size import SIZE_BUCKETS, object_size
-from mattekit.metrics.presets import DIM, PRESETS, SDMATTE, ZIM, MattingPreset, resolve_preset
-from mattekit.metrics.segmentation import (
-    BinaryIoU,
-    MaxFMeasure,
-    MeanEMeasure,
-    SegmentationMAE,
-    SMeasure,
-    WeightedFMeasure,
-    segmentation_metrics,
-)
+from __future__ import annotations
 
-__all__ = [
-    "DIM",
-    "MAD",
-    "MSE",
-    "PRESETS",
-    "SAD",
-    "SDMATTE",
-    "SIZE_BUCKETS",
-    "ZIM",
-    "BinaryIoU",
-    "ConnectivityError",
-    "GradientError",
-    "MattingPreset",
-    "MaxFMeasure",
-    "MeanEMeasure",
-    "SMeasure",
-    "SegmentationMAE",
-    "WeightedFMeasure",
-    "matting_metrics",
-    "object_size",
-    "resolve_preset",
-    "segmentation_metrics",
-]
+from mattekit.lazy_exports import lazy_exports
+
+# Bound now (it needs only torch): the submodule of the same name, once imported, would
+# otherwise be what ``mattekit.metrics.object_size`` gives instead of the function.
+from mattekit.metrics.object_size import SIZE_BUCKETS as SIZE_BUCKETS
+from mattekit.metrics.object_size import object_size as object_size
+
+_MODULE_OF = {
+    "BinaryIoU": "mattekit.metrics.segmentation",
+    "ConnectivityError": "mattekit.metrics.matting",
+    "DIM": "mattekit.metrics.presets",
+    "GradientError": "mattekit.metrics.matting",
+    "MAD": "mattekit.metrics.matting",
+    "MSE": "mattekit.metrics.matting",
+    "MattingPreset": "mattekit.metrics.presets",
+    "MaxFMeasure": "mattekit.metrics.segmentation",
+    "MeanEMeasure": "mattekit.metrics.segmentation",
+    "PRESETS": "mattekit.metrics.presets",
+    "PresetName": "mattekit.metrics.presets",
+    "SAD": "mattekit.metrics.matting",
+    "SDMATTE": "mattekit.metrics.presets",
+    "SMeasure": "mattekit.metrics.segmentation",
+    "SegmentationMAE": "mattekit.metrics.segmentation",
+    "WeightedFMeasure": "mattekit.metrics.segmentation",
+    "ZIM": "mattekit.metrics.presets",
+    "matting_metrics": "mattekit.metrics.matting",
+    "resolve_preset": "mattekit.metrics.presets",
+    "segmentation_metrics": "mattekit.metrics.segmentation",
+}
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _MODULE_OF, ["SIZE_BUCKETS", "object_size"])

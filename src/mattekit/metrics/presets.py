@@ -110,6 +110,9 @@ SDMATTE = MattingPreset(
 """SDMatte's utils/evaluate.py: whole image, Gaussian Grad on alpha/255, quirky Conn."""
 
 PRESETS: dict[str, MattingPreset] = {preset.name: preset for preset in (DIM, ZIM, SDMATTE)}
+#: The shipped presets' names, for signatures that take one (jsonargparse checks a
+#: ``--model.metric_preset`` against it). Written once, here; a test keeps it equal to ``PRESETS``.
+PresetName = Literal["dim", "zim", "sdmatte"]
 
 
 def resolve_preset(preset: str | MattingPreset) -> MattingPreset:

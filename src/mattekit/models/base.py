@@ -20,13 +20,15 @@ Optional:
   loss only with ``validation_loss=True``.
 - :meth:`configure_frozen`: frozen submodules (eval mode, no gradients, optionally left out of
   checkpoints, see :mod:`mattekit.models.frozen`).
-- :meth:`transform_batch`: a per-batch transform on the device, before the step.
-- :meth:`reference_prediction` / ``reference_name``: the floor row of every metric table (the
-  prompt box by default; None for families without a spatial prompt).
+- :meth:`reference_prediction` / ``reference_name``: the floor row of every metric table (by
+  default the evaluation kind's floor: :attr:`mattekit.prompts.PromptKind.floor`).
 - :meth:`configure_extra_metrics`: metric collections on extra outputs.
 - ``checkpoint_monitor``: the metric and mode the best checkpoint is chosen by.
-- ``accepted_prompts``: prompt kinds the family takes (the registry shows them; checked by
-  :meth:`check_prompts`).
+- ``accepted_prompts``: the prompt kinds (:data:`mattekit.prompts.KINDS`) the family takes;
+  ``default_eval_prompt`` the one it is evaluated with unless ``eval_prompt`` says otherwise.
+  The base chooses each sample's kind (:meth:`prompted`: a draw from ``prompt_kinds`` in
+  training, the user's or ``eval_prompt`` otherwise) and writes it into ``batch.prompt_kind``;
+  :meth:`forward` reads it there (:meth:`kinds_of`) and keeps no prompt state.
 
 Files a run starts from (a SAM ``.pth``, a timm backbone, a diffusers folder, a previous stage's
 checkpoint) go through :meth:`initial_weights`, so restoring a trained run never reads them.
@@ -40,6 +42,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -48,10 +51,12 @@ import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
 
+from mattekit.data.convention import InputConvention
 from mattekit.data.resumable import load_skipped_loader_states
 from mattekit.data.sample import MattingBatch
 from mattekit.export.graphs import ExportGraph, batch_graph
 from mattekit.metrics import resolve_preset
+from mattekit.metrics.presets import PresetName
 from mattekit.models import rng_state
 from mattekit.models.evaluation import (
     REFERENCE_NAME,
@@ -77,8 +82,8 @@ from mattekit.models.nonfinite import (
     nonfinite_samples,
 )
 from mattekit.models.optimization import LRSchedule, check_prefixes, parameter_groups
-from mattekit.models.prompting import check_prompt_kinds
-from mattekit.nn.prompt_maps import box_mask
+from mattekit.prompts import batch_floor, check_kinds, get_kind, random_kinds
+from mattekit.prompts.protocols import SAMPLED_PROTOCOL, EvaluationProtocol
 from mattekit.visualize import write_metrics_table
 
 logger = logging.getLogger(__name__)
@@ -153,10 +158,16 @@ class MattingModule(L.LightningModule):
         max_consecutive_skips: with ``"skip"``, the run stops after this many skipped
             optimiser steps in a row.
         num_logged_images: samples in the image grid logged each validation / test epoch.
+        prompt_kinds: the kinds training draws from, one per sample (default: every kind the
+            family accepts but ``none``, which a promptable family trains on only when asked).
+        eval_prompt: the kind validation, test and predict run with where the batch names none
+            (default: the family's ``default_eval_prompt``).
     """
 
-    #: Prompt kinds the family accepts (``mattekit.models.prompting.PROMPT_KINDS``).
-    accepted_prompts: ClassVar[tuple[str, ...]] = ()
+    #: Prompt kinds the family accepts (:data:`mattekit.prompts.KINDS`).
+    accepted_prompts: ClassVar[tuple[str, ...]] = ("none",)
+    #: The kind evaluation runs with by default; None: the first accepted kind.
+    default_eval_prompt: ClassVar[str | None] = None
     #: Name of the reference row in metric tables; None: no reference row.
     reference_name: ClassVar[str | None] = REFERENCE_NAME
     #: Init arguments that do not shape the network: with ``--ckpt_path`` the command line may
@@ -177,7 +188,7 @@ class MattingModule(L.LightningModule):
         lr_multipliers: dict[str, float] | None = None,
         loss_weights: dict[str, float] | None = None,
         validation_loss: bool = False,
-        metric_preset: Literal["dim", "zim", "sdmatte"] = "dim",
+        metric_preset: PresetName = "dim",
         eval_with_trimap: bool = True,
         eval_at_original_size: bool = True,
         size_breakdown: bool = False,
@@ -185,9 +196,25 @@ class MattingModule(L.LightningModule):
         nonfinite_loss: Literal["raise", "skip"] = "raise",
         max_consecutive_skips: int = 10,
         num_logged_images: int = 4,
+        prompt_kinds: list[str] | None = None,
+        eval_prompt: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        # Resolved defaults are saved, so a checkpoint says which kinds its run used.
+        prompted = [kind for kind in self.accepted_prompts if kind != "none"] or ["none"]
+        self.hparams.prompt_kinds = list(prompt_kinds or prompted)
+        default = self.default_eval_prompt or self.accepted_prompts[0]
+        self.hparams.eval_prompt = eval_prompt or default
+        check_kinds(
+            self.hparams.prompt_kinds,
+            self.hparams.eval_prompt,
+            self.accepted_prompts,
+            type(self).__name__,
+        )
+        # Every forward refuses a kind the family does not take, also in a family whose
+        # network reads one kind and never looks at ``batch.prompt_kind``.
+        self.register_forward_pre_hook(_refuse_unaccepted_kinds)
         # Arguments a family derived before calling this (stage defaults, settings inherited
         # from a previous stage) replace the given ones: the CLI saves its parsed config, not
         # the values the family computed.
@@ -200,6 +227,9 @@ class MattingModule(L.LightningModule):
             milestones=tuple(tuple(m) for m in lr_milestones or ()),
         )
         self.output_dir: Path | None = None  # set in setup(), on every rank
+        # The data's evaluation protocol (set in setup()); None: the run's own prompt sampler.
+        self.protocol: EvaluationProtocol | None = None
+        self.quantize = "none"  # how scored predictions are quantised: the data's setting
         self._skip_optimizer_step = False
         self.nonfinite = NonFiniteRecord(max_consecutive_skips)
         self._rng_to_restore: dict | None = None
@@ -245,32 +275,39 @@ class MattingModule(L.LightningModule):
             return None
         return path
 
-    @property
-    def evaluation_prompt(self) -> str:
-        """The prompt kind evaluation and prediction give the model (drawn in the pictures):
-        the family's ``eval_prompt`` argument if it has one, else its first accepted kind."""
-        kind = self.hparams.get("eval_prompt")
-        return kind or (self.accepted_prompts[0] if self.accepted_prompts else "none")
-
-    def evaluate_with(self, kind: str) -> None:
-        """Evaluate and predict with prompt ``kind`` from now on (``eval_prompt`` is a run
-        setting; a family without one is evaluated with its :attr:`evaluation_prompt` only).
+    def kinds_of(self, batch: MattingBatch) -> list[str]:
+        """Each sample's prompt kind: the batch's, or ``eval_prompt`` where it names none.
 
         Raises:
-            ValueError naming the kinds the family is evaluated with.
+            ValueError naming the family, the sample and the kinds it takes.
         """
-        if "eval_prompt" not in self.hparams:
-            if kind != self.evaluation_prompt:
-                raise ValueError(
-                    f"{type(self).__name__} is evaluated with the {self.evaluation_prompt!r} "
-                    f"prompt only, not {kind!r}"
-                )
-            return
+        given = batch.prompt_kind or [""] * len(batch)
+        kinds = [kind or self.hparams.eval_prompt for kind in given]
+        for sample_id, kind in zip(batch.sample_id or given, kinds, strict=True):
+            self.check_kind(kind, sample_id)
+        return kinds
+
+    def check_kind(self, kind: str, where: str = "") -> None:
+        """Raise a ValueError (prefixed by ``where``) when the family does not take ``kind``."""
         if kind not in self.accepted_prompts:
+            get_kind(kind)  # an unknown name: the error lists every kind
+            prefix = f"{where}: " if where else ""
             raise ValueError(
-                f"{type(self).__name__} takes the prompts {self.accepted_prompts}, not {kind!r}"
+                f"{prefix}{type(self).__name__} takes the prompts "
+                f"{', '.join(self.accepted_prompts)}, not {kind!r}"
             )
-        self.hparams.eval_prompt = kind
+
+    def prompted(self, batch: MattingBatch, stage: str) -> MattingBatch:
+        """``batch`` with every sample's prompt kind set: in training a draw from
+        ``prompt_kinds`` per sample, otherwise :meth:`kinds_of` (the user's kind, else
+        ``eval_prompt``)."""
+        if stage == "train" and len(self.accepted_prompts) > 1:
+            kinds = random_kinds(len(batch), self.hparams.prompt_kinds)
+        elif stage == "train":  # nothing to choose: no draw, the random stream stays as it was
+            kinds = [self.accepted_prompts[0]] * len(batch)
+        else:
+            kinds = self.kinds_of(batch)
+        return replace(batch, prompt_kind=kinds)
 
     def encode_image(self, batch: MattingBatch) -> object | None:
         """What depends on the batch's images only, computed once per photo by interactive use
@@ -284,7 +321,7 @@ class MattingModule(L.LightningModule):
 
     def export_graphs(self, batch: MattingBatch) -> list[ExportGraph]:
         """The networks ``mattekit export`` writes, traced on ``batch`` (one sample at the
-        network input, after :meth:`transform_batch`) for the kind set by :meth:`evaluate_with`.
+        network input, its ``prompt_kind`` set to the kind exported).
 
         Default: the whole inference forward as one graph of the batch's tensors. SAM-based
         families split it into an image encoder and a prompt decoder; a family whose forward
@@ -293,15 +330,11 @@ class MattingModule(L.LightningModule):
         return [batch_graph(self, batch)]
 
     @property
-    def input_convention(self) -> tuple[int | None, str | None]:
-        """``(side, resize)``: the square input a family evaluates at and how an image is fitted
-        to it (``stretch`` or ``letterbox``); None where the family has no convention of its own
-        (the benchmark then reads the run's data settings)."""
-        return None, None
-
-    def check_prompts(self, kinds: list[str], eval_kind: str) -> None:
-        """Raise a ValueError naming the argument when a kind is not one the family accepts."""
-        check_prompt_kinds(kinds, eval_kind, self.accepted_prompts)
+    def input_convention(self) -> InputConvention:
+        """How a photo becomes this family's input (:class:`InputConvention`): every evaluation
+        split, ``matte``, the demo, the benchmark and the export use it. Default: no side or
+        fit of its own (the run's data settings decide)."""
+        return InputConvention()
 
     # --- hooks for families -------------------------------------------------------------------
 
@@ -349,14 +382,11 @@ class MattingModule(L.LightningModule):
             if self.loss_weights[name] != 0:
                 yield name, loss
 
-    def transform_batch(self, batch: MattingBatch, stage: str) -> MattingBatch:
-        """A family's per-batch transform, on the device, at the start of every step
-        (``stage``: train / val / test / predict). Default: the batch unchanged."""
-        return batch
-
     def reference_prediction(self, batch: MattingBatch) -> Tensor | None:
-        """The reference row's alpha, B x 1 x H x W: the filled prompt box by default."""
-        return box_mask(batch.box, tuple(batch.image.shape[-2:]))
+        """The reference row's alpha, B x 1 x H x W (None: no row): by default the evaluation
+        kind's floor (:attr:`~mattekit.prompts.PromptKind.floor_field`: the box map for boxes,
+        clicks and text, the mask, the trimap)."""
+        return batch_floor(batch, self.hparams.eval_prompt)
 
     # --- steps --------------------------------------------------------------------------------
 
@@ -373,7 +403,7 @@ class MattingModule(L.LightningModule):
             self._rng_to_restore = None
 
     def training_step(self, batch: MattingBatch, batch_idx: int) -> Tensor:
-        batch = self.transform_batch(batch, "train")
+        batch = self.prompted(batch, "train")
         outputs = self.training_outputs(batch)
         loss, terms = self.weighted_loss(outputs, batch)
         finite_here = bool(torch.isfinite(loss))
@@ -449,7 +479,7 @@ class MattingModule(L.LightningModule):
             self.nonfinite.report(self.output_dir)
 
     def _evaluate(self, batch: MattingBatch, batch_idx: int, stage: str) -> dict[str, Tensor]:
-        batch = self.transform_batch(batch, stage)
+        batch = self.prompted(batch, stage)
         outputs = self(batch)
         evaluation = self.evaluation[stage]
         options = {
@@ -457,6 +487,7 @@ class MattingModule(L.LightningModule):
             # Whole-image presets (zim, sdmatte) never look at a trimap: do not hand one over.
             "with_trimap": self.hparams.eval_with_trimap
             and resolve_preset(self.hparams.metric_preset).region == "trimap_unknown",
+            "quantize": self.quantize,
         }
         reference = None
         if evaluation.needs_reference:
@@ -474,7 +505,7 @@ class MattingModule(L.LightningModule):
         if batch_idx == 0 and self.hparams.num_logged_images > 0:
             count = self.hparams.num_logged_images
             log_prediction_grid(
-                self, batch, outputs["alpha"], stage, count, self.output_dir, self.evaluation_prompt
+                self, batch, outputs["alpha"], stage, count, self.output_dir, batch.prompt_kind
             )
         return outputs
 
@@ -499,7 +530,7 @@ class MattingModule(L.LightningModule):
         """
         if batch is None:
             return []
-        batch = self.transform_batch(batch, "predict")
+        batch = self.prompted(batch, "predict")
         alpha = alpha_at_original_size(self(batch), batch)
         return list(zip(batch.sample_id, alpha, strict=True))
 
@@ -520,6 +551,12 @@ class MattingModule(L.LightningModule):
         # ``trainer.log_dir`` broadcasts from rank 0: every rank must ask, so ask here, where
         # they all do, and never from rank-0-only code (that deadlocks under DDP).
         self.output_dir = run_dir(self.trainer)
+        # Before any loader is made: evaluation feeds the network as ``matte`` does.
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if hasattr(datamodule, "use_convention"):
+            datamodule.use_convention(self.input_convention, type(self).__name__)
+        self.protocol = getattr(datamodule, "protocol", None)
+        self.quantize = getattr(datamodule, "quantize", "none")
 
     def _finish_metrics(self, stage: str) -> str | None:
         sanity = self.trainer.sanity_checking
@@ -532,7 +569,13 @@ class MattingModule(L.LightningModule):
         epoch, step = self.current_epoch, self.global_step
         if self.trainer.state.fn != TrainerFn.FITTING and self.trained_until is not None:
             epoch, step = self.trained_until  # test / validate a checkpoint: its own position
-        common = {"epoch": epoch, "step": step, "preset": self.hparams.metric_preset}
+        protocol = self.protocol.name if self.protocol else SAMPLED_PROTOCOL
+        common = {
+            "epoch": epoch,
+            "step": step,
+            "preset": self.hparams.metric_preset,
+            "protocol": protocol,
+        }
         rows = [{"model": row["model"], **common, **row} for row in rows]
         return write_metrics_table(rows, self.output_dir / f"metrics_{stage}.md")
 
@@ -590,6 +633,11 @@ class MattingModule(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+
+def _refuse_unaccepted_kinds(module: MattingModule, args: tuple) -> None:
+    if args and isinstance(args[0], MattingBatch):
+        module.kinds_of(args[0])
 
 
 MattingModule.run_settings = frozenset(inspect.signature(MattingModule.__init__).parameters) - {

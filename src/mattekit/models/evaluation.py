@@ -17,6 +17,7 @@ from torchmetrics.aggregation import SumMetric
 
 from mattekit.data.sample import MattingBatch
 from mattekit.metrics import SIZE_BUCKETS, matting_metrics, object_size
+from mattekit.prompts.protocols import quantized
 
 REFERENCE_NAME = "box as alpha (reference)"
 
@@ -56,13 +57,16 @@ def scored_pairs(
     at_original: bool,
     with_trimap: bool,
     logits: bool = False,
+    quantize: str = "none",
 ) -> Iterator[tuple[Tensor, Tensor, Tensor | None]]:
     """Per sample ``(prediction, GT, trimap)``, each 1 x 1 x H x W, at the scoring resolution.
 
     With ``at_original`` (and the batch carrying stored-size GT) predictions are resized to each
     image's stored size and paired with the stored GT and trimap; otherwise everything stays at
     the network input size. ``mode`` is the interpolation of the prediction; with ``logits`` the
-    prediction is logits, resized before the sigmoid.
+    prediction is logits, resized before the sigmoid. ``quantize`` (``none``, ``round``,
+    ``truncate``) scores the prediction as an 8-bit PNG of it would be
+    (:func:`~mattekit.prompts.protocols.quantized`: DIM's and SDMatte's protocols).
     """
     if at_original and batch.original_alpha is not None:
         predictions = at_original_size(
@@ -73,7 +77,7 @@ def scored_pairs(
         predictions = list(prediction.sigmoid() if logits else prediction)
         targets, trimaps = list(batch.alpha), list(batch.trimap)
     for pred, target, trimap in zip(predictions, targets, trimaps, strict=True):
-        yield pred[None], target[None], (trimap[None] if with_trimap else None)
+        yield quantized(pred, quantize)[None], target[None], (trimap[None] if with_trimap else None)
 
 
 def _computed(metrics) -> dict[str, float]:

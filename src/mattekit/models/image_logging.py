@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
@@ -19,10 +20,10 @@ def log_prediction_grid(
     stage: str,
     count: int,
     output_dir: Path,
-    prompt: str = "box",
+    kinds: Sequence[str] | str = "box",
 ) -> None:
     """Draw the first ``count`` samples of ``batch`` with their predicted ``alpha`` and the
-    ``prompt`` kind they were given.
+    prompt ``kinds`` they were given (one per sample, or one for all).
 
     Writes ``predictions_<stage>.png`` and ``predictions_<stage>.pt`` (the same samples as
     tensors, so that runs can later be compared side by side) in ``output_dir``, and adds the
@@ -31,7 +32,7 @@ def log_prediction_grid(
     trainer = module.trainer
     if trainer.sanity_checking or not trainer.is_global_zero:
         return
-    samples = logged_samples(batch, alpha, count, prompt)
+    samples = logged_samples(batch, alpha, count, kinds)
     grid = prediction_grid(samples, {"": samples["prediction"]})
     if isinstance(module.logger, TensorBoardLogger):
         module.logger.experiment.add_image(f"{stage}/predictions", grid, module.global_step)

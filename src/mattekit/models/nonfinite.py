@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from mattekit.data.io import write_bytes_atomic
+from mattekit.atomic_files import write_bytes_atomic
 from mattekit.data.sample import MattingBatch
 
 logger = logging.getLogger(__name__)

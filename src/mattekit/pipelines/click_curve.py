@@ -1,12 +1,14 @@
 """``mattekit clicks``: a trained interactive model's metrics against the number of clicks.
 
     mattekit clicks RUN/checkpoints/best.ckpt [--clicks 1 3 5 10] [--metric NAME]
-                    [--output DIR] [--seed 0] [--force] [-- TEST ARGUMENTS ...]
+                    [--protocol NAME] [--output DIR] [--seed 0] [--force] [-- TEST ARGUMENTS ...]
 
 The interactive protocol of SAMA's Fig. 2 (after HQ-SAM): the mean IoU of the segmentation with
 1, 3, 5 and 10 clicks. Each count k is one ``mattekit test`` of the checkpoint, in its own
 process (as a grid's tests), with ``--model.eval_prompt points`` and exactly k positive clicks and
-no negative one per sample, drawn by the data's seeded evaluation stream: every rerun, and every
+no negative one per sample (``--data.eval_clicks k``), drawn by the data's seeded evaluation
+stream, under a named evaluation protocol with ``--protocol`` (``sdmatte``: the release's
+clicks from alpha > 0.8 and its click maps): every rerun, and every
 model tested on the same data, sees the same clicks for a given k (the k-click set is drawn
 anew for each k, not grown from the smaller one). The data settings are the run's own
 (``config.yaml`` beside ``checkpoints/``); arguments after ``--`` are added to every test (another
@@ -29,13 +31,14 @@ import shlex
 import sys
 from pathlib import Path
 
+from mattekit.atomic_files import write_bytes_atomic
 from mattekit.checkpoint_config import checkpoint_entry, run_folder_of
 from mattekit.cli import show_mattekit_logs
-from mattekit.data.io import write_bytes_atomic
 from mattekit.errors import UsageError, reports_usage_errors
-from mattekit.pipelines.grid_commands import GRID_DEFAULTS, placement
-from mattekit.pipelines.grid_process import ProcessFailed, run_process
-from mattekit.pipelines.grid_runner import metric_values, read_test_rows
+from mattekit.pipelines.grid.commands import GRID_DEFAULTS, placement
+from mattekit.pipelines.grid.process import ProcessFailed, run_process
+from mattekit.pipelines.grid.runner import metric_values, read_test_rows
+from mattekit.prompts.protocols import PROTOCOLS
 from mattekit.visualize import write_metrics_table
 
 logger = logging.getLogger(__name__)
@@ -55,16 +58,23 @@ def run_config(checkpoint: Path) -> Path:
 
 
 def click_test_command(
-    checkpoint: Path, config: Path, clicks: int, folder: Path, seed: int, extra: list[str]
+    checkpoint: Path,
+    config: Path,
+    clicks: int,
+    folder: Path,
+    seed: int,
+    extra: list[str],
+    protocol: str | None = None,
 ) -> list[str]:
-    """``mattekit test`` of ``checkpoint`` with exactly ``clicks`` positive clicks a sample."""
+    """``mattekit test`` of ``checkpoint`` with exactly ``clicks`` positive clicks a sample
+    (under the evaluation ``protocol``, when named)."""
     return [
         "test",
         *GRID_DEFAULTS,
         f"--config={config}",
         "--model.eval_prompt=points",
-        f"--data.prompts.positive_points=[{clicks}, {clicks}]",
-        "--data.prompts.negative_points=[0, 0]",
+        f"--data.eval_clicks={clicks}",
+        *([f"--data.protocol={protocol}"] if protocol else []),
         *extra,
         *placement(folder, "test", seed),
         f"--ckpt_path={checkpoint}",
@@ -148,6 +158,9 @@ def parser() -> argparse.ArgumentParser:
         "--metric", help="the plotted column (default: seg/IoU, else SAD for a matting-only model)"
     )
     parser.add_argument("--config", type=Path, help="the run's config (default: beside it)")
+    parser.add_argument(
+        "--protocol", choices=sorted(PROTOCOLS), help="a named evaluation protocol (default: none)"
+    )
     parser.add_argument("--output", type=Path, help="default: <run>/clicks")
     parser.add_argument("--seed", type=int, default=0, help="seed_everything of the tests")
     parser.add_argument("--force", action="store_true", help="test counts already recorded")
@@ -173,7 +186,9 @@ def click_curve_main(argv: list[str]) -> int:
         if count in rows:
             continue
         folder = output / f"clicks_{count}"
-        command = click_test_command(args.checkpoint, config, count, folder, args.seed, extra)
+        command = click_test_command(
+            args.checkpoint, config, count, folder, args.seed, extra, args.protocol
+        )
         try:
             summary = run_process(command, folder / "summary.json")
         except ProcessFailed as error:

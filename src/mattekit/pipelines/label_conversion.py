@@ -22,9 +22,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from mattekit.atomic_files import write_alpha_png
 from mattekit.checkpoint_config import checkpoint_hparams, registered_entry
 from mattekit.data.folders import check_same_size, pair_by_stem
-from mattekit.data.io import ConversionLog, read_image, read_mask, write_alpha_png
+from mattekit.data.io import ConversionLog, read_image, read_mask
 from mattekit.errors import UsageError, reports_usage_errors
 from mattekit.models.evaluation import at_original_size
 from mattekit.models.zim_converter.lightning_model import ZIMLabelConverter

@@ -4,13 +4,15 @@
     mattekit matte a.jpg --ckpt_path CKPT --point 120,80 --point 30,30,0 --output_dir out/
     mattekit matte "shots/*.png" --ckpt_path CKPT --output_dir out/   # prompts in <stem>.json
     mattekit matte a.jpg --ckpt_path TEXT_CKPT --text "the cat on the left" --output_dir out/
+    mattekit matte photos/ --ckpt_path TRIMAP_CKPT --trimap trimaps/ --output_dir out/
+    mattekit matte photos/ --ckpt_path AUTOMATIC_CKPT --output_dir out/  # a prompt-free family
 
 Each image gives ``<stem>_alpha.png`` (8-bit, the image's size as displayed) and
 ``<stem>_cutout.png`` (RGBA, foreground colours estimated), both or neither, and
-``<stem>.inputs.json``: the photo's, the checkpoint's and a mask's SHA-256, the prompt, the input
-settings and mattekit's version. Files are written atomically; a rerun skips images whose outputs
-were made from the same inputs (``--skip_existing false`` redoes them) and refuses to replace
-outputs made from other inputs without ``--overwrite true``.
+``<stem>.inputs.json``: the photo's, the checkpoint's and a mask's or trimap's SHA-256, the
+prompt, the input settings and mattekit's version. Files are written atomically; a rerun skips
+images whose outputs were made from the same inputs (``--skip_existing false`` redoes them) and
+refuses to replace outputs made from other inputs without ``--overwrite true``.
 """
 
 from __future__ import annotations
@@ -24,25 +26,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from mattekit.atomic_files import write_alpha_png, write_png_atomic
 from mattekit.data.folders import list_image_files
-from mattekit.data.io import (
-    IMAGE_EXTENSIONS,
-    photo_size,
-    read_photo,
-    write_alpha_png,
-    write_png_atomic,
-)
+from mattekit.data.io import IMAGE_EXTENSIONS, photo_size, read_photo
 from mattekit.data.sample import collate_samples
 from mattekit.inference.checkpoint_model import CheckpointModel
 from mattekit.inference.cutout import cutout
-from mattekit.inference.prompted_images import PromptedImages, checked_prompt
-from mattekit.inference.prompts import (
-    PROMPT_KINDS,
-    UserPrompt,
-    parse_box,
-    parse_point,
-    read_prompt_file,
-)
+from mattekit.inference.prompted_images import PromptedImages
 from mattekit.output_records import (
     RECORD_SUFFIX,
     file_sha256,
@@ -51,6 +41,14 @@ from mattekit.output_records import (
     start_outputs,
 )
 from mattekit.pipelines.arguments import boolean
+from mattekit.prompts import KINDS
+from mattekit.prompts.photo_samples import checked_prompt
+from mattekit.prompts.user import (
+    UserPrompt,
+    parse_box,
+    parse_point,
+    read_prompt_file,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -103,33 +101,40 @@ def collect_images(inputs: list[str]) -> list[Path]:
 
 
 def prompts_for(
-    images: list[Path], given: UserPrompt | None, mask: Path | None = None
+    images: list[Path], given: UserPrompt | None, files: dict[str, Path | None] | None = None
 ) -> list[UserPrompt]:
-    """``given`` for every image (with ``mask``: a mask file, or a folder holding
-    ``<stem>.<ext>`` for each image), else each image's ``<stem>.json`` beside it.
+    """``given`` for every image, else each image's ``<stem>.json`` beside it, else an empty
+    prompt (which only a prompt-free family runs on).
+
+    Args:
+        files: ``{"mask": path, "trimap": path}`` from the command line: a file for every
+            image, or a folder holding ``<stem>.<ext>`` for each.
 
     Raises:
-        FileNotFoundError / ValueError naming the images without a prompt or a mask (before
-        anything runs).
+        FileNotFoundError naming the flag and the images without a file (before anything runs).
     """
-    if mask is not None:
-        masks = list_image_files(mask) if mask.is_dir() else None
-        if masks is not None and (absent := [p for p in images if p.stem not in masks]):
-            raise FileNotFoundError(f"{mask}: no mask for {', '.join(p.name for p in absent[:3])}")
-        if masks is None and not mask.is_file():
-            raise FileNotFoundError(f"--mask {mask}: no such file or folder")
+    files = {name: path for name, path in (files or {}).items() if path is not None}
+    per_image: dict[str, list[Path]] = {}
+    for name, path in files.items():
+        found = list_image_files(path) if path.is_dir() else None
+        if found is not None and (absent := [p for p in images if p.stem not in found]):
+            listed = ", ".join(p.name for p in absent[:3])
+            raise FileNotFoundError(f"--{name} {path}: no {name} for {listed}")
+        if found is None and not path.is_file():
+            raise FileNotFoundError(f"--{name} {path}: no such file or folder")
+        per_image[name] = [found[p.stem] if found else path for p in images]
+    if per_image or given is not None:
         given = given or UserPrompt()
-        return [replace(given, mask=masks[p.stem] if masks else mask) for p in images]
-    if given is not None:
-        return [given] * len(images)
-    missing = [p for p in images if not p.with_suffix(".json").is_file()]
-    if missing:
-        names = ", ".join(str(p) for p in missing[:3])
-        raise ValueError(
-            f"no prompt for {len(missing)} image(s) ({names}): give --point, --box, --mask or "
-            "--text, or put <stem>.json (MicroMat-3K format) beside each image"
-        )
-    return [read_prompt_file(p.with_suffix(".json")) for p in images]
+        return [
+            replace(given, **{name: paths[i] for name, paths in per_image.items()})
+            for i in range(len(images))
+        ]
+    return [
+        read_prompt_file(p.with_suffix(".json"))
+        if p.with_suffix(".json").is_file()
+        else UserPrompt(origin=f"{p} (no prompt: no flag and no {p.stem}.json beside it)")
+        for p in images
+    ]
 
 
 def output_paths(output_dir: Path, image: Path) -> tuple[Path, Path]:
@@ -156,8 +161,8 @@ def matte_images(
 
     Args:
         runner: the checkpoint (:class:`CheckpointModel`).
-        kind: the prompt kind to run (``auto``: the first of :data:`PROMPT_KINDS` the prompt
-            has and the model takes).
+        kind: the prompt kind to run (``auto``: the first of :data:`~mattekit.prompts.KINDS`
+            the prompt has and the model takes).
         skip_existing: leave images whose outputs exist and were made from the same photo,
             prompt, checkpoint and settings (a rerun resumes).
         with_cutout: also write the RGBA cut-out.
@@ -171,6 +176,7 @@ def matte_images(
     """
     output_dir = Path(output_dir)
     kinds = [prompt.kind_for(runner.accepted_prompts, kind) for _, prompt in items]
+    items = [(image, replace(p, kind=k)) for (image, p), k in zip(items, kinds, strict=True)]
     for image, prompt in items:
         checked_prompt(prompt, *photo_size(image), image)
     _say_unused_kinds(items, kinds)
@@ -194,7 +200,6 @@ def matte_images(
     dataset = runner.dataset(PromptedImages(items))
     with torch.inference_mode():
         for index in tqdm(plan.make, "matte", unit="image", disable=not progress):
-            runner.model.evaluate_with(kinds[index])
             alpha = runner.alpha(collate_samples([dataset[index]]))
             # Both computed before either is written: an image gets the pair or neither.
             rgba = cutout(read_photo(items[index][0]), alpha) if with_cutout else None
@@ -224,9 +229,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mattekit matte",
         description="Alpha mattes and RGBA cut-outs of photos with a trained checkpoint.",
-        epilog="Without --point/--box/--mask/--text each image's prompt is <stem>.json beside "
-        "it: MicroMat-3K's format ('point': [[x, y, label], ...], 'bbox': [x0, y0, x1, y1]), "
-        "plus optional 'text' and 'mask' (a file path).",
+        epilog="Without a prompt flag each image's prompt is <stem>.json beside it: "
+        "MicroMat-3K's format ('point': [[x, y, label], ...], 'bbox': [x0, y0, x1, y1]), plus "
+        "optional 'text', 'mask' and 'trimap' (file paths). A prompt-free family needs none.",
     )
     parser.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
     parser.add_argument("--ckpt_path", type=Path, required=True, help="a run's Lightning .ckpt")
@@ -237,11 +242,14 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--box", metavar="X0,Y0,X1,Y1", help="a box in image pixels")
     parser.add_argument("--mask", type=Path, help="a mask file, or a folder of <stem> masks")
+    parser.add_argument(
+        "--trimap", type=Path, help="a trimap file, or a folder of <stem> trimaps (0/128/255)"
+    )
     parser.add_argument("--text", help="a referring expression (text-prompted families)")
     parser.add_argument(
-        "--kind", default="auto", choices=["auto", *PROMPT_KINDS],
-        help="the prompt kind to run (auto: the first of text, mask, box, points the prompt "
-        "has and the model takes)",
+        "--kind", default="auto", choices=["auto", *KINDS],
+        help=f"the prompt kind to run (auto: the first of {', '.join(KINDS)} the prompt has "
+        "and the model takes)",
     )  # fmt: skip
     parser.add_argument("--image_size", type=int, help="network input side (default: the run's)")
     parser.add_argument("--resize", choices=["stretch", "letterbox"], help="default: the run's")
@@ -273,7 +281,8 @@ def matte_main(argv: list[str]) -> int:
                 box=parse_box(args.box) if args.box else None,
                 text=args.text,
             )
-        items = list(zip(images, prompts_for(images, given, args.mask), strict=True))
+        files = {"mask": args.mask, "trimap": args.trimap}
+        items = list(zip(images, prompts_for(images, given, files), strict=True))
         runner = CheckpointModel(
             args.ckpt_path, args.device, args.image_size, args.resize, args.config
         )

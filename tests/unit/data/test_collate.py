@@ -23,6 +23,7 @@ def item(index: int, clicks: int = 2, fg: bool = True, original: bool = True) ->
         "point_labels": torch.ones(clicks, dtype=torch.int64),
         "point_map": torch.zeros(1, 8, 8),
         "box": torch.tensor([0.0, 0.0, 7.0, 7.0]),
+        "box_map": torch.ones(1, 8, 8),
         "coarse_mask": torch.zeros(1, 8, 8),
         "seg_mask": torch.zeros(1, 8, 8),
         "is_transparent": torch.tensor(False),
@@ -31,6 +32,7 @@ def item(index: int, clicks: int = 2, fg: bool = True, original: bool = True) ->
         "text": f"text {index}",
         "sample_id": f"id{index}",
         "source": "s",
+        "prompt_kind": "box" if index % 2 else "",
         "fg": torch.zeros(3, 8, 8) if fg else None,
         "bg": torch.zeros(3, 8, 8) if fg else None,
     }

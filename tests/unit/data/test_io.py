@@ -1,4 +1,4 @@
-"""Readers and writer of mattekit.data.io on tiny files in every encoding data sets use."""
+"""Readers of mattekit.data.io on tiny files in every encoding data sets use."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from mattekit.data.io import (
     read_json,
     read_mask,
     read_trimap,
-    write_png_atomic,
 )
 
 RAMP = np.arange(0, 256, 17, dtype=np.uint8).reshape(4, 4)  # 0, 17, ..., 255
@@ -288,43 +287,6 @@ def test_json_with_nan_is_an_error_naming_the_file(tmp_path):
     path.write_text('{"point": [[NaN, 3, 1]], "bbox": [0, 0, 4, Infinity]}')
     with pytest.raises(ValueError, match=r"prompt\.json: NaN in prompt file"):
         read_json(path, "prompt file")
-
-
-# ---- write_png_atomic ---------------------------------------------------------------------------
-
-
-def test_write_png_atomic_round_trips_8_bit_rgb_and_16_bit_grey(tmp_path):
-    rgb = np.random.default_rng(1).integers(0, 256, (6, 5, 3), dtype=np.uint8)
-    write_png_atomic(tmp_path / "out" / "rgb.png", rgb)  # parent folder is created
-    np.testing.assert_array_equal(read_image(tmp_path / "out" / "rgb.png"), rgb)
-
-    grey16 = np.array([[0, 1000, 65535]], np.uint16)
-    write_png_atomic(tmp_path / "a16.png", grey16)
-    decoded = cv2.imread(str(tmp_path / "a16.png"), cv2.IMREAD_UNCHANGED)
-    assert decoded.dtype == np.uint16
-    np.testing.assert_array_equal(decoded, grey16)
-
-
-def test_write_png_atomic_replaces_and_leaves_no_temporary_file(tmp_path):
-    target = tmp_path / "a.png"
-    write_png_atomic(target, np.zeros((2, 2), np.uint8))
-    write_png_atomic(target, np.full((3, 3), 9, np.uint8))
-    np.testing.assert_array_equal(read_alpha(target), np.full((3, 3), 9 / 255, np.float32))
-    assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
-
-
-@pytest.mark.parametrize(
-    ("name", "array"),
-    [
-        ("a.jpg", np.zeros((2, 2), np.uint8)),
-        ("a.png", np.zeros((2, 2), np.float32)),
-        ("a.png", np.zeros((2, 2, 2), np.uint8)),
-    ],
-)
-def test_write_png_atomic_rejects_what_it_cannot_write(tmp_path, name, array):
-    with pytest.raises(ValueError, match=name):
-        write_png_atomic(tmp_path / name, array)
-    assert list(tmp_path.iterdir()) == []
 
 
 # ---- conversion log -----------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from mattekit.inference.checkpoint_model import CheckpointModel
 
 @pytest.fixture
 def zim_actions(tiny_checkpoint, tmp_path) -> DemoActions:
-    runner = CheckpointModel(tiny_checkpoint("zim"), image_size=64)
+    runner = CheckpointModel(tiny_checkpoint("zim"))
     return DemoActions(SessionStore(runner, tmp_path / "downloads"))
 
 

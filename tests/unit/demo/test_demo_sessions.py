@@ -7,11 +7,11 @@ import cv2
 import numpy as np
 import pytest
 
-from mattekit.data.io import unit_to_uint8
+from mattekit.atomic_files import unit_to_uint8
 from mattekit.demo.sessions import SessionStore
 from mattekit.inference.checkpoint_model import CheckpointModel
 from mattekit.inference.interactive import InteractiveSession
-from mattekit.inference.prompts import UserPrompt
+from mattekit.prompts.user import UserPrompt
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 
@@ -72,7 +72,7 @@ def test_clicks_from_threads_read_their_own_page(zim_actions, photo_file):
 
 def test_sessions_are_bounded_and_expire(tiny_checkpoint, tmp_path):
     now = [0.0]
-    runner = CheckpointModel(tiny_checkpoint("zim"), image_size=64)
+    runner = CheckpointModel(tiny_checkpoint("zim"))
     store = SessionStore(runner, tmp_path, max_sessions=2, idle_seconds=60, clock=lambda: now[0])
     first = store.open("a")
     store.open("b")

@@ -66,19 +66,19 @@ def test_a_rotated_jpeg_comes_back_as_displayed(zim_actions, tmp_path):
 def test_a_mask_over_the_pixel_limit_is_refused_with_a_message(
     tiny_checkpoint, photo_file, tmp_path, monkeypatch
 ):
-    runner = CheckpointModel(tiny_checkpoint("zim_converter"), image_size=64)
+    runner = CheckpointModel(tiny_checkpoint("zim_converter"))
     actions = DemoActions(SessionStore(runner, tmp_path / "downloads"))
     actions.upload("page", photo_file(np.zeros((40, 50, 3), np.uint8), "photo.png"))
     mask = photo_file(np.full((40, 50, 3), 255, np.uint8), "mask.png")
     monkeypatch.setenv(MAX_PIXELS_VARIABLE, "1000")
-    _, shown = actions.mask("page", mask)
+    _, shown = actions.upload_prompt("page", "mask", mask)
     assert shown[1:4] == (None, None, None) and shown[0].shape == (40, 50, 3)
     assert (
         shown[4] == "mask mask.png: mask.png: 50 x 40 pixels, more than the 1000 allowed; "
         f"set {MAX_PIXELS_VARIABLE} to read larger files"
     )
     monkeypatch.delenv(MAX_PIXELS_VARIABLE)
-    _, shown = actions.mask("page", mask)
+    _, shown = actions.upload_prompt("page", "mask", mask)
     assert shown[1].shape == (40, 50)  # the same mask within the limit prompts
 
 

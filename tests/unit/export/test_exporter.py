@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from mattekit.export.exporter import ExportParityError, export_graph, onnx_outputs
 from mattekit.export.graphs import ExportGraph
-from mattekit.models.sam_export import flatten_features, unflatten_features
+from mattekit.models.sam.export import flatten_features, unflatten_features
 
 
 class Scale(nn.Module):

@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from mattekit.data.io import unit_to_uint8
+from mattekit.atomic_files import unit_to_uint8
 from mattekit.inference.cutout import _rows_at, cutout
-from mattekit.inference.prompts import UserPrompt
 from mattekit.pipelines.matte import collect_images, prompts_for
+from mattekit.prompts.user import UserPrompt
 
 
 @pytest.mark.parametrize("max_pixels", [10**9, 24 * 64 // 9], ids=["full size", "a third"])
@@ -78,11 +78,17 @@ def test_prompts_come_from_the_command_line_masks_or_json_beside_each_image(tmp_
     masks = tmp_path / "masks"
     masks.mkdir()
     write(masks / "x.png", (8, 8))
-    with pytest.raises(FileNotFoundError, match=r"no mask for y\.png"):
-        prompts_for([first, second], None, masks)
-    assert prompts_for([first], None, masks)[0].mask == masks / "x.png"
-    with pytest.raises(ValueError, match=r"no prompt for 2 image\(s\)"):
-        prompts_for([first, second], None)
+    with pytest.raises(FileNotFoundError, match=r"--mask .*masks: no mask for y\.png"):
+        prompts_for([first, second], None, {"mask": masks})
+    assert prompts_for([first], None, {"mask": masks})[0].mask == masks / "x.png"
+    both = prompts_for([first], None, {"mask": masks, "trimap": masks / "x.png"})[0]
+    assert (both.mask, both.trimap) == (masks / "x.png", masks / "x.png")
+    empty = prompts_for([first, second], None)  # only a prompt-free family runs on these
+    assert [p.kinds for p in empty] == [(), ()] and "no prompt" in empty[0].origin
+    with pytest.raises(ValueError, match=r"x\.png \(no prompt.*the prompt has nothing"):
+        empty[0].kind_for(("box", "points"))
+    assert empty[0].kind_for(("box", "none")) == "none"
+    assert UserPrompt(text="a cat").kind_for(("box", "none"), "none") == "none"
     for path in (first, second):
         path.with_suffix(".json").write_text(json.dumps({"bbox": [1, 1, 5, 5]}))
     assert [p.box for p in prompts_for([first, second], None)] == [(1, 1, 5, 5)] * 2

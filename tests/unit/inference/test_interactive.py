@@ -7,8 +7,10 @@ import torch
 
 from mattekit.inference.checkpoint_model import CheckpointModel
 from mattekit.inference.interactive import InteractiveSession
-from mattekit.inference.prompted_images import prompted_sample
-from mattekit.inference.prompts import UserPrompt
+from mattekit.models import MODELS, MattingModule
+from mattekit.prompts import with_kind
+from mattekit.prompts.photo_samples import prompted_sample
+from mattekit.prompts.user import UserPrompt
 
 
 @pytest.fixture
@@ -30,30 +32,36 @@ def whole_forward(runner: CheckpointModel, image, prompt: UserPrompt) -> np.ndar
         def load(self, index, rng):
             return prompted_sample("photo", image, prompt, "demo")
 
-    runner.model.evaluate_with(prompt.kind_for(runner.accepted_prompts))
     with torch.inference_mode():
-        return runner.alpha(collate_samples([runner.dataset(One("demo"))[0]]))
+        batch = collate_samples([runner.dataset(One("demo"))[0]])
+        return runner.alpha(with_kind(batch, prompt.kind_for(runner.accepted_prompts)))
 
 
-@pytest.mark.parametrize("alias", ["zim", "sama"])
-def test_clicks_rerun_only_the_decoder_and_match_the_whole_forward(alias, tiny_checkpoint, photo):
-    runner = CheckpointModel(tiny_checkpoint(alias), image_size=64)
+#: Families whose image part runs once per photo (:meth:`MattingModule.encode_image`).
+SPLIT = [
+    alias
+    for alias, entry in MODELS.items()
+    if entry.cls.encode_image is not MattingModule.encode_image
+]
+
+
+@pytest.mark.parametrize("alias", SPLIT)
+def test_clicks_rerun_only_the_decoder_and_match_the_whole_forward(
+    alias, tiny_checkpoint, photo, user_prompt, tmp_path
+):
+    runner = CheckpointModel(tiny_checkpoint(alias))
     session = InteractiveSession(runner)
     session.set_image(photo)
     calls = []
-    encoder = runner.model.model.encode
-    runner.model.model.encode = lambda *a: calls.append(1) or encoder(*a)
-    prompts = [
-        UserPrompt(points=((40, 25, 1),)),
-        UserPrompt(points=((40, 25, 1), (5, 5, 0))),
-        UserPrompt(box=(18, 8, 62, 42)),
-    ]
+    encode = runner.model.encode_image
+    prompts = [user_prompt(kind, tmp_path, photo.shape[:2]) for kind in runner.accepted_prompts]
+    prompts.append(UserPrompt(box=(18, 8, 62, 42)))
     for prompt in prompts:
+        runner.model.encode_image = lambda *a: calls.append(1) or encode(*a)
         alpha = session.predict(prompt)
         assert alpha.shape == (48, 80) and alpha.dtype == np.float32
-        runner.model.model.encode = encoder
+        runner.model.encode_image = encode
         expected = whole_forward(runner, photo, prompt)
-        runner.model.model.encode = lambda *a: calls.append(1) or encoder(*a)
         np.testing.assert_allclose(alpha, expected, atol=1e-5)
     assert calls == []  # no click encoded the photo again
     session.set_image(photo.copy())  # the same photo: not encoded again

@@ -14,8 +14,8 @@ from mattekit.data.io import read_image, read_photo
 from mattekit.errors import UsageError
 from mattekit.inference.checkpoint_model import CheckpointModel
 from mattekit.inference.cutout import cutout
-from mattekit.inference.prompts import UserPrompt, read_prompt_file
 from mattekit.pipelines.matte import collect_images, matte_images, prompts_for
+from mattekit.prompts.user import UserPrompt, read_prompt_file
 
 ORIENTATION = 0x0112
 
@@ -42,7 +42,7 @@ def test_photos_are_read_as_a_viewer_displays_them(tmp_path, orientation):
 
 @pytest.fixture(scope="module")
 def zim(tmp_path_factory, save_checkpoint):
-    return CheckpointModel(save_checkpoint("zim", tmp_path_factory.mktemp("ckpt")), "cpu", 64)
+    return CheckpointModel(save_checkpoint("zim", tmp_path_factory.mktemp("ckpt")), "cpu")
 
 
 @pytest.mark.parametrize("orientation", [3, 6, 8])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mattekit.inference.prompted_images import PromptedImages
-from mattekit.inference.prompts import UserPrompt, parse_box, parse_point, read_prompt_file
+from mattekit.prompts.user import UserPrompt, parse_box, parse_point, read_prompt_file
 
 
 def test_points_and_boxes_parse_with_labels_and_name_the_flag():

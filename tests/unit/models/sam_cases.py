@@ -14,7 +14,7 @@ from segment_anything.modeling import (
 )
 from torch import nn
 
-from mattekit.models.zim.torch_model import VARIANTS
+from mattekit.models.sam.build import VARIANTS
 
 
 def tiny_sam() -> Sam:

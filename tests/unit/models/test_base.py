@@ -14,7 +14,7 @@ from mattekit.models.evaluation import OutputMetrics, at_original_size
 from mattekit.models.frozen import FrozenPart
 from mattekit.models.loss_terms import LossTerm
 from mattekit.models.nonfinite import SUMMARY_NAME, NonFiniteLossError
-from mattekit.models.prompting import prompt_maps
+from mattekit.prompts import prompt_maps
 
 
 @pytest.fixture
@@ -71,13 +71,14 @@ def test_undeclared_loss_term_is_an_error(batch):
         module.weighted_loss(module(batch), batch)
 
 
-def test_training_and_inference_paths_differ(batch):
+def test_training_draws_from_prompt_kinds_and_evaluation_uses_eval_prompt(batch):
     module = tiny(prompt_kinds=["points"], eval_prompt="box")
-    torch.manual_seed(0)
     train_maps = prompt_maps(batch, ["points"] * 4)
     box_maps = prompt_maps(batch, ["box"] * 4)
+    training, evaluation = module.prompted(batch, "train"), module.prompted(batch, "test")
+    assert training.prompt_kind == ["points"] * 4 and evaluation.prompt_kind == ["box"] * 4
     with torch.no_grad():
-        trained = module.training_outputs(batch)["alpha"]
+        trained = module.training_outputs(training)["alpha"]
         inferred = module(batch)["alpha"]
         assert torch.equal(trained, module.model(batch.image, train_maps).sigmoid())
         assert torch.equal(inferred, module.model(batch.image, box_maps).sigmoid())
@@ -227,11 +228,30 @@ def test_freeze_names_submodules():
 # --- hooks ------------------------------------------------------------------------------------
 
 
-def test_unknown_or_unaccepted_prompt_kind_is_rejected():
-    with pytest.raises(ValueError, match="prompt_kinds"):
+def test_unknown_or_unaccepted_prompt_kind_is_rejected(batch):
+    with pytest.raises(ValueError, match="unknown prompt kind 'scribble'; the kinds are text"):
         tiny(prompt_kinds=["scribble"])
-    with pytest.raises(ValueError, match="eval_prompt"):
+    with pytest.raises(ValueError, match=r"eval_prompt: Baseline takes \['points', 'box'"):
         tiny(eval_prompt="text")  # a known kind the baseline does not take
+    with pytest.raises(ValueError, match="prompt_kinds: Baseline takes"):
+        tiny(prompt_kinds=["box", "trimap"])
+    batch.prompt_kind = ["box", "text", "box", "box"]
+    with pytest.raises(ValueError, match=f"{batch.sample_id[1]}: Baseline takes .* not 'text'"):
+        tiny()(batch)
+
+
+def test_the_batch_names_each_samples_kind_and_empty_means_eval_prompt(batch):
+    module = tiny(eval_prompt="mask").eval()
+    batch.prompt_kind = ["", "points", "", "none"]
+    assert module.kinds_of(batch) == ["mask", "points", "mask", "none"]
+    with torch.no_grad():
+        expected = module.model(batch.image, prompt_maps(batch, module.kinds_of(batch))).sigmoid()
+        assert torch.equal(module(batch)["alpha"], expected)
+
+
+def test_none_is_drawn_in_training_only_when_asked():
+    assert tiny().hparams.prompt_kinds == ["points", "box", "mask"]
+    assert tiny(prompt_kinds=["none"]).hparams.prompt_kinds == ["none"]
 
 
 def test_prompt_maps_keep_only_the_chosen_kind(batch):
@@ -247,10 +267,9 @@ class HookedBaseline(Baseline):
     reference_name = None
     seen_stages: list
 
-    def transform_batch(self, batch, stage):
+    def prompted(self, batch, stage):
         self.seen_stages.append(stage)
-        batch.image = batch.image.flip(-1) if stage == "train" else batch.image
-        return batch
+        return super().prompted(batch, stage)
 
     def configure_extra_metrics(self):
         return [OutputMetrics("alpha", "seg_mask", segmentation_metrics)]
@@ -260,7 +279,7 @@ class HookedBaseline(Baseline):
         return "val/alpha/maxF", "max"
 
 
-def test_batch_transform_extra_metrics_monitor_and_no_reference(tmp_path):
+def test_prompting_hook_extra_metrics_monitor_and_no_reference(tmp_path):
     HookedBaseline.seen_stages = []
     module = HookedBaseline(base_channels=8, depth=2)
     checkpoint = FamilyCheckpoint(save_last=True)
@@ -330,3 +349,26 @@ def test_a_step_checkpoint_beside_it_leaves_one_last_checkpoint(tmp_path):
     fit(tiny(), tmp_path, steps=10, callbacks=[family, every_3], max_epochs=3)
     assert not list(folder.glob("last-v*.ckpt"))
     assert checkpoint_step(folder / "last.ckpt") == 10
+
+
+def test_training_kinds_draw_as_the_families_did_and_single_kind_families_draw_nothing(batch):
+    """The families drew ``torch.randint(len(prompt_kinds), (B,))`` before their forward, and
+    the single-kind ones nothing: the random stream of every recorded run stays the same."""
+    module = tiny(prompt_kinds=["box", "mask"])
+    torch.manual_seed(3)
+    expected = [["box", "mask"][i] for i in torch.randint(2, (4,)).tolist()]
+    after = torch.rand(1)
+    torch.manual_seed(3)
+    assert module.prompted(batch, "train").prompt_kind == expected
+    assert torch.equal(torch.rand(1), after)
+
+    class MaskOnly(Baseline):
+        accepted_prompts = ("mask",)
+        default_eval_prompt = None
+
+    single = MaskOnly(base_channels=8, depth=2)
+    torch.manual_seed(3)
+    first = torch.rand(1)
+    torch.manual_seed(3)
+    assert single.prompted(batch, "train").prompt_kind == ["mask"] * 4
+    assert torch.equal(torch.rand(1), first)

@@ -1,9 +1,10 @@
 """Contract tests run over every registered family (as timm tests every model).
 
-A new family is covered by adding its registry line: its tiny variant must predict a valid
-alpha, train every trainable parameter, keep its frozen parts frozen and survive a save /
-restore unchanged; its paper-size variant must build on the meta device. A family trained in
-stages is checked at every stage, each built from a checkpoint of the stage before.
+A new family is covered by registering itself: its tiny variant must predict a valid alpha
+with every prompt kind it accepts (and a different one for each), train every trainable
+parameter, keep its frozen parts frozen and survive a save / restore unchanged; its paper-size
+variant must build on the meta device. A family trained in stages is checked at every stage,
+each built from a checkpoint of the stage before.
 """
 
 import pytest
@@ -11,11 +12,13 @@ import torch
 
 from mattekit.checkpoint_config import init_defaults
 from mattekit.models import MODELS, MattingModule
-from mattekit.models.prompting import SPATIAL_KINDS
+from mattekit.prompts import with_kind
 
 ENTRIES = sorted(MODELS.values(), key=lambda entry: entry.alias)
 #: (entry, stage) for every family, every stage of staged ones (None: a family without stages).
 CASES = [(entry, stage) for entry in ENTRIES for stage in entry.stages or (None,)]
+#: (case, kind) for every prompt kind each family accepts.
+KIND_CASES = [(case, kind) for case in CASES for kind in case[0].prompts]
 
 
 def case_id(case) -> str:
@@ -68,29 +71,44 @@ def staged(tmp_path_factory):
     return build
 
 
-def all_prompt_kinds(entry) -> dict:
-    """Train on every prompt kind the family takes, so every prompt path gets a gradient."""
-    kinds = list(entry.prompts)
-    eval_kind = next((k for k in ("box", *SPATIAL_KINDS) if k in kinds), kinds[0])
-    if "prompt_kinds" not in entry.cls.__init__.__code__.co_varnames:
-        return {}
-    return {"prompt_kinds": kinds, "eval_prompt": eval_kind}
-
-
-@pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_alpha_shape_and_range(case, batch, staged):
+@pytest.mark.parametrize(
+    ("case", "kind"), KIND_CASES, ids=lambda c: c if isinstance(c, str) else case_id(c)
+)
+def test_alpha_shape_and_range_for_every_accepted_kind(case, kind, batch, staged):
     module = staged(case).eval()
     with torch.no_grad():
-        outputs = module(batch)
+        outputs = module(with_kind(batch, kind))
     assert outputs["alpha"].shape == batch.alpha.shape
     assert outputs["alpha"].min() >= 0 and outputs["alpha"].max() <= 1
     if "alpha_logits" in outputs:
         assert torch.allclose(outputs["alpha_logits"].sigmoid(), outputs["alpha"], atol=1e-6)
 
 
+@pytest.mark.parametrize("case", [c for c in CASES if len(c[0].prompts) > 1], ids=case_id)
+def test_each_accepted_kind_reaches_the_network(case, batch, staged):
+    """The kind the batch names is the prompt the network reads: every pair of kinds gives
+    different alphas (a kind the forward ignored would give the other's)."""
+    module = staged(case).eval()
+    with torch.no_grad():
+        alphas = {kind: module(with_kind(batch, kind))["alpha"] for kind in case[0].prompts}
+    kinds = list(alphas)
+    for i, first in enumerate(kinds):
+        for second in kinds[i + 1 :]:
+            assert not torch.allclose(alphas[first], alphas[second]), (first, second)
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_a_kind_the_family_does_not_take_is_refused_naming_it(case, batch, staged):
+    module = staged(case).eval()
+    refused = next(kind for kind in ("text", "trimap", "box") if kind not in case[0].prompts)
+    with pytest.raises(ValueError, match=f"not '{refused}'"):
+        module(with_kind(batch, refused))
+
+
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_every_trainable_parameter_gets_a_gradient_and_frozen_parts_stay(case, batch, staged):
-    module = staged(case, **all_prompt_kinds(case[0])).train()
+    # Training on every kind the family takes, so every prompt path gets a gradient.
+    module = staged(case, prompt_kinds=list(case[0].prompts)).train()
     frozen = {
         (part.name, name): value.clone()
         for part in module.frozen_parts

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mattekit.models.sam_inputs import (
+from mattekit.models.sam.inputs import (
     FILLER_LABEL,
     batch_tokens,
     normalize,

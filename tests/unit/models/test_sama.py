@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from sam_cases import prompted_batch, release_tokens
 
-from mattekit.models.sam_inputs import normalize
+from mattekit.models.sam.inputs import normalize
 from mattekit.models.sama.lightning_model import SAMA
 from mattekit.models.sama.torch_model import (
     TASKS,

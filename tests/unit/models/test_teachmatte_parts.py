@@ -16,7 +16,7 @@ from mattekit.models.teachmatte.attention import (
     transformer_blocks_by_level,
 )
 from mattekit.models.teachmatte.complexity import attention_cost_ratios
-from mattekit.models.teachmatte.configs import TextTowerConfig, unet_config
+from mattekit.models.teachmatte.configs import TEXT_TOKENS, TextTowerConfig, unet_config
 from mattekit.models.teachmatte.refiner import SparseRefiner
 from mattekit.models.teachmatte.regions import (
     BACKGROUND,
@@ -27,11 +27,11 @@ from mattekit.models.teachmatte.regions import (
 )
 from mattekit.models.teachmatte.text_encoder import (
     OpenCLIPTextEncoder,
-    PromptTokenizer,
     load_text_encoder,
     open_clip_text_state,
 )
 from mattekit.models.teachmatte.torch_model import DEFAULT_KERNELS, student_unet
+from mattekit.nn.clip_tokens import PromptTokenizer
 from mattekit.nn.unet_pruning import prune_unet
 
 
@@ -180,7 +180,7 @@ def test_a_transformers_clip_text_model_converts_to_the_same_features():
     encoder = OpenCLIPTextEncoder(TextTowerConfig(32, 2, 2, skip_last_layers=0, embed_dim=32))
     state = open_clip_text_state(hf.state_dict())
     encoder.tower.load_state_dict(state, strict=False)
-    ids = PromptTokenizer()(["the white and transparent net", ""])
+    ids = PromptTokenizer(TEXT_TOKENS)(["the white and transparent net", ""])
     assert ids.shape == (2, 40)
     with torch.no_grad():
         assert torch.allclose(encoder(ids), hf(input_ids=ids).last_hidden_state, atol=1e-5)
@@ -198,7 +198,7 @@ def test_an_open_clip_checkpoint_loads_with_its_visual_tower_ignored(tmp_path):
     torch.save(state, path)
     target = OpenCLIPTextEncoder(source.config)
     load_text_encoder(target, path)
-    ids = PromptTokenizer()(["a cat"])
+    ids = PromptTokenizer(TEXT_TOKENS)(["a cat"])
     with torch.no_grad():
         assert torch.equal(target(ids), source(ids))
         last = OpenCLIPTextEncoder(TextTowerConfig(32, 2, 2, skip_last_layers=0, embed_dim=32))

@@ -6,10 +6,11 @@ import torch
 import torch.nn.functional as F
 from sam_cases import prompted_batch, release_tokens
 
-from mattekit.models.sam_inputs import normalize
+from mattekit.models.sam.inputs import normalize
+from mattekit.models.sam.weights import load_sam_weights
 from mattekit.models.zim.lightning_model import ZIM
 from mattekit.models.zim.predictor import ZimPredictor
-from mattekit.models.zim.torch_model import ZimImageFeatures, build_zim, load_sam_weights
+from mattekit.models.zim.torch_model import ZimImageFeatures, build_zim
 from mattekit.nn.sam_attention import MaskedAttention
 
 BOX = torch.tensor([[[16.0, 24.0], [63.0, 95.0]]])  # corners, model pixels (tiny: 128 px)

@@ -1,6 +1,7 @@
 """The benchmark's parts: its spec, stored prompts, trimap rule, classical and floor rows,
 per-image scoring (issue 9)."""
 
+import dataclasses
 import math
 import pickle
 
@@ -187,15 +188,21 @@ def test_a_trimap_with_one_known_label_gets_the_constant_solution():
     np.testing.assert_array_equal(classical_alpha("knn", image, trimap), np.ones((6, 6)))
 
 
-def test_floor_is_the_models_reference_box_and_the_coarse_mask():
+def test_floor_is_each_kinds_region_as_the_models_reference_draws_it():
     prompt = prompt_with(box=(2.4, 3.0, 10.6, 7.5))
     expected = box_mask(torch.tensor([[2.4, 3.0, 10.6, 7.5]]), (12, 16))[0, 0].numpy()
     np.testing.assert_array_equal(floor_alpha(prompt, "box", (12, 16)), expected)
     np.testing.assert_array_equal(box_alpha(prompt.box, (12, 16)), expected)
+    # Clicks and text cover no area: their floor is the box they point into.
+    np.testing.assert_array_equal(floor_alpha(prompt, "points", (12, 16)), expected)
+    np.testing.assert_array_equal(floor_alpha(prompt, "text", (12, 16)), expected)
     mask = np.eye(8, dtype=np.uint8)
     np.testing.assert_array_equal(floor_alpha(prompt_with(mask=mask), "mask", (8, 8)), mask)
-    with pytest.raises(ValueError, match="points"):
-        floor_alpha(prompt, "points", (12, 16))
+    trimap = np.array([[0, 128, 255]], np.uint8)
+    floor = floor_alpha(dataclasses.replace(prompt, trimap=trimap), "trimap", (1, 3))
+    np.testing.assert_array_equal(floor, np.array([[0, 0.5, 1]], np.float32))
+    with pytest.raises(ValueError, match="not 'none'"):
+        floor_alpha(prompt, "none", (12, 16))
 
 
 def test_scorer_equals_the_metric_collection_and_uses_only_a_datasets_trimap():

@@ -2,9 +2,10 @@
 
 from pathlib import Path
 
-from mattekit.pipelines import grid_commands  # not its test_command by name: pytest collects it
-from mattekit.pipelines.grid_commands import describe, fit_command, run_lines, shared_stage_command
-from mattekit.pipelines.grid_spec import GridRun, GridSpec, Stage
+# The module, not its test_command by name: pytest would collect that as a test.
+from mattekit.pipelines.grid import commands as grid_commands
+from mattekit.pipelines.grid.commands import describe, fit_command, run_lines, shared_stage_command
+from mattekit.pipelines.grid.spec import GridRun, GridSpec, Stage
 
 
 def test_fit_and_test_commands():

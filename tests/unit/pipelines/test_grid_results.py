@@ -10,8 +10,10 @@ import pytest
 import yaml
 
 from mattekit.cli import main
-from mattekit.pipelines import grid, grid_process, grid_runner
-from mattekit.pipelines.grid_results import REFERENCE_RUN, GridResults
+from mattekit.pipelines.grid import command as grid
+from mattekit.pipelines.grid import process as grid_process
+from mattekit.pipelines.grid import runner as grid_runner
+from mattekit.pipelines.grid.results import REFERENCE_RUN, GridResults
 from mattekit.visualize import write_metrics_table
 
 REFERENCE = {"SAD": 0.5, "MSE": 0.25}
@@ -36,6 +38,7 @@ class FakeRuns:
             **run.overrides,
             "test_set": label,
             "preset": "dim",
+            "protocol": "sampled",
             "SAD": sad,
             "MSE": sad / 2,
             "wall_s": 1.5,
@@ -76,6 +79,7 @@ def test_rows_and_reference_row(grid_file: Path, monkeypatch):
         "model.lr",
         "test_set",
         "preset",
+        "protocol",
         "SAD",
         "MSE",
         "wall_s",
@@ -94,7 +98,7 @@ def test_rows_and_reference_row(grid_file: Path, monkeypatch):
     assert markdown.startswith("# Grid `lrs`")
     assert "mattekit fit --trainer.enable_progress_bar=false --model=baseline" in markdown
     assert "`model.lr` in `0.1`, `0.2`; seeds 0, 1" in markdown
-    assert "| 3 | 1 | 0.2 | synthetic_val | dim | 0.21 | 0.105 | 1.5 |" in markdown
+    assert "| 3 | 1 | 0.2 | synthetic_val | dim | sampled | 0.21 | 0.105 | 1.5 |" in markdown
 
 
 def test_seeds_are_summarised_as_mean_and_spread(grid_file: Path, monkeypatch):

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mattekit.pipelines.grid_placeholders import fill, placeholders
-from mattekit.pipelines.grid_results import GridResults
-from mattekit.pipelines.grid_runner import plan_runs
-from mattekit.pipelines.grid_spec import GridRun, Stage, load_grid_spec, render_value
+from mattekit.pipelines.grid.placeholders import fill, placeholders
+from mattekit.pipelines.grid.results import GridResults
+from mattekit.pipelines.grid.runner import plan_runs
+from mattekit.pipelines.grid.spec import GridRun, Stage, load_grid_spec, render_value
 
 
 def write_grid(tmp_path: Path, spec: dict, name: str = "ablation.yaml") -> Path:

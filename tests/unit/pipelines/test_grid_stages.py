@@ -6,13 +6,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mattekit.pipelines import grid_runner, grid_stages
-from mattekit.pipelines.grid import grid_main
-from mattekit.pipelines.grid_commands import shared_stage_command
-from mattekit.pipelines.grid_process import ProcessFailed
-from mattekit.pipelines.grid_runner import ensure_shared_stages, fit_run
-from mattekit.pipelines.grid_spec import GridRun, GridSpec, Stage
-from mattekit.pipelines.grid_stages import StageConflict
+from mattekit.pipelines.grid import runner as grid_runner
+from mattekit.pipelines.grid import stages as grid_stages
+from mattekit.pipelines.grid.command import grid_main
+from mattekit.pipelines.grid.commands import shared_stage_command
+from mattekit.pipelines.grid.process import ProcessFailed
+from mattekit.pipelines.grid.runner import ensure_shared_stages, fit_run
+from mattekit.pipelines.grid.spec import GridRun, GridSpec, Stage
+from mattekit.pipelines.grid.stages import StageConflict
 
 TEACHER = Stage("teacher", ("--model=zim", "--model.objective=segmentation"))
 STUDENT = Stage("student", ("--model=zim", "--model.teacher_checkpoint={teacher}"))

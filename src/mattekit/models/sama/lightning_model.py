@@ -10,17 +10,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mattekit.data.convention import InputConvention
 from mattekit.data.sample import MattingBatch
 from mattekit.export.graphs import ExportGraph
 from mattekit.losses import BCELoss, GradientLoss, IoULoss, L1Loss, LaplacianLoss, SSIMLoss
 from mattekit.metrics import segmentation_metrics
+from mattekit.metrics.presets import PresetName
 from mattekit.models.base import MattingModule
 from mattekit.models.evaluation import OutputMetrics
 from mattekit.models.frozen import FrozenPart
 from mattekit.models.loss_terms import LossTerm
-from mattekit.models.prompting import random_prompt_kinds
-from mattekit.models.sam_export import sam_split_graphs
-from mattekit.models.sam_inputs import sam_batch_tokens, sam_encode
+from mattekit.models.sam.export import sam_split_graphs
+from mattekit.models.sam.inputs import sam_batch_tokens, sam_encode, sam_input_convention
 from mattekit.models.sama.torch_model import (
     TASKS,
     SamaImageFeatures,
@@ -66,22 +67,19 @@ class SAMA(MattingModule):
             tasks, as the synthetic scenes (their ``seg_mask`` is the alpha above 0.5).
         segmentation_sources: data source names whose batches are segmentation batches
             whatever the schedule (DIS-5K, ThinObject-5K: binary masks, no matte).
-        prompt_kinds: prompt kinds drawn per sample in training.
-        eval_prompt: prompt kind for validation, test and predict (the paper: boxes).
         **kwargs: :class:`MattingModule` arguments; SAMA's defaults: AdamW lr 1e-3 (only new
             modules train, HQ-SAM's rate), losses and metrics over the whole image (trimap-free),
             ``dim`` metric preset.
     """
 
     accepted_prompts = ("points", "box")
+    default_eval_prompt = "box"  # the paper evaluates with boxes
     run_settings = MattingModule.run_settings | {
         "checkpoint",
         "init_from_sam",
         "tasks",
         "task_schedule",
         "segmentation_sources",
-        "prompt_kinds",
-        "eval_prompt",
     }
 
     def __init__(
@@ -99,16 +97,12 @@ class SAMA(MattingModule):
         tasks: Literal["both", "segmentation", "matting"] = "both",
         task_schedule: list[str] | None = None,
         segmentation_sources: list[str] | None = None,
-        prompt_kinds: list[str] | None = None,
-        eval_prompt: str = "box",
         lr: float = 1e-3,
-        metric_preset: str = "dim",
+        metric_preset: PresetName = "dim",
         eval_with_trimap: bool = False,
         loss_regions: bool = False,
         **kwargs,
     ) -> None:
-        self.prompt_kinds = prompt_kinds or list(self.accepted_prompts)
-        self.check_prompts(self.prompt_kinds, eval_prompt)
         if tasks not in TASK_CHOICES:
             raise ValueError(f"tasks must be one of {TASK_CHOICES}, got {tasks!r}")
         self.trained_tasks = TASKS if tasks == "both" else (tasks,)
@@ -173,9 +167,10 @@ class SAMA(MattingModule):
         return "val/SAD", "min"
 
     @property
-    def input_convention(self) -> tuple[int | None, str | None]:
-        """SAM's: the image encoder's fixed side (1024, tiny 128), letterboxed."""
-        return self.model.image_size, "letterbox"
+    def input_convention(self) -> InputConvention:
+        """SAM's: the image encoder's fixed side (1024, tiny 128), letterboxed, normalised by
+        SAM's pixel statistics, padded with 0 after normalisation."""
+        return sam_input_convention(self.model.image_size)
 
     def training_step(self, batch: MattingBatch, batch_idx: int) -> Tensor:
         # The optimiser step under a trainer (it survives exact resume, and accumulated batches
@@ -198,16 +193,16 @@ class SAMA(MattingModule):
         return self.task_schedule[self._step_index % len(self.task_schedule)]
 
     def forward(self, batch: MattingBatch) -> dict[str, Tensor]:
-        """Inference: both heads, every sample prompted by ``eval_prompt``.
+        """Inference: both heads, each sample prompted by its ``batch.prompt_kind``.
 
         Returns:
             ``alpha`` / ``alpha_logits`` (matting head) and ``seg`` / ``seg_logits``
             (segmentation head), each B x 1 x H x W at the batch's size.
         """
-        return self.predict_tasks(batch, [self.hparams.eval_prompt] * len(batch), TASKS)
+        return self.predict_tasks(batch, self.kinds_of(batch), TASKS)
 
     def export_graphs(self, batch: MattingBatch) -> list[ExportGraph]:
-        """SAM's split (:mod:`mattekit.models.sam_export`): the encoder (global and local views,
+        """SAM's split (:mod:`mattekit.models.sam.export`): the encoder (global and local views,
         MVLE) once per photo, and the decoder's ``matting_logits`` and ``segmentation_logits``
         (1 x 1 x S/4 x S/4) per prompt."""
 
@@ -226,13 +221,11 @@ class SAMA(MattingModule):
         self, batch: MattingBatch, features: SamaImageFeatures
     ) -> dict[str, Tensor]:
         """:meth:`forward` running only the decoder on :meth:`encode_image`'s output."""
-        kinds = [self.hparams.eval_prompt] * len(batch)
-        return self.predict_tasks(batch, kinds, TASKS, features)
+        return self.predict_tasks(batch, self.kinds_of(batch), TASKS, features)
 
     def training_outputs(self, batch: MattingBatch) -> dict[str, Tensor]:
-        """The step's task only (:meth:`step_task`), prompts drawn from ``prompt_kinds``."""
-        kinds = random_prompt_kinds(len(batch), self.prompt_kinds)
-        return self.predict_tasks(batch, kinds, (self.step_task(batch),))
+        """The step's task only (:meth:`step_task`), each sample prompted by its kind."""
+        return self.predict_tasks(batch, self.kinds_of(batch), (self.step_task(batch),))
 
     def loss_terms(self, outputs: dict[str, Tensor], batch: MattingBatch) -> dict[str, Tensor]:
         terms = {}
@@ -260,7 +253,7 @@ class SAMA(MattingModule):
     ) -> dict[str, Tensor]:
         """The heads of ``tasks`` on the batch, in SAM's input convention (letterbox padding
         zeroed after normalising, a box alone or clicks + one padding point: ZIM's
-        :func:`~mattekit.models.sam_inputs.sam_batch_tokens`); ``features``: :meth:`encode_image`'s,
+        :func:`~mattekit.models.sam.inputs.sam_batch_tokens`); ``features``: :meth:`encode_image`'s,
         when known.
 
         Returns:

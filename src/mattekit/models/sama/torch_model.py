@@ -28,7 +28,9 @@ from segment_anything.modeling import ImageEncoderViT
 from segment_anything.modeling.common import LayerNorm2d
 from torch import Tensor, nn
 
-from mattekit.models.sam_inputs import FILLER_LABEL
+from mattekit.models.sam.build import VARIANTS
+from mattekit.models.sam.inputs import FILLER_LABEL
+from mattekit.models.sam.weights import load_sam_weights
 from mattekit.models.sama.heads import PredictionHead
 from mattekit.models.sama.local_adapter import LocalAdapter
 from mattekit.models.sama.mvle import (
@@ -40,7 +42,9 @@ from mattekit.models.sama.mvle import (
     tile_regions,
     tokens_to_regions,
 )
-from mattekit.models.zim.torch_model import VARIANTS, Zim, build_zim, load_sam_weights
+
+# SAMA's SAM is ZIM's module (see the module docstring): its state-dict names and prompt tokens.
+from mattekit.models.zim.torch_model import Zim, build_zim
 from mattekit.nn.fast_paths import may_branch_on_values
 from mattekit.nn.masked_attention import key_bias_from_mask
 from mattekit.weights.report import LoadReport
@@ -178,7 +182,7 @@ class Sama(nn.Module):
         the global view.
 
         Args:
-            images: B x 3 x S x S SAM-normalised (:func:`mattekit.models.sam_inputs.sam_image`).
+            images: B x 3 x S x S SAM-normalised (:func:`mattekit.models.sam.inputs.sam_image`).
         """
         size = self.image_size
         if images.shape[-2:] != (size, size):
@@ -222,7 +226,7 @@ class Sama(nn.Module):
         Args:
             features: from :meth:`encode` (B samples).
             coords: B x K x 2 prompt coordinates in input pixels; labels: B x K in ZIM's
-                convention (:mod:`mattekit.models.zim.torch_model`; fillers -2).
+                convention (:mod:`mattekit.models.sam.inputs`; fillers -2).
             tasks: which heads to run.
 
         Returns:

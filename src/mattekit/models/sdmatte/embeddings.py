@@ -68,9 +68,15 @@ class CoordinateEmbedding(nn.Module):
         height, width = size
         scale = points.new_tensor([width, height])
         normalised = (points / scale) * (labels == 1)[..., None]
-        order = torch.argsort((labels != 1).to(torch.int8), dim=1, stable=True)
+        # Positives first, each group in click order: keys made unique by the click's index,
+        # so a plain sort (ONNX has no stable one) gives the stable order.
+        slots = torch.arange(labels.shape[1], device=labels.device)
+        order = torch.argsort((labels != 1).long() * labels.shape[1] + slots, dim=1)
         normalised = torch.gather(normalised, 1, order[..., None].expand(-1, -1, 2))
-        count = int((labels == 1).sum(1).max()) if labels.numel() else 0
+        # The warning needs the clicks' count on the host: a data-dependent value that a traced
+        # or exported graph cannot hold (and need not: it only informs a Python caller).
+        tracing = torch.jit.is_tracing() or torch.compiler.is_exporting()
+        count = 0 if tracing or not labels.numel() else int((labels == 1).sum(1).max())
         if count > self.max_points and not self._warned_cut:
             logger.warning(
                 "SDMatte's point embedding reads %d clicks; a sample has %d positive clicks, "

@@ -4,19 +4,25 @@ release ships inference code only)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from diffusers import AutoencoderTiny
 from torch import Tensor
 
+from mattekit.data.convention import InputConvention
 from mattekit.data.sample import MattingBatch
+from mattekit.export.graphs import ExportGraph
 from mattekit.losses import FeatureMSELoss, L1Loss, LaplacianLoss
+from mattekit.metrics.presets import PresetName
 from mattekit.models.base import MattingModule, is_restoring
 from mattekit.models.frozen import FrozenPart
 from mattekit.models.loss_terms import LossTerm
-from mattekit.models.prompting import prompt_maps, random_prompt_kinds
 from mattekit.models.sdmatte.configs import POINT_DIMS, vae_config
+from mattekit.models.sdmatte.referring_text import load_referring_encoder, referring_context
+from mattekit.models.sdmatte.text_context import caption_tokenizer
 from mattekit.models.sdmatte.torch_model import (
     BLOCK_GROUPS,
     DEFAULT_VISUAL_PROMPT_BLOCKS,
@@ -29,12 +35,19 @@ from mattekit.models.sdmatte.torch_model import (
 from mattekit.models.sdmatte.weights import load_sdmatte_weights, load_stable_diffusion
 from mattekit.nn.prompt_maps import mask_boxes
 from mattekit.nn.unet_features import captured_stage_features
+from mattekit.prompts import prompt_maps
 from mattekit.weights.stable_diffusion import from_local_folder
+
+if TYPE_CHECKING:
+    from transformers import CLIPTextModel
 
 logger = logging.getLogger(__name__)
 
 #: LiteSDMatte's teacher: frozen, and read from its own file rather than the student's checkpoints.
 TEACHER = FrozenPart("teacher", in_checkpoint=False)
+#: The CLIP text encoder of ``referring_text``: frozen, read from its own file every time the
+#: module is built, so turning the switch on or off never changes what a checkpoint holds.
+TEXT_ENCODER = FrozenPart("text_encoder", in_checkpoint=False)
 
 # The release's schedule: 200 warm-up iterations, then lr x 0.005 ** (step / 30501), i.e. this
 # factor per step (detectron2's ExponentialParamScheduler over its 30,501 iterations).
@@ -64,23 +77,28 @@ class SDMatte(MattingModule):
             weights (``pretrained`` or ``checkpoint``), trained when it starts random (a frozen
             random decoder can barely express an alpha). Kept in checkpoints either way.
         gradient_checkpointing: recompute the UNet's activations in backward (paper size).
-        prompt_kinds: prompt kinds drawn per sample in training (the release: all three).
-        eval_prompt: prompt kind for validation, test and predict.
         transparent: the opacity flag at evaluation and prediction: None takes it from the data
             (unknown counts as opaque), True / False sets it for every image.
+        referring_text: each sample's ``batch.text`` (its referring expression) goes through
+            SD 2's frozen CLIP text encoder to the cross-attention of the blocks without visual
+            prompts (the down and up blocks by default), as the release does on RefMatte-RW100;
+            samples with empty text keep the empty caption. The encoder is read from
+            ``checkpoint``'s ``text_encoder.`` entries, else ``pretrained``'s ``text_encoder/``
+            (a random one, seed 0, for random networks and the tiny variant). False (default):
+            the empty caption for every sample, as in the release's training.
         **kwargs: :class:`MattingModule` arguments; SDMatte's defaults are the release's: AdamW
             lr 5e-5, weight decay 0.1, 200 warm-up steps then exponential decay, ``sdmatte``
             metric preset.
     """
 
     accepted_prompts = ("points", "box", "mask")
+    default_eval_prompt = "box"
     run_settings = MattingModule.run_settings | {
         "pretrained",
         "checkpoint",
         "gradient_checkpointing",
-        "prompt_kinds",
-        "eval_prompt",
         "transparent",
+        "referring_text",
     }
 
     def __init__(
@@ -94,19 +112,16 @@ class SDMatte(MattingModule):
         opacity_embedding: bool = True,
         train_vae: bool | None = None,
         gradient_checkpointing: bool = False,
-        prompt_kinds: list[str] | None = None,
-        eval_prompt: str = "box",
         transparent: bool | None = None,
+        referring_text: bool = False,
         lr: float = 5e-5,
         weight_decay: float = 0.1,
         warmup_steps: int = 200,
         lr_schedule: str = "exponential",
         lr_decay: float = RELEASE_LR_DECAY,
-        metric_preset: str = "sdmatte",
+        metric_preset: PresetName = "sdmatte",
         **kwargs,
     ) -> None:
-        self.prompt_kinds = prompt_kinds or list(self.accepted_prompts)
-        self.check_prompts(self.prompt_kinds, eval_prompt)
         super().__init__(
             lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps, lr_schedule=lr_schedule,
             lr_decay=lr_decay, metric_preset=metric_preset, **kwargs,
@@ -141,6 +156,23 @@ class SDMatte(MattingModule):
                 load_sdmatte_weights(self.model, checkpoint)
         if hp.gradient_checkpointing:
             self.model.unet.enable_gradient_checkpointing()
+        self.text_encoder, self.tokenizer = None, None
+        if hp.referring_text:
+            self.text_encoder, self.tokenizer = self.load_referring_text()
+
+    def load_referring_text(self) -> tuple[CLIPTextModel, Callable[[list[str]], Tensor]]:
+        """``referring_text``'s frozen text encoder and its tokenizer (``pretrained``'s
+        ``tokenizer/``, else OpenCLIP's, SD 2's vocabulary), read from their files whenever the
+        module is built: a restored run reads them too, as they are kept out of checkpoints."""
+        hp = self.hparams
+        files = [self.initial_weights(path, stored=False) for path in self.text_encoder_files()]
+        folder = self.initial_weights(hp.pretrained, stored=False)
+        encoder = load_referring_encoder(hp.variant, files, folder)
+        return encoder, caption_tokenizer(None if folder is None else Path(folder))
+
+    def text_encoder_files(self) -> list[str | None]:
+        """Weight files that may hold the text encoder (official ``text_encoder.`` entries)."""
+        return [self.hparams.checkpoint]
 
     def build_network(self) -> SDMatteNet:
         """SDMatte grafted on ``pretrained``, else randomly initialised (said in the log)."""
@@ -157,7 +189,8 @@ class SDMatte(MattingModule):
         return {"l1": LossTerm(L1Loss()), "laplacian": LossTerm(LaplacianLoss(levels=5))}
 
     def configure_frozen(self) -> list[FrozenPart]:
-        return [] if self.trains_autoencoder else [FrozenPart("model.vae")]
+        frozen = [] if self.trains_autoencoder else [FrozenPart("model.vae")]
+        return frozen if self.text_encoder is None else [*frozen, TEXT_ENCODER]
 
     @property
     def trains_autoencoder(self) -> bool:
@@ -171,9 +204,10 @@ class SDMatte(MattingModule):
         return self.hparams.pretrained is not None or self.hparams.checkpoint is not None
 
     @property
-    def input_convention(self) -> tuple[int | None, str | None]:
-        """The release stretches every image to a square (1024 at test); the side is the run's."""
-        return None, "stretch"
+    def input_convention(self) -> InputConvention:
+        """The release stretches every image to a square (1024 at test); the side is the run's.
+        The VAE takes RGB scaled to [-1, 1]."""
+        return InputConvention(None, "stretch", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 
     def network_inputs(self, batch: MattingBatch, kinds: list[str]) -> tuple[Tensor, SDMattePrompt]:
         """``(image, prompt)`` for :class:`SDMatteNet`, each sample prompted by its kind.
@@ -193,20 +227,32 @@ class SDMatte(MattingModule):
             point_labels=batch.point_labels,
             use_points=torch.tensor([k == "points" for k in kinds], device=prompt_map.device),
             transparent=transparent,
+            text_context=self.text_contexts(batch),
         )
         return batch.image, prompt
 
+    def text_contexts(self, batch: MattingBatch) -> Tensor | None:
+        """B x 77 x D contexts of the blocks without visual prompts: each sample's referring
+        expression encoded (``referring_text``), the empty caption where it has none; None (the
+        empty caption for every sample) with the switch off or no text in the batch."""
+        if self.text_encoder is None:
+            return None
+        texts = batch.text or [""] * len(batch)
+        return referring_context(self.text_encoder, self.tokenizer, texts, self.model.text_context)
+
     def forward(self, batch: MattingBatch) -> dict[str, Tensor]:
-        """Inference: every sample prompted by ``eval_prompt``; ``alpha`` B x 1 x H x W."""
-        return self.predict_alpha(batch, [self.hparams.eval_prompt] * len(batch))
+        """``alpha`` B x 1 x H x W, each sample prompted by its ``batch.prompt_kind``."""
+        return {"alpha": self.model(*self.network_inputs(batch, self.kinds_of(batch)))}
 
-    def training_outputs(self, batch: MattingBatch) -> dict[str, Tensor]:
-        """As :meth:`forward`, each sample prompted by a kind drawn from ``prompt_kinds``."""
-        return self.predict_alpha(batch, random_prompt_kinds(len(batch), self.prompt_kinds))
-
-    def predict_alpha(self, batch: MattingBatch, kinds: list[str]) -> dict[str, Tensor]:
-        """``alpha`` B x 1 x H x W, each sample prompted by its kind."""
-        return {"alpha": self.model(*self.network_inputs(batch, kinds))}
+    def export_graphs(self, batch: MattingBatch) -> list[ExportGraph]:
+        """The base's graph; refused with ``referring_text``, whose forward reads strings: the
+        traced graph would keep the example's text as a constant."""
+        if self.text_encoder is not None:
+            raise ValueError(
+                "SDMatte: no export graph with referring_text (the text would be frozen into "
+                "the graph); export with --model.referring_text false"
+            )
+        return super().export_graphs(batch)
 
 
 class LiteSDMatte(SDMatte):
@@ -294,10 +340,14 @@ class LiteSDMatte(SDMatte):
     def configure_losses(self) -> dict[str, LossTerm]:
         terms = super().configure_losses()
         if self.hparams.teacher_checkpoint is not None:
-            # Computed in predict_alpha, where both networks' features exist.
+            # Computed in forward, where both networks' features exist.
             terms["distillation"] = LossTerm(None, 0.01)
             self.feature_distillation = FeatureMSELoss()
         return terms
+
+    def text_encoder_files(self) -> list[str | None]:
+        """``checkpoint``, then the teacher's file (the student's text encoder is its)."""
+        return [*super().text_encoder_files(), self.hparams.teacher_checkpoint]
 
     def configure_frozen(self) -> list[FrozenPart]:
         teacher = [TEACHER] if self.teacher is not None else []
@@ -312,12 +362,12 @@ class LiteSDMatte(SDMatte):
     def distilling(self) -> bool:
         return self.teacher is not None and self.loss_weights.get("distillation", 0) != 0
 
-    def predict_alpha(self, batch: MattingBatch, kinds: list[str]) -> dict[str, Tensor]:
+    def forward(self, batch: MattingBatch) -> dict[str, Tensor]:
         """The alpha; in training with a teacher also ``distillation``, the feature term's
         value (a scalar), computed while both networks' stage features are at hand."""
         if not (self.training and self.distilling):
-            return super().predict_alpha(batch, kinds)
-        inputs = self.network_inputs(batch, kinds)
+            return super().forward(batch)
+        inputs = self.network_inputs(batch, self.kinds_of(batch))
         with captured_stage_features(self.model.unet) as student:
             latent = self.model.denoise(*inputs)
         with torch.no_grad(), captured_stage_features(self.teacher.unet) as teacher:

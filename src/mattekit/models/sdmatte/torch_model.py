@@ -55,6 +55,9 @@ class SDMattePrompt:
         points: B x N x 2 pixel clicks; ``point_labels`` B x N (1 positive, others unused).
         use_points: B bool: the coordinate embedding reads the clicks, not the box.
         transparent: B: 1 for a transparent object (the opacity flag), else 0.
+        text_context: B x T x D context of the blocks without visual prompts (each sample's
+            referring expression, :mod:`~mattekit.models.sdmatte.referring_text`); None: the
+            network's empty caption for every sample.
     """
 
     prompt_map: Tensor
@@ -63,6 +66,7 @@ class SDMattePrompt:
     point_labels: Tensor
     use_points: Tensor
     transparent: Tensor
+    text_context: Tensor | None = None
 
 
 class SDMatteNet(nn.Module):
@@ -199,7 +203,10 @@ class SDMatteNet(nn.Module):
         class_labels = None
         if self.coordinate_embedding is not None:
             class_labels = self.coordinates(prompt, size)
-        context = self.text_context.expand(len(image), -1, -1).to(image_latent.dtype)
+        context = prompt.text_context
+        if context is None:
+            context = self.text_context.expand(len(image), -1, -1)
+        context = context.to(image_latent.dtype)
         return self.unet(
             torch.cat([image_latent, prompt_latent], 1),
             opaque,

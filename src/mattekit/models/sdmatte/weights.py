@@ -32,7 +32,7 @@ from torch import Tensor
 
 from mattekit.models.sdmatte.text_context import empty_caption_context, placeholder_context
 from mattekit.models.sdmatte.torch_model import SDMatteNet
-from mattekit.weights.files import load_state_dict
+from mattekit.weights.files import load_state_dict, map_prefixes
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +97,30 @@ def to_official(
     for key, value in (text_encoder_state or {}).items():
         state[TEXT_ENCODER_PREFIX + key] = value
     return state
+
+
+def text_encoder_state(path: str | Path) -> dict[str, Tensor]:
+    """The CLIP text encoder weights of an official checkpoint (its ``text_encoder.`` entries,
+    prefix removed); empty when the file has none (a mattekit run never stores one). A
+    safetensors file is read for those entries only.
+
+    Raises:
+        FileNotFoundError / ValueError naming the file (:func:`load_state_dict`).
+    """
+    path = Path(path)
+    if path.suffix == ".safetensors" and path.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as file:
+            names = file.keys()  # the header only: no tensor is read yet
+            state = {
+                k.removeprefix("module."): file.get_tensor(k)
+                for k in names
+                if k.removeprefix("module.").startswith(TEXT_ENCODER_PREFIX)
+            }
+    else:
+        state = {k.removeprefix("module."): v for k, v in load_state_dict(path).items()}
+    return map_prefixes(state, {TEXT_ENCODER_PREFIX: ""})
 
 
 def load_sdmatte_weights(net: SDMatteNet, path: str | Path, assign: bool = False) -> None:

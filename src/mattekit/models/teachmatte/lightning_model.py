@@ -42,7 +42,6 @@ from mattekit.models.teachmatte.regions import (
 )
 from mattekit.models.teachmatte.text_encoder import (
     OpenCLIPTextEncoder,
-    PromptTokenizer,
     load_text_encoder,
 )
 from mattekit.models.teachmatte.torch_model import (
@@ -63,6 +62,7 @@ from mattekit.models.teachmatte.weights import (
     load_previous_stage,
     previous_stage_settings,
 )
+from mattekit.nn.clip_tokens import PromptTokenizer
 from mattekit.weights.stable_diffusion import load_unet_and_vae
 
 logger = logging.getLogger(__name__)
@@ -373,7 +373,7 @@ class TeachMatte(MattingModule):
 
     def export_graphs(self, batch: MattingBatch) -> list[ExportGraph]:
         """One graph of the image and the prompt's token ids (the tokenizer stays in Python:
-        :class:`~mattekit.models.teachmatte.text_encoder.PromptTokenizer`)."""
+        :class:`~mattekit.nn.clip_tokens.PromptTokenizer`)."""
         graph = TokenForward(self)
         inputs = {"image": batch.image, "token_ids": self.token_ids(batch)}
         note = "image: 1 x 3 x S x S in [0, 1]; token_ids: 1 x T from PromptTokenizer"

@@ -13,11 +13,10 @@ import logging
 from pathlib import Path
 
 import torch
-from open_clip.tokenizer import SimpleTokenizer
 from open_clip.transformer import TextTransformer
 from torch import Tensor, nn
 
-from mattekit.models.teachmatte.configs import TEXT_TOKENS, TextTowerConfig
+from mattekit.models.teachmatte.configs import TextTowerConfig
 from mattekit.weights.files import load_state_dict
 
 logger = logging.getLogger(__name__)
@@ -78,18 +77,6 @@ class TextAdapter(nn.Module):
 
     def forward(self, features: Tensor) -> Tensor:
         return self.ratio * self.mlp(features) + (1 - self.ratio) * features
-
-
-class PromptTokenizer:
-    """Text -> B x ``length`` token ids with open_clip's tokenizer (its BPE vocabulary ships in
-    the package: nothing is downloaded). Longer prompts are cut, keeping the end token."""
-
-    def __init__(self, length: int = TEXT_TOKENS) -> None:
-        self.length = length
-        self._tokenizer = SimpleTokenizer(context_length=length)
-
-    def __call__(self, texts: list[str]) -> Tensor:
-        return self._tokenizer(list(texts))
 
 
 # transformers CLIPTextModel -> open_clip names (one transformer layer's parts).

@@ -8,16 +8,18 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor
 
+from mattekit.data.convention import InputConvention
 from mattekit.data.sample import MattingBatch
 from mattekit.export.graphs import ExportGraph
 from mattekit.losses import BCELoss, GradientLoss, IoULoss, L1Loss
+from mattekit.metrics.presets import PresetName
 from mattekit.models.base import MattingModule
 from mattekit.models.frozen import FrozenPart
 from mattekit.models.loss_terms import LossTerm
-from mattekit.models.prompting import random_prompt_kinds
-from mattekit.models.sam_export import sam_split_graphs
-from mattekit.models.sam_inputs import sam_batch_tokens, sam_encode
-from mattekit.models.zim.torch_model import ZimImageFeatures, build_zim, load_sam_weights
+from mattekit.models.sam.export import sam_split_graphs
+from mattekit.models.sam.inputs import sam_batch_tokens, sam_encode, sam_input_convention
+from mattekit.models.sam.weights import load_sam_weights
+from mattekit.models.zim.torch_model import ZimImageFeatures, build_zim
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +38,6 @@ class ZIM(MattingModule):
         attention_directions: where the mask applies: ``t2i`` (paper), ``i2t`` (Table 3b).
         decoder: ``hierarchical`` (ZIM) or ``sam`` (Table 3a "Dec" off).
         point_sigma: point attention sigma in tokens of a 64 x 64 grid (official 21).
-        prompt_kinds: prompt kinds drawn per sample in training (boxes and clicks, as the paper).
-        eval_prompt: prompt kind for validation, test and predict (Table 3 uses boxes).
         objective: ``matting`` (ZIM: the losses above on the alpha) or ``segmentation``
             (SAM's task: BCE + soft IoU on the logits against the GT binarised at 0.5). The
             second pretrains a small SAM to start the CPU-scale ablations from, as the paper
@@ -52,12 +52,9 @@ class ZIM(MattingModule):
     """
 
     accepted_prompts = ("points", "box")
-    run_settings = MattingModule.run_settings | {
-        "checkpoint",
-        "prompt_kinds",
-        "eval_prompt",
-        "objective",
-    }
+    # Table 3 evaluates with boxes; training draws boxes and clicks, as the paper.
+    default_eval_prompt = "box"
+    run_settings = MattingModule.run_settings | {"checkpoint", "objective"}
 
     def __init__(
         self,
@@ -67,17 +64,13 @@ class ZIM(MattingModule):
         attention_directions: list[str] | None = None,
         decoder: str = "hierarchical",
         point_sigma: float = 21.0,
-        prompt_kinds: list[str] | None = None,
-        eval_prompt: str = "box",
         objective: Literal["matting", "segmentation"] = "matting",
         lr: float = 1e-5,
-        metric_preset: str = "zim",
+        metric_preset: PresetName = "zim",
         size_breakdown: bool = True,
         loss_regions: bool = False,
         **kwargs,
     ) -> None:
-        self.prompt_kinds = prompt_kinds or list(self.accepted_prompts)
-        self.check_prompts(self.prompt_kinds, eval_prompt)
         if objective not in ("matting", "segmentation"):
             raise ValueError(f"objective must be 'matting' or 'segmentation', got {objective!r}")
         super().__init__(
@@ -121,19 +114,20 @@ class ZIM(MattingModule):
         ]
 
     @property
-    def input_convention(self) -> tuple[int | None, str | None]:
-        """SAM's: the image encoder's fixed side (1024, tiny 128), letterboxed."""
-        return self.model.image_size, "letterbox"
+    def input_convention(self) -> InputConvention:
+        """SAM's: the image encoder's fixed side (1024, tiny 128), letterboxed, normalised by
+        SAM's pixel statistics, padded with 0 after normalisation."""
+        return sam_input_convention(self.model.image_size)
 
     def export_graphs(self, batch: MattingBatch) -> list[ExportGraph]:
-        """SAM's split (:mod:`mattekit.models.sam_export`): the image encoder with the pixel
+        """SAM's split (:mod:`mattekit.models.sam.export`): the image encoder with the pixel
         decoder's pyramid, run once per photo, and the prompt decoder, whose ``mask_logits``
         (1 x 4 x S/2 x S/2; mask 0 is the alpha's) and ``iou`` a click re-runs alone."""
         return sam_split_graphs(self.model, batch, self.model.decode, ("mask_logits", "iou"))
 
     def forward(self, batch: MattingBatch) -> dict[str, Tensor]:
-        """Inference: every sample prompted by ``eval_prompt`` (see :meth:`predict_alpha`)."""
-        return self.predict_alpha(batch, [self.hparams.eval_prompt] * len(batch))
+        """Each sample prompted by its ``batch.prompt_kind`` (see :meth:`predict_alpha`)."""
+        return self.predict_alpha(batch, self.kinds_of(batch))
 
     def encode_image(self, batch: MattingBatch) -> ZimImageFeatures:
         """The image embedding and the pixel decoder's pyramid (once per photo)."""
@@ -143,16 +137,12 @@ class ZIM(MattingModule):
         self, batch: MattingBatch, features: ZimImageFeatures
     ) -> dict[str, Tensor]:
         """:meth:`forward` running only the prompt decoder on :meth:`encode_image`'s output."""
-        return self.predict_alpha(batch, [self.hparams.eval_prompt] * len(batch), features)
-
-    def training_outputs(self, batch: MattingBatch) -> dict[str, Tensor]:
-        """As :meth:`forward`, each sample prompted by a kind drawn from ``prompt_kinds``."""
-        return self.predict_alpha(batch, random_prompt_kinds(len(batch), self.prompt_kinds))
+        return self.predict_alpha(batch, self.kinds_of(batch), features)
 
     def predict_alpha(
         self, batch: MattingBatch, kinds: list[str], features: ZimImageFeatures | None = None
     ) -> dict[str, Tensor]:
-        """The release's conventions (:mod:`mattekit.models.sam_inputs`) in every stage.
+        """The release's conventions (:mod:`mattekit.models.sam.inputs`) in every stage.
 
         The image is normalised then zero-padded outside ``batch.content_size``; each sample's
         prompt (``kinds``: one per sample) becomes SAM's tokens (a box alone, or its clicks and

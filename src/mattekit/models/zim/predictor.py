@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from mattekit.models.sam_inputs import sam_image, sam_tokens
+from mattekit.models.sam.inputs import sam_image, sam_tokens
 from mattekit.models.zim.torch_model import Zim, ZimImageFeatures
 
 
@@ -56,7 +56,7 @@ class ZimPredictor:
         """Alpha for clicks (N x 2 ``x, y`` with N labels, 1 positive / 0 negative) or a box.
 
         A box ``(x0, y0, x1, y1)`` replaces any clicks (see the README for how the release
-        differs). Tokens follow :func:`~mattekit.models.sam_inputs.sam_tokens`: the box alone,
+        differs). Tokens follow :func:`~mattekit.models.sam.inputs.sam_tokens`: the box alone,
         or the clicks and one padding point.
 
         Returns:

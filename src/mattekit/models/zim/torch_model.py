@@ -5,20 +5,20 @@ Prompts use SAM's ONNX convention: every sample is a list of "points" with label
 click), 0 (negative click), -1 (padding), and a box is two corner points labelled 2 (top-left) and
 3 (bottom-right). A batch may mix token counts: a shorter sample is filled up with slots labelled
 -2 (``FILLER_LABEL``), which no attention reads, so each sample decodes as it would alone;
-:mod:`mattekit.models.sam_inputs` makes the tokens in the official releases' convention.
+:mod:`mattekit.models.sam.inputs` makes the tokens in the official releases' convention.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
 
 import torch
 from segment_anything.modeling import ImageEncoderViT, PromptEncoder
 from segment_anything.modeling.mask_decoder import MLP
 from torch import Tensor, nn
 
-from mattekit.models.sam_inputs import BOX_LABELS, FILLER_LABEL, PADDING_LABEL
+from mattekit.models.sam.build import VARIANTS, build_image_encoder, build_prompt_encoder
+from mattekit.models.sam.inputs import BOX_LABELS, FILLER_LABEL, PADDING_LABEL
 from mattekit.models.zim.pixel_decoder import HierarchicalPixelDecoder, SamPixelDecoder
 from mattekit.models.zim.transformer import (
     MaskedTwoWayTransformer,
@@ -27,34 +27,6 @@ from mattekit.models.zim.transformer import (
 )
 from mattekit.nn.fast_paths import may_branch_on_values
 from mattekit.nn.prompt_maps import box_mask, gaussian_point_map
-from mattekit.weights.sam import LoadReport, load_sam_checkpoint
-
-
-@dataclass(frozen=True)
-class ZimVariant:
-    """Sizes of one ZIM variant (SAM's image encoder + prompt encoder + decoder)."""
-
-    image_size: int
-    patch_size: int
-    encoder_dim: int
-    encoder_depth: int
-    encoder_heads: int
-    global_attention: tuple[int, ...]
-    window_size: int
-    prompt_dim: int = 256
-    decoder_heads: int = 8
-    decoder_mlp_dim: int = 2048
-    iou_head_dim: int = 256
-    pyramid_channels: int = 16
-
-
-VARIANTS: dict[str, ZimVariant] = {
-    "vit_b": ZimVariant(1024, 16, 768, 12, 12, (2, 5, 8, 11), 14),
-    "vit_l": ZimVariant(1024, 16, 1024, 24, 16, (5, 11, 17, 23), 14),
-    "vit_h": ZimVariant(1024, 16, 1280, 32, 16, (7, 15, 23, 31), 14),
-    # For tests and CPU runs: 128 px, 16 x 16 tokens of stride 8.
-    "tiny": ZimVariant(128, 8, 64, 2, 2, (1,), 4, 32, 2, 64, 32, 8),
-}
 
 
 @dataclass
@@ -230,7 +202,7 @@ class Zim(nn.Module):
         """Everything that depends on the image only (once per image, reused across prompts).
 
         Args:
-            images: B x 3 x S x S SAM-normalised (:func:`mattekit.models.sam_inputs.sam_image`).
+            images: B x 3 x S x S SAM-normalised (:func:`mattekit.models.sam.inputs.sam_image`).
 
         Returns:
             The image embedding (B x C x S/p x S/p) and the pixel decoder's image pyramid.
@@ -282,7 +254,7 @@ def build_zim(
     decoder: str = "hierarchical",
     point_sigma: float = 21.0,
 ) -> Zim:
-    """Build a randomly initialised ZIM (load weights with :mod:`mattekit.weights.sam`).
+    """Build a randomly initialised ZIM (load SAM with :mod:`mattekit.models.sam.weights`).
 
     Args:
         variant: ``vit_b`` (paper), ``vit_l``, ``vit_h`` or ``tiny``.
@@ -296,17 +268,9 @@ def build_zim(
     if decoder not in ("hierarchical", "sam"):
         raise ValueError(f"decoder must be 'hierarchical' or 'sam', got {decoder!r}")
     v = VARIANTS[variant]
-    grid = v.image_size // v.patch_size
-    image_encoder = ImageEncoderViT(
-        img_size=v.image_size, patch_size=v.patch_size, embed_dim=v.encoder_dim,
-        depth=v.encoder_depth, num_heads=v.encoder_heads, mlp_ratio=4, out_chans=v.prompt_dim,
-        qkv_bias=True, norm_layer=partial(nn.LayerNorm, eps=1e-6), use_rel_pos=True,
-        window_size=v.window_size, global_attn_indexes=v.global_attention,
-    )  # fmt: skip
-    prompt_encoder = PromptEncoder(
-        embed_dim=v.prompt_dim, image_embedding_size=(grid, grid),
-        input_image_size=(v.image_size, v.image_size), mask_in_chans=16,
-    )  # fmt: skip
+    # Built in this order (encoder, prompt encoder, decoder) so a seed gives the same weights.
+    image_encoder = build_image_encoder(v)
+    prompt_encoder = build_prompt_encoder(v)
     transformer = MaskedTwoWayTransformer(
         2, v.prompt_dim, v.decoder_heads, v.decoder_mlp_dim, masked_directions
     )
@@ -320,25 +284,3 @@ def build_zim(
         transformer, pixel_decoder, v.prompt_dim, iou_head_dim=v.iou_head_dim
     )
     return Zim(image_encoder, prompt_encoder, mask_decoder, point_sigma)
-
-
-def load_sam_weights(model: Zim, path: str) -> LoadReport:
-    """Initialise ZIM from a SAM checkpoint of the same size.
-
-    ``path`` is an official SAM checkpoint or a mattekit ZIM checkpoint (a Lightning
-    ``.ckpt``, or the network's state dict), for example the tiny SAM that the CPU-scale
-    ablations pretrain. Everything SAM has is copied. With the hierarchical decoder, the pixel
-    decoder (new in ZIM) stays at its random initialisation unless the checkpoint has one, and
-    SAM's transposed convolutions are dropped; with SAM's decoder they are loaded into it.
-    """
-    upscaling = "mask_decoder.output_upscaling."
-    own_upscaling = "mask_decoder.pixel_decoder.upscaling."
-    if isinstance(model.mask_decoder.pixel_decoder, SamPixelDecoder):
-        return load_sam_checkpoint(model, path, renames={upscaling: own_upscaling})
-    return load_sam_checkpoint(
-        model,
-        path,
-        renames={own_upscaling: upscaling},
-        new_modules=("mask_decoder.pixel_decoder.",),
-        dropped=(upscaling,),
-    )

@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import Tensor
 
+from mattekit.data.convention import InputConvention
 from mattekit.data.sample import MattingBatch
 from mattekit.export.graphs import ExportGraph
 from mattekit.losses import GradientLoss, L1Loss
+from mattekit.metrics.presets import PresetName
 from mattekit.models.base import MattingModule
 from mattekit.models.loss_terms import LossTerm
 from mattekit.models.zim_converter.augmentations import (
@@ -81,7 +84,7 @@ class ZIMLabelConverter(MattingModule):
         coarse_sources: list[str] | None = None,
         stl_probability: float | None = None,
         lr: float = 1e-3,
-        metric_preset: Literal["dim", "zim", "sdmatte"] = "zim",
+        metric_preset: PresetName = "zim",
         eval_with_trimap: bool = False,
         **kwargs,
     ) -> None:
@@ -129,9 +132,11 @@ class ZIMLabelConverter(MattingModule):
         return mask, target
 
     @property
-    def input_convention(self) -> tuple[int | None, str | None]:
-        """The backbone's side (``image_size``), stretched."""
-        return self.hparams.image_size, "stretch"
+    def input_convention(self) -> InputConvention:
+        """The backbone's side (``image_size``), stretched, ImageNet-normalised."""
+        return InputConvention(
+            self.hparams.image_size, "stretch", IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+        )
 
     def forward(self, batch: MattingBatch) -> dict[str, Tensor]:
         """The converter's outputs for the batch's coarse masks: ``"alpha"`` and the three

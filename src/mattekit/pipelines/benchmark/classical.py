@@ -25,12 +25,14 @@ import torch
 from mattekit.data.prompts import sample_trimap
 from mattekit.nn.prompt_maps import box_mask
 from mattekit.pipelines.benchmark.prompt_store import StoredPrompt
+from mattekit.prompts import KINDS, get_kind
 
 #: Half width of a derived trimap's unknown band, as a fraction of the image's longer side.
 TRIMAP_BAND = 0.02
 #: Prompt kinds each weight-free method takes.
 CLASSICAL_PROMPTS = ("trimap", "mask", "box")
-FLOOR_PROMPTS = ("box", "mask")
+#: The kinds with a floor row.
+FLOOR_PROMPTS = tuple(name for name, kind in KINDS.items() if kind.floor_field is not None)
 
 Algorithm = Literal["closed_form", "knn"]
 
@@ -89,13 +91,18 @@ def classical_alpha(algorithm: Algorithm, image: np.ndarray, trimap: np.ndarray)
 
 
 def floor_alpha(prompt: StoredPrompt, kind: str, size: tuple[int, int]) -> np.ndarray:
-    """The prompt itself as the alpha (H x W float32): the filled box or the coarse mask.
+    """The kind's floor region as the alpha (H x W float32,
+    :attr:`~mattekit.prompts.PromptKind.floor_field`): the filled box (for boxes, clicks and
+    text), the coarse mask, the trimap (1 / 0.5 / 0).
 
     Raises:
-        ValueError: for a kind that is not a region (``points``, ``text``, ``trimap``).
+        ValueError: for a kind without a floor (``none``).
     """
-    if kind == "box":
+    field = get_kind(kind).floor_field
+    if field == "box":
         return box_alpha(prompt.box, size)
-    if kind == "mask":
+    if field == "coarse_mask":
         return prompt.coarse_mask.astype(np.float32)
+    if field == "trimap":
+        return np.round(prompt.trimap.astype(np.float32) / 255, 1)
     raise ValueError(f"the floor takes the prompts {FLOOR_PROMPTS}, not {kind!r}")

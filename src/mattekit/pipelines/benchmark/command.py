@@ -22,8 +22,8 @@ from mattekit.pipelines.benchmark.records import RecordConflict
 from mattekit.pipelines.benchmark.report import write_reports
 from mattekit.pipelines.benchmark.runner import run_benchmark
 from mattekit.pipelines.benchmark.spec import parse_benchmark
-from mattekit.pipelines.grid_process import ProcessFailed
-from mattekit.pipelines.grid_stages import StageConflict
+from mattekit.pipelines.grid.process import ProcessFailed
+from mattekit.pipelines.grid.stages import StageConflict
 
 
 @reports_usage_errors("mattekit benchmark")

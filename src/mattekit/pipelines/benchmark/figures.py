@@ -10,12 +10,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from mattekit.data.io import read_alpha, read_json, write_bytes_atomic
+from mattekit.atomic_files import write_bytes_atomic
+from mattekit.data.io import read_alpha, read_json
 from mattekit.data.letterbox import letterbox_size
 from mattekit.pipelines.benchmark.prompt_store import PromptStore, file_stem, load_raw
 from mattekit.pipelines.benchmark.records import alpha_path, record_path
 from mattekit.pipelines.benchmark.spec import BenchmarkSpec
-from mattekit.visualize import prediction_grid, title_strip, write_png_grid
+from mattekit.visualize import blank_other_kinds, prediction_grid, title_strip, write_png_grid
 
 #: Side of a sample's tiles in ``grid.png`` (each image letterboxed into it).
 TILE = 192
@@ -67,19 +68,20 @@ def _letterboxed(tensor: torch.Tensor, mode: str) -> tuple[torch.Tensor, float]:
     return F.pad(resized, (0, TILE - size[1], 0, TILE - size[0])), scale
 
 
-def _sample_tiles(raw, prompt, kind: str) -> dict[str, torch.Tensor]:
-    """One sample's tiles at ``TILE``: image, GT, and only the prompt of ``kind`` drawn."""
+def _sample_tiles(raw, prompt) -> dict[str, torch.Tensor]:
+    """One sample's tiles at ``TILE``: image, GT and every stored prompt (blanked but for the
+    kind drawn by :func:`~mattekit.visualize.blank_other_kinds`)."""
     image, scale = _letterboxed(torch.from_numpy(raw.image).permute(2, 0, 1) / 255, "bilinear")
     clicks = torch.from_numpy(prompt.points)
-    hidden = torch.full((len(clicks),), -1, dtype=torch.long)
-    mask = _letterboxed(torch.from_numpy(prompt.coarse_mask)[None], "nearest")[0]
+    nearest = lambda map_: _letterboxed(torch.from_numpy(map_)[None], "nearest")[0]  # noqa: E731
     return {
         "image": image,
         "alpha": _letterboxed(torch.from_numpy(raw.alpha)[None], "bilinear")[0],
         "points": clicks[:, :2] * scale,
-        "point_labels": clicks[:, 2].long() if kind == "points" else hidden,
-        "box": torch.from_numpy(prompt.box) * scale if kind == "box" else torch.zeros(4),
-        "coarse_mask": mask if kind == "mask" else torch.zeros_like(mask),
+        "point_labels": clicks[:, 2].long(),
+        "box": torch.from_numpy(prompt.box) * scale,
+        "coarse_mask": nearest(prompt.coarse_mask),
+        "trimap": nearest(prompt.trimap).float().div(255).round(decimals=1),
     }
 
 
@@ -93,6 +95,11 @@ def _stacked(tiles: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     return {key: torch.stack([t[key] for t in tiles]) for key in tiles[0]}
 
 
+def _drawn(tiles: list[dict[str, torch.Tensor]], kind: str) -> dict[str, torch.Tensor]:
+    """The samples' tiles stacked, only ``kind``'s prompt left to draw."""
+    return blank_other_kinds(_stacked(tiles), [kind] * len(tiles))
+
+
 def write_comparison_grid(spec: BenchmarkSpec, root: Path, path: Path) -> bool:
     """``grid.png``: per dataset and prompt, the first ``grid_images`` samples, one column per
     method (:func:`_missing_tile` where it has no alpha); False when nothing was drawn."""
@@ -102,8 +109,8 @@ def write_comparison_grid(spec: BenchmarkSpec, root: Path, path: Path) -> bool:
         store.load_manifest()
         count = min(spec.grid_images, len(dataset.source))
         raws = [load_raw(dataset.source, index, spec.protocol.seed) for index in range(count)]
-        for kind in spec.protocol.prompts:
-            tiles = [_sample_tiles(raw, store.read(i, raw), kind) for i, raw in enumerate(raws)]
+        for kind in spec.protocol.prompts if raws else ():  # grid_images 0: no picture
+            tiles = [_sample_tiles(raw, store.read(i, raw)) for i, raw in enumerate(raws)]
             columns = {}
             for method in spec.methods:
                 record = record_path(root, method, dataset.name, kind)
@@ -119,7 +126,7 @@ def write_comparison_grid(spec: BenchmarkSpec, root: Path, path: Path) -> bool:
                 columns[method.name] = torch.stack(alphas)
             if tiles:
                 blocks.append(
-                    _titled(prediction_grid(_stacked(tiles), columns), dataset.name, kind)
+                    _titled(prediction_grid(_drawn(tiles, kind), columns), dataset.name, kind)
                 )
     if not blocks:
         return False

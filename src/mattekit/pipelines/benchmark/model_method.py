@@ -12,6 +12,7 @@ from mattekit.pipelines.benchmark.measure import PeakMemory, WarmTimer
 from mattekit.pipelines.benchmark.methods import BenchmarkMethod, Prediction
 from mattekit.pipelines.benchmark.prompt_store import StoredPromptSource
 from mattekit.pipelines.benchmark.spec import MethodSpec
+from mattekit.prompts import with_kind
 
 
 class ModelMethod(BenchmarkMethod):
@@ -30,7 +31,7 @@ class ModelMethod(BenchmarkMethod):
 
     def refusal(self, kind: str) -> str | None:
         try:
-            self.model.evaluate_with(kind)
+            self.model.check_kind(kind)
         except ValueError as error:
             return str(error)
         return None
@@ -44,7 +45,6 @@ class ModelMethod(BenchmarkMethod):
         return f"{self.runner.side} px {self.runner.resize}"
 
     def predictions(self, source, store, kind, indices):
-        self.model.evaluate_with(kind)
         dataset = self.runner.dataset(StoredPromptSource(source, store), store.protocol.seed)
         device = torch.device(self.spec.device)
         memory = PeakMemory(device).start()
@@ -52,7 +52,7 @@ class ModelMethod(BenchmarkMethod):
         try:
             with torch.inference_mode():
                 for index in indices:
-                    batch = collate_samples([dataset[index]]).to(device)
+                    batch = with_kind(collate_samples([dataset[index]]).to(device), kind)
                     alpha, seconds = timer(lambda: self.runner.alpha(batch))  # noqa: B023
                     peak = memory.peak_bytes
                     yield Prediction(index, batch.sample_id[0], alpha, seconds, peak)

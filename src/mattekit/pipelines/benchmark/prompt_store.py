@@ -21,13 +21,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from mattekit.atomic_files import write_bytes_atomic, write_png_atomic
 from mattekit.data.dataset import evaluation_rng
-from mattekit.data.io import read_json, read_mask, read_trimap, write_bytes_atomic, write_png_atomic
+from mattekit.data.io import read_json, read_mask, read_trimap
 from mattekit.data.micromat import parse_micromat_prompt
 from mattekit.data.prompts import PromptConfig, PromptSampler
 from mattekit.data.sample import RawSample
 from mattekit.data.source import MattingSource
 from mattekit.pipelines.benchmark.spec import Protocol
+from mattekit.prompts import KINDS
+from mattekit.prompts.protocols import get_protocol
 
 #: Bumped when the way prompts are drawn changes: stored prompts of another version are stale.
 PROMPT_VERSION = 1
@@ -38,9 +41,11 @@ class PromptsConflict(ValueError):
 
 
 def prompt_config(protocol: Protocol) -> PromptConfig:
-    """How the stored prompts are drawn: ``protocol.clicks`` positive clicks, no negative ones;
-    every other range at the shared defaults; a dataset's own prompts and trimap kept."""
-    return PromptConfig(positive_points=(protocol.clicks,) * 2, negative_points=(0, 0))
+    """How the stored prompts are drawn: by the named evaluation protocol (``shared``: the
+    shared sampler's ranges, a dataset's own prompts and trimap kept), with
+    ``protocol.clicks`` positive clicks and no negative ones."""
+    config = get_protocol(protocol.name).prompt_config(PromptConfig())
+    return dataclasses.replace(config, positive_points=(protocol.clicks,) * 2)
 
 
 def load_raw(source: MattingSource, index: int, seed: int) -> RawSample:
@@ -214,9 +219,10 @@ class PromptStore:
 
 
 class StoredPromptSource(MattingSource):
-    """A dataset whose samples carry their stored prompts, so that the shared pipeline (with
-    ``use_source_prompts``) hands every model the same clicks, box and coarse mask, moved to
-    its own input size."""
+    """A dataset whose samples carry their stored prompts (every kind's ``raw_fields``), so that
+    the shared pipeline (with ``use_source_prompts``) hands every model the same clicks, box,
+    coarse mask, trimap (the dataset's own where it has one, as the classical rows get) and
+    text, moved to its own input size."""
 
     def __init__(self, source: MattingSource, store: PromptStore) -> None:
         super().__init__(source.name)
@@ -229,10 +235,7 @@ class StoredPromptSource(MattingSource):
     def load(self, index: int, rng: np.random.Generator) -> RawSample:
         raw = self.source.load(index, rng)
         prompt = self.store.read(index, raw)
-        return dataclasses.replace(
-            raw,
-            points=prompt.points,
-            box=prompt.box,
-            coarse_mask=prompt.coarse_mask,
-            text=prompt.text,
-        )
+        stored = {
+            name: getattr(prompt, name) for kind in KINDS.values() for name in kind.raw_fields
+        }
+        return dataclasses.replace(raw, **stored)

@@ -16,7 +16,8 @@ import statistics
 from pathlib import Path
 from typing import get_args
 
-from mattekit.data.io import read_json, write_bytes_atomic
+from mattekit.atomic_files import write_bytes_atomic
+from mattekit.data.io import read_json
 from mattekit.metrics import resolve_preset
 from mattekit.pipelines.benchmark.spec import (
     DatasetSpec,
@@ -25,6 +26,7 @@ from mattekit.pipelines.benchmark.spec import (
     Protocol,
     method_folder,
 )
+from mattekit.prompts.protocols import get_protocol
 
 METRIC_NAMES: tuple[str, ...] = get_args(MetricName)
 
@@ -57,6 +59,8 @@ def settings(method: MethodSpec, protocol: Protocol, dataset: DatasetSpec, made_
         "method": dataclasses.asdict(method),
         "data": dataset.source_config or {"name": dataset.source.name},
         "protocol": {
+            "name": protocol.name,
+            "quantize": protocol.quantize or get_protocol(protocol.name).quantize,
             "seed": protocol.seed,
             "clicks": protocol.clicks,
             "preset": protocol.preset,

@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from mattekit.data.io import read_json, write_bytes_atomic
+from mattekit.atomic_files import write_bytes_atomic
+from mattekit.data.io import read_json
 from mattekit.pipelines.benchmark.records import (
     METRIC_NAMES,
     record_path,
@@ -14,6 +15,7 @@ from mattekit.pipelines.benchmark.records import (
     with_nan,
 )
 from mattekit.pipelines.benchmark.spec import BenchmarkSpec
+from mattekit.prompts.protocols import get_protocol
 from mattekit.visualize import csv_text, markdown_table
 
 
@@ -101,6 +103,7 @@ def markdown_report(spec: BenchmarkSpec, rows: list[dict], command: str) -> str:
         "",
         f"Made by `{command}`.",
         "",
+        f"Protocol **`{protocol.name}`** ({get_protocol(protocol.name).description}). "
         f"Metric preset **`{protocol.preset}`**, {region}; every prediction scored at the "
         f"image's stored size against the stored GT. Prompts stored with seed {protocol.seed}"
         f" ({protocol.clicks} click(s) for `points`), the same for every method. Latency: median "

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from mattekit.data.io import write_alpha_png
+from mattekit.atomic_files import write_alpha_png
 from mattekit.data.source import MattingSource
 from mattekit.metrics import matting_metrics
 from mattekit.pipelines.benchmark.classical_method import ClassicalMethod
@@ -35,10 +35,11 @@ from mattekit.pipelines.benchmark.records import (
 )
 from mattekit.pipelines.benchmark.sample_cache import CachedSource
 from mattekit.pipelines.benchmark.spec import BenchmarkSpec, MethodSpec, Protocol
-from mattekit.pipelines.grid_commands import stage_dir, stage_fit_command
-from mattekit.pipelines.grid_placeholders import fill, placeholders
-from mattekit.pipelines.grid_spec import Stage
-from mattekit.pipelines.grid_stages import MadeStage, ensure_stages
+from mattekit.pipelines.grid.commands import stage_dir, stage_fit_command
+from mattekit.pipelines.grid.placeholders import fill, placeholders
+from mattekit.pipelines.grid.spec import Stage
+from mattekit.pipelines.grid.stages import MadeStage, ensure_stages
+from mattekit.prompts.protocols import get_protocol, quantized
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class Timing:
 
 def make_stages(spec: BenchmarkSpec, root: Path) -> dict[str, MadeStage]:
     """The benchmark's stages, reused or made, in ``stages_dir`` (the grid's rules:
-    :mod:`mattekit.pipelines.grid_stages`)."""
+    :mod:`mattekit.pipelines.grid.stages`)."""
     if not spec.stages:
         return {}
     stages = [Stage(stage.name, tuple(stage.args)) for stage in spec.stages]
@@ -110,10 +111,12 @@ class Scorer:
     def __init__(self, protocol: Protocol) -> None:
         self.metrics = matting_metrics(protocol.preset)
         self.use_trimap = scores_in_trimap(protocol)
+        self.quantize = protocol.quantize or get_protocol(protocol.name).quantize
 
     def __call__(self, alpha: np.ndarray, gt: np.ndarray, trimap: np.ndarray | None) -> dict:
         as_batch = lambda array: torch.from_numpy(np.ascontiguousarray(array))[None, None]  # noqa: E731
         region = as_batch(trimap) if self.use_trimap and trimap is not None else None
+        alpha = quantized(alpha.astype(np.float32), self.quantize)
         errors = self.metrics.sample_errors(as_batch(alpha), as_batch(gt), region)
         return {name: float(errors[name][0]) for name in METRIC_NAMES}
 

@@ -17,11 +17,13 @@ import torch
 from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser
 
 from mattekit.data.source import MattingSource
-from mattekit.pipelines.grid_placeholders import placeholders
+from mattekit.metrics.presets import PresetName
+from mattekit.pipelines.grid.placeholders import placeholders
+from mattekit.prompts import KindName
+from mattekit.prompts.protocols import Quantize, get_protocol
 
 #: The prompt kinds a benchmark can give: N clicks, a box, a coarse mask, the dataset's trimap
 #: (classical methods only), a referring expression (families that take text).
-BenchmarkPrompt = Literal["points", "box", "mask", "trimap", "text"]
 #: The metrics of every preset, in table order.
 MetricName = Literal["SAD", "MSE", "MAD", "Grad", "Conn"]
 
@@ -32,7 +34,11 @@ class Protocol:
 
     Attributes:
         prompts: the prompt kinds; each method is scored once per kind it accepts (a row each).
+        name: the evaluation protocol the stored prompts are drawn and the predictions scored
+            by (:data:`~mattekit.prompts.protocols.PROTOCOLS`; ``shared`` by default).
         clicks: positive clicks of the ``points`` prompt (no negative clicks).
+        quantize: score predictions as 8-bit PNGs of them (``round``: DIM's MATLAB protocol,
+            ``truncate``: SDMatte's release, ``none``: floats); default: the protocol's.
         seed: seed of the stored prompts (and of synthetic datasets' scenes, through their own
             ``seed``).
         preset: the matting metric preset (``dim``, ``zim``, ``sdmatte``), named in every table.
@@ -41,10 +47,12 @@ class Protocol:
             the whole image.
     """
 
-    prompts: list[BenchmarkPrompt] = field(default_factory=lambda: ["box"])
+    prompts: list[KindName] = field(default_factory=lambda: ["box"])
+    name: str = "shared"
     clicks: int = 1
+    quantize: Quantize | None = None
     seed: int = 0
-    preset: Literal["dim", "zim", "sdmatte"] = "dim"
+    preset: PresetName = "dim"
     with_trimap: bool = True
 
     def __post_init__(self) -> None:
@@ -54,6 +62,7 @@ class Protocol:
             raise ValueError(f"protocol.prompts: repeated kinds in {self.prompts}")
         if self.clicks < 1:
             raise ValueError(f"protocol.clicks must be at least 1, got {self.clicks}")
+        get_protocol(self.name)  # an unknown name: the error lists the protocols
 
 
 @dataclass(frozen=True)

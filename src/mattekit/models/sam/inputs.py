@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mattekit.data.convention import InputConvention
 from mattekit.data.sample import MattingBatch
 
 PIXEL_MEAN = (123.675, 116.28, 103.53)  # SAM's, on 0-255 RGB
@@ -30,6 +31,14 @@ BOX_LABELS = (2, 3)  # top-left, bottom-right corner
 PADDING_LABEL = -1
 FILLER_LABEL = -2  # an empty slot of a shorter sample in a batch: masked out, not a token
 SAM_PROMPT_KINDS = ("points", "box")
+
+
+def sam_input_convention(side: int) -> InputConvention:
+    """SAM's input convention at ``side``: letterboxed, normalised by :data:`PIXEL_MEAN` /
+    :data:`PIXEL_STD`, padded with 0 after normalisation."""
+    mean = tuple(value / 255 for value in PIXEL_MEAN)
+    std = tuple(value / 255 for value in PIXEL_STD)
+    return InputConvention(side, "letterbox", mean, std, pad_value=0.0)
 
 
 def normalize(images: Tensor) -> Tensor:

@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from mattekit.pipelines.grid_results import GridResults
-from mattekit.pipelines.grid_spec import GridSpec
+from mattekit.pipelines.grid.results import GridResults
+from mattekit.pipelines.grid.spec import GridSpec
 from mattekit.visualize import SAMPLE_KEYS, prediction_grid, write_png_grid
 
 logger = logging.getLogger(__name__)

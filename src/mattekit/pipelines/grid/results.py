@@ -28,9 +28,9 @@ def is_reference(label: object) -> bool:
 
 
 _LEADING = ("run", "seed")
-_DESCRIPTIVE = ("test_set", "preset")
+_DESCRIPTIVE = ("test_set", "preset", "protocol")
 _TRAILING = ("wall_s", "run_dir", "error")
-_TEXT = {"run_dir", "error", "test_set", "preset"}
+_TEXT = {"run_dir", "error", "test_set", "preset", "protocol"}
 
 RunKey = tuple[tuple[str, str], ...]
 

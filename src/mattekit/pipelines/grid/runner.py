@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from mattekit.pipelines.grid_commands import (
+from mattekit.pipelines.grid.commands import (
     describe,
     fit_command,
     run_lines,
@@ -21,11 +21,11 @@ from mattekit.pipelines.grid_commands import (
     stage_dir,
     test_command,
 )
-from mattekit.pipelines.grid_figure import write_comparison_figure
-from mattekit.pipelines.grid_process import ProcessFailed, run_process
-from mattekit.pipelines.grid_results import GridResults, is_reference
-from mattekit.pipelines.grid_spec import GridRun, GridSpec
-from mattekit.pipelines.grid_stages import MadeStage, ensure_stages
+from mattekit.pipelines.grid.figure import write_comparison_figure
+from mattekit.pipelines.grid.process import ProcessFailed, run_process
+from mattekit.pipelines.grid.results import GridResults, is_reference
+from mattekit.pipelines.grid.spec import GridRun, GridSpec
+from mattekit.pipelines.grid.stages import MadeStage, ensure_stages
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def plan_runs(spec: GridSpec, results: GridResults) -> list[GridRun]:
 
 
 def ensure_shared_stages(spec: GridSpec, runs_root: Path) -> dict[str, MadeStage]:
-    """The grid's stages, reused or made (see :mod:`mattekit.pipelines.grid_stages`)."""
+    """The grid's stages, reused or made (see :mod:`mattekit.pipelines.grid.stages`)."""
     root = runs_root / spec.name
     return ensure_stages(
         spec.stages,
@@ -83,7 +83,7 @@ def metric_values(row: dict) -> dict[str, float]:
     """The metric columns of a ``metrics_test.csv`` row, as floats."""
     metrics = {}
     for name, value in row.items():
-        if name in ("model", "epoch", "step", "preset"):
+        if name in ("model", "epoch", "step", "preset", "protocol"):
             continue
         try:
             metrics[name] = float(value)
@@ -148,6 +148,7 @@ def execute_run(
         **run.overrides,
         "test_set": label,
         "preset": preset,
+        "protocol": model_row.get("protocol", ""),
         **metric_values(model_row),
         "wall_s": round(time.perf_counter() - start, 1),
         "run_dir": str(run_dir),

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from mattekit.data.io import write_bytes_atomic
-from mattekit.pipelines.grid_commands import shell_line, stage_dir
-from mattekit.pipelines.grid_process import ProcessFailed, run_process
-from mattekit.pipelines.grid_spec import Stage
+from mattekit.atomic_files import write_bytes_atomic
+from mattekit.pipelines.grid.commands import shell_line, stage_dir
+from mattekit.pipelines.grid.process import ProcessFailed, run_process
+from mattekit.pipelines.grid.spec import Stage
 
 logger = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ import shlex
 from collections.abc import Mapping
 from pathlib import Path
 
-from mattekit.pipelines.grid_placeholders import fill
-from mattekit.pipelines.grid_spec import GridRun, GridSpec, Stage, render_value
+from mattekit.pipelines.grid.placeholders import fill
+from mattekit.pipelines.grid.spec import GridRun, GridSpec, Stage, render_value
 
 # Before the base arguments, so a grid file can turn Lightning's per-run bars back on.
 GRID_DEFAULTS = ("--trainer.enable_progress_bar=false",)

@@ -6,7 +6,7 @@ size and applies SAM's normalisation and padding itself; its outputs are the fam
 features, flattened (a tuple field becomes ``<name>_0``, ``<name>_1``, ...; absent fields are
 left out). The decoder takes those features, then SAM's prompt tokens for one photo:
 ``coords`` 1 x K x 2 in network-input pixels and ``labels`` 1 x K (1 / 0 clicks, -1 the padding
-point after clicks, 2 / 3 a box's corners; :func:`~mattekit.models.sam_inputs.sam_tokens`), K
+point after clicks, 2 / 3 a box's corners; :func:`~mattekit.models.sam.inputs.sam_tokens`), K
 free.
 """
 
@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from mattekit.data.sample import MattingBatch
 from mattekit.export.graphs import ExportGraph
-from mattekit.models.sam_inputs import PADDING_LABEL, sam_batch_tokens, sam_encode
+from mattekit.models.sam.inputs import PADDING_LABEL, sam_batch_tokens, sam_encode
 
 #: The decoder's outputs from ``(features, coords, labels)``.
 Decode = Callable[[object, Tensor, Tensor], tuple[Tensor, ...]]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from mattekit.data.convention import InputConvention
 from mattekit.data.sample import MattingBatch, collate_samples
 from mattekit.data.synthetic import SyntheticSource
 from mattekit.export.exporter import OPSET, ExportedGraph, ExportParityError, export_graph
@@ -26,6 +27,7 @@ from mattekit.export.graphs import ExportGraph
 from mattekit.export.manifest import MANIFEST
 from mattekit.export.staging import commit, staging_folder
 from mattekit.inference.checkpoint_model import CheckpointModel
+from mattekit.prompts import with_kind
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +47,7 @@ def sample_batch(runner: CheckpointModel, seed: int = 0) -> MattingBatch:
     """One synthetic scene at the model's input, with prompts of every kind (and a referring
     expression), transformed as inference transforms it: what an export traces and checks."""
     source = SyntheticSource(num_samples=1, image_size=runner.side, seed=seed, name="export")
-    batch = collate_samples([runner.dataset(source, seed)[0]]).to(runner.device)
-    return runner.model.transform_batch(batch, "test")
+    return collate_samples([runner.dataset(source, seed)[0]]).to(runner.device)
 
 
 def export_checkpoint(
@@ -65,12 +66,13 @@ def export_checkpoint(
         ExportParityError: an exported network's outputs differ from PyTorch's.
     """
     model, output_dir = runner.model, Path(output_dir)
-    kind = kind or model.evaluation_prompt
-    model.evaluate_with(kind)
+    kind = kind or model.hparams.eval_prompt
+    model.check_kind(kind, "--kind")
     with torch.no_grad():
-        graphs = model.export_graphs(sample_batch(runner, seed=0))
+        graphs = model.export_graphs(with_kind(sample_batch(runner, seed=0), kind))
         # Another scene (other prompts) checks that no value of the first froze into a graph.
-        others = {g.name: g for g in model.export_graphs(sample_batch(runner, seed=1))}
+        second = with_kind(sample_batch(runner, seed=1), kind)
+        others = {g.name: g for g in model.export_graphs(second)}
     for graph in graphs:
         graph.checks.append(others[graph.name].inputs)
     with staging_folder(output_dir) as staging:
@@ -79,6 +81,28 @@ def export_checkpoint(
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         path = commit(staging, output_dir, [done.path.name for done in exported])
     return ExportSummary([replace(e, path=output_dir / e.path.name) for e in exported], path)
+
+
+#: How the alpha maps back to the photo, by fit (``h x w``: the photo's size).
+ALPHA_TO_PHOTO = {
+    "stretch": "resize the side x side output to h x w",
+    "letterbox": "keep the top-left round(h * s) x round(w * s) of the output, s = side / "
+    "max(h, w), then resize it to h x w",
+}
+
+
+def input_record(convention: InputConvention) -> dict:
+    """The input convention as ``export.json`` holds it: what the graphs take (the value range,
+    the prompts' coordinate frame) and how their alpha maps back to the photo."""
+    return {
+        **convention.record(),
+        "image": "RGB in [0, 1], 1 x 3 x side x side; the network applies (x - mean) / std "
+        "itself, and sees the letterbox padding as pad_value",
+        "prompts": "pixels of the network input (x right, y down, from the top-left pixel "
+        "centre), after the fit; boxes (x0, y0, x1, y1) with inclusive corners",
+        "alpha_to_photo": ALPHA_TO_PHOTO[convention.resize]
+        + " (bilinear; where the graph gives alpha_logits, resize those, then the sigmoid)",
+    }
 
 
 def _manifest(
@@ -94,7 +118,7 @@ def _manifest(
         "family": type(model).__name__,
         "checkpoint": str(runner.path),
         "prompt_kind": kind,
-        "input": {"side": runner.side, "resize": runner.resize},
+        "input": input_record(runner.convention),
         "opset": OPSET,
         "torch": torch.__version__,
         "tolerance": tolerance,

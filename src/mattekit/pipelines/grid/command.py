@@ -9,10 +9,10 @@ skips the runs already recorded. A grid may first make a chain of training stage
 start from (``stages:``, or ``pretrain:`` for one), and each run may be a chain itself
 (``run_stages:``). The file format and the table: ``experiments/README.md``.
 
-The parts, one concern each: the file (``grid_spec``, ``grid_placeholders``), the command lines
-(``grid_commands``), a fit or test in its own process (``grid_process``), chained stages
-(``grid_stages``), running and recording (``grid_runner``, ``grid_results``), the picture
-(``grid_figure``).
+The parts, one concern each: the file (:mod:`.spec`, :mod:`.placeholders`), the command lines
+(:mod:`.commands`), a fit or test in its own process (:mod:`.process`), chained stages
+(:mod:`.stages`), running and recording (:mod:`.runner`, :mod:`.results`), the picture
+(:mod:`.figure`).
 """
 
 from __future__ import annotations
@@ -24,12 +24,10 @@ from pathlib import Path
 import yaml
 
 from mattekit.cli import show_mattekit_logs
-from mattekit.pipelines.grid_process import ProcessFailed
-from mattekit.pipelines.grid_runner import run_grid
-from mattekit.pipelines.grid_spec import GridSpec, load_grid_spec
-from mattekit.pipelines.grid_stages import StageConflict
-
-# Kept importable from here for tests/unit/test_visualize.py, which draws through this module.
+from mattekit.pipelines.grid.process import ProcessFailed
+from mattekit.pipelines.grid.runner import run_grid
+from mattekit.pipelines.grid.spec import GridSpec, load_grid_spec
+from mattekit.pipelines.grid.stages import StageConflict
 
 
 def _output_stem(spec: GridSpec, grid_file: Path, output: str | None) -> Path:

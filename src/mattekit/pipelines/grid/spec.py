@@ -17,8 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from mattekit.pipelines.grid_placeholders import NAME, fill, placeholders
-from mattekit.pipelines.grid_results import RunKey, run_key
+from mattekit.pipelines.grid.placeholders import NAME, fill, placeholders
+from mattekit.pipelines.grid.results import RunKey, run_key
 
 _SPEC_KEYS = {
     "name", "base", "seeds", "grid", "cases", "test", "pretrain", "stages", "run_stages",

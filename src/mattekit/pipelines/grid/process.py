@@ -1,6 +1,6 @@
 """Each ``fit`` and ``test`` of a grid in its own Python process: both ends of that call.
 
-    python -m mattekit.pipelines.grid_process SUMMARY.json fit --config ... --seed_everything 0
+    python -m mattekit.pipelines.grid.process SUMMARY.json fit --config ... --seed_everything 0
 
 The child (:func:`run_in_this_process`, this module's ``__main__``) runs the arguments through
 the mattekit CLI, as ``mattekit fit ...`` would, and writes a small JSON summary: the run
@@ -42,7 +42,7 @@ def run_process(args: list[str], summary: Path) -> dict:
         ProcessFailed with the child's error and traceback, or how it died.
     """
     summary.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "mattekit.pipelines.grid_process", str(summary), *args]
+    command = [sys.executable, "-m", "mattekit.pipelines.grid.process", str(summary), *args]
     code = subprocess.run(command, check=False).returncode
     result = json.loads(summary.read_text()) if summary.exists() else {}
     if "error" in result:
