@@ -21,7 +21,7 @@ Optional:
 - :meth:`configure_frozen`: frozen submodules (eval mode, no gradients, optionally left out of
   checkpoints, see :mod:`mattekit.models.frozen`).
 - :meth:`reference_prediction` / ``reference_name``: the floor row of every metric table (by
-  default the evaluation kind's floor: :attr:`mattekit.prompts.PromptKind.floor`).
+  default the evaluation kind's floor: :attr:`mattekit.prompts.PromptKind.floor_field`).
 - :meth:`configure_extra_metrics`: metric collections on extra outputs.
 - ``checkpoint_monitor``: the metric and mode the best checkpoint is chosen by.
 - ``accepted_prompts``: the prompt kinds (:data:`mattekit.prompts.KINDS`) the family takes;
@@ -59,10 +59,10 @@ from mattekit.metrics import resolve_preset
 from mattekit.metrics.presets import PresetName
 from mattekit.models import rng_state
 from mattekit.models.evaluation import (
-    REFERENCE_NAME,
     OutputMetrics,
     StageMetrics,
     alpha_at_original_size,
+    floor_name,
     scored_pairs,
 )
 from mattekit.models.frozen import (
@@ -168,8 +168,9 @@ class MattingModule(L.LightningModule):
     accepted_prompts: ClassVar[tuple[str, ...]] = ("none",)
     #: The kind evaluation runs with by default; None: the first accepted kind.
     default_eval_prompt: ClassVar[str | None] = None
-    #: Name of the reference row in metric tables; None: no reference row.
-    reference_name: ClassVar[str | None] = REFERENCE_NAME
+    #: Name of the reference row in metric tables; None: no reference row; "" (the default):
+    #: named after the evaluation kind's floor (``box as alpha (reference)``, ``mask ...``).
+    reference_name: ClassVar[str | None] = ""
     #: Init arguments that do not shape the network: with ``--ckpt_path`` the command line may
     #: change them (:mod:`mattekit.checkpoint_config`). Every base argument is one (set below the
     #: class); a family adds its own: ``run_settings = MattingModule.run_settings | {...}``.
@@ -540,9 +541,12 @@ class MattingModule(L.LightningModule):
         """Per evaluation stage: the model's metrics, the reference row, object sizes, extras."""
         preset, sizes = self.hparams.metric_preset, self.hparams.size_breakdown
         extra = self.configure_extra_metrics()
+        reference = self.reference_name
+        if reference == "":
+            reference = floor_name(self.hparams.eval_prompt)
         self.evaluation = nn.ModuleDict(
             {
-                stage: StageMetrics(stage, preset, sizes, self.reference_name, extra)
+                stage: StageMetrics(stage, preset, sizes, reference, extra)
                 for stage in ("val", "test")
             }
         )

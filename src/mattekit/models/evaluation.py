@@ -17,9 +17,22 @@ from torchmetrics.aggregation import SumMetric
 
 from mattekit.data.sample import MattingBatch
 from mattekit.metrics import SIZE_BUCKETS, matting_metrics, object_size
+from mattekit.prompts import get_kind
 from mattekit.prompts.protocols import quantized
 
 REFERENCE_NAME = "box as alpha (reference)"
+#: The reference row's name by the evaluation kind's floor region (:mod:`mattekit.prompts`).
+_FLOOR_NAMES = {
+    "box": REFERENCE_NAME,
+    "coarse_mask": "mask as alpha (reference)",
+    "trimap": "trimap as alpha (reference)",
+}
+
+
+def floor_name(kind: str) -> str | None:
+    """The reference row's name when evaluating with ``kind`` (None: ``none`` has no floor)."""
+    region = get_kind(kind).floor_field
+    return None if region is None else _FLOOR_NAMES[region]
 
 
 def at_original_size(

@@ -42,3 +42,18 @@ def test_prompt_maps_read_each_spatial_kinds_map(synthetic_batch):
     assert torch.equal(maps[0, 0], batch.point_map[0, 0]) and maps[0, 1:].abs().sum() == 0
     assert torch.equal(maps[1, 1], batch.box_map[1, 0]) and maps[1, [0, 2]].abs().sum() == 0
     assert maps[2].abs().sum() == 0  # a trimap is not one of the three prompt channels
+
+
+def test_the_reference_row_is_named_after_the_evaluation_kinds_floor():
+    from mattekit.models.baseline.lightning_model import Baseline
+
+    names = {
+        kind: Baseline(base_channels=8, depth=2, eval_prompt=kind).evaluation["val"].reference_name
+        for kind in ("box", "points", "mask", "none")
+    }
+    assert names == {
+        "box": "box as alpha (reference)",
+        "points": "box as alpha (reference)",
+        "mask": "mask as alpha (reference)",
+        "none": None,
+    }
