@@ -125,9 +125,11 @@ class MattingDataModule(L.LightningDataModule):
         self.image_size = _pair(image_size)
         self.eval_image_size = _pair(image_size if eval_image_size is None else eval_image_size)
         self.protocol = get_protocol(protocol) if protocol is not None else None
-        if self.protocol is not None and self.protocol.input_convention and resize is None:
-            resize = self.protocol.input_convention[1]  # the release's fit of the image
-        self.resize = resize or "stretch"
+        # The release's fit of the image, where neither the model nor the user sets one.
+        self._protocol_resize = (
+            (self.protocol.input_convention or (None, None))[1] if self.protocol else None
+        )
+        self.resize = resize or self._protocol_resize or "stretch"
         self._given_input = (eval_image_size, resize)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
@@ -182,7 +184,11 @@ class MattingDataModule(L.LightningDataModule):
         if isinstance(size, (list, tuple)):
             size = size[0] if size[0] == size[1] else tuple(size)
         resolved = convention.resolved(
-            size, resize, family, flags=("data.eval_image_size", "data.resize")
+            size,
+            resize,
+            family,
+            flags=("data.eval_image_size", "data.resize"),
+            fallback=(None, self._protocol_resize),
         )
         if convention.side is not None:
             self.eval_image_size = _pair(convention.side)

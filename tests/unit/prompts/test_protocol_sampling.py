@@ -85,3 +85,18 @@ def test_the_quantisation_switch_overrides_the_protocols():
         MattingDataModule(num_workers=0, protocol="sdmatte", quantize="round").quantize == "round"
     )
     assert MattingDataModule(num_workers=0, quantize="round").quantize == "round"
+
+
+def test_a_protocols_fit_yields_to_the_models_and_fills_in_where_it_has_none():
+    from mattekit.data.convention import InputConvention
+
+    zim_like = InputConvention(128, "letterbox")
+    data = MattingDataModule(num_workers=0, protocol="sdmatte")  # the release stretches
+    data.use_convention(zim_like, "ZIM")  # not an error: the user gave no --data.resize
+    assert data.resize == "letterbox"
+    data = MattingDataModule(num_workers=0, protocol="sdmatte")
+    data.use_convention(InputConvention(), "Baseline")
+    assert data.resize == "stretch"
+    data = MattingDataModule(num_workers=0, protocol="zim")
+    data.use_convention(InputConvention(), "Baseline")
+    assert data.resize == "letterbox"
