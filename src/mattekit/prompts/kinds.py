@@ -102,8 +102,8 @@ KINDS: dict[str, PromptKind] = {kind.name: kind for kind in (TEXT, TRIMAP, MASK,
 SPATIAL_KINDS: tuple[str, ...] = ("points", "box", "mask")
 
 
-#: Where each floor field is a map in a batch (the box as its rasterised map).
-_BATCH_MAPS = {"box": "box_map", "coarse_mask": "coarse_mask", "trimap": "trimap"}
+#: Each stored field's map in a batch (the box as its rasterised map), from the kinds.
+_BATCH_MAPS = {kind.raw_fields[0]: kind.map_field for kind in KINDS.values() if kind.map_field}
 
 
 def batch_floor(batch: MattingBatch, kind: str) -> Tensor | None:
