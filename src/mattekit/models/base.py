@@ -126,9 +126,9 @@ class MattingModule(L.LightningModule):
 
     Args:
         lr: peak learning rate of AdamW.
-        weight_decay: AdamW weight decay (never on norms, biases, embeddings, tokens and
-            position embeddings: :func:`~mattekit.models.optimization.no_weight_decay_names`).
-        warmup_steps: linear warm-up from 0 to ``lr``.
+        weight_decay: AdamW weight decay, on the parameters ``no_decay`` does not spare.
+        warmup_steps: linear warm-up to ``lr`` (from ``lr / warmup_steps`` at the first step,
+            or from ``warmup_start_factor x lr``).
         lr_schedule: decay after warm-up: ``"constant"``, ``"cosine"`` (to 0 at the last step),
             ``"exponential"`` (``lr_decay ** step``) or ``"poly"``
             (``(1 - progress) ** poly_power``, with optional ``lr_milestones``).
@@ -136,6 +136,16 @@ class MattingModule(L.LightningModule):
         poly_power: exponent of the polynomial schedule.
         lr_milestones: ``[[step, factor], ...]``: from ``step`` on, the learning rate is
             ``factor x lr`` (TeachDiffusionMatting's schedule; poly only).
+        warmup_start_factor: None: the warm-up's first step is at ``lr / warmup_steps``; a
+            factor ``f``: detectron2's linear warm-up from ``f x lr`` (SDMatte's release: 0.001).
+        lr_schedule_origin: where the decay's clock starts: ``"warmup_end"`` (the decay starts
+            at ``lr`` when the warm-up ends) or ``"start"`` (step 0: the warm-up ends at the
+            decayed value, detectron2's and SDMatte's release)
+            (:class:`~mattekit.models.optimization.LRSchedule`).
+        no_decay: what AdamW does not decay: ``"timm"`` (norms, biases, embeddings, tokens and
+            position embeddings: :func:`~mattekit.models.optimization.no_weight_decay_names`)
+            or ``"norms"`` (norm layers' weights and biases only, detectron2's rule and
+            SDMatte's release: :func:`~mattekit.models.optimization.norm_parameter_names`).
         freeze: submodule paths to freeze (e.g. ``["model.image_encoder"]``), beside the
             family's own frozen parts.
         lr_multipliers: parameter-name prefix -> factor on ``lr`` (first match wins).
@@ -185,6 +195,9 @@ class MattingModule(L.LightningModule):
         lr_decay: float = 0.999,
         poly_power: float = 0.9,
         lr_milestones: list[tuple[int, float]] | None = None,
+        warmup_start_factor: float | None = None,
+        lr_schedule_origin: Literal["warmup_end", "start"] = "warmup_end",
+        no_decay: Literal["timm", "norms"] = "timm",
         freeze: list[str] | None = None,
         lr_multipliers: dict[str, float] | None = None,
         loss_weights: dict[str, float] | None = None,
@@ -226,6 +239,8 @@ class MattingModule(L.LightningModule):
             decay=lr_decay,
             power=poly_power,
             milestones=tuple(tuple(m) for m in lr_milestones or ()),
+            warmup_start_factor=warmup_start_factor,
+            origin=lr_schedule_origin,
         )
         self.output_dir: Path | None = None  # set in setup(), on every rank
         # The data's evaluation protocol (set in setup()); None: the run's own prompt sampler.
@@ -622,7 +637,7 @@ class MattingModule(L.LightningModule):
     def parameter_groups(self) -> list[dict]:
         """Trainable parameters grouped by (lr multiplier, weight decay or not)."""
         hp = self.hparams
-        return parameter_groups(self, hp.lr, hp.weight_decay, hp.lr_multipliers or {})
+        return parameter_groups(self, hp.lr, hp.weight_decay, hp.lr_multipliers or {}, hp.no_decay)
 
     def configure_optimizers(self):
         groups = self.parameter_groups()

@@ -3,11 +3,14 @@
 A diffusers attention processor receives the layer (``Attention``) and its tokens, and must
 project, attend, project out, add the residual and rescale, as diffusers' own processors do.
 SDMatte's and TeachDiffusionMatting's processors differ only in how they attend; the rest is
-here, once.
+here, once, with the precision the layer asks for (:func:`attend`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import torch
 from diffusers.models.attention_processor import Attention
 from torch import Tensor
 
@@ -49,6 +52,29 @@ def project(attn: Attention, hidden_states: Tensor, context: Tensor) -> tuple[Te
     if attn.norm_k is not None:
         key = attn.norm_k(key)
     return query, key, value
+
+
+def attend(
+    attn: Attention,
+    attention: Callable[[Tensor, Tensor, Tensor], Tensor],
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+) -> Tensor:
+    """``attention(query, key, value)`` (each B x h x L x d) in the precision the layer asks for.
+
+    diffusers' classic ``AttnProcessor`` (the SDMatte release's) computes the scores in float32
+    when the layer's ``upcast_attention`` is set (SD 2.1's UNet config; SD 2.0's and SDMatte's
+    leave it False) and the softmax in float32 when ``upcast_softmax`` is: in fp16 / bf16 the
+    scores of a large ``q . k`` overflow or lose the digits the softmax needs. Either flag runs
+    the whole attention here in float32 with autocast off (under autocast a matmul or SDPA
+    would cast float32 inputs back down); the result keeps that dtype and :func:`finish`
+    casts it back. Without either flag, or at float32, the call is unchanged.
+    """
+    if not (attn.upcast_attention or attn.upcast_softmax):
+        return attention(query, key, value)
+    with torch.autocast(query.device.type, enabled=False):
+        return attention(query.float(), key.float(), value.float())
 
 
 def finish(attn: Attention, attended: Tensor, hidden_states: Tensor) -> Tensor:

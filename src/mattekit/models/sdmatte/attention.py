@@ -10,6 +10,9 @@ Two changes to Stable Diffusion's attention, each switched per block:
 - **Visual-prompt cross-attention** (``attn2``): the context is the prompt latent's tokens
   instead of the text embedding.
 
+Like the release's classic processor, a layer whose ``upcast_attention`` / ``upcast_softmax``
+is set attends in float32 (:func:`~mattekit.nn.sd_attention.attend`).
+
 Both arrive through the UNet's ``cross_attention_kwargs`` (``prompt_bias``, ``visual_prompt``).
 Diffusers' own ``attention_mask`` path is not used: ``Attention.prepare_attention_mask`` pads a
 mask whose length differs from the level's token count instead of resizing it.
@@ -17,12 +20,14 @@ mask whose length differs from the level's token count instead of resizing it.
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
 from torch import Tensor
 
 from mattekit.nn.masked_attention import key_bias_from_mask, masked_attention
-from mattekit.nn.sd_attention import check_sd_layout, cross_context, finish, project
+from mattekit.nn.sd_attention import attend, check_sd_layout, cross_context, finish, project
 from mattekit.nn.token_grid import level_grid
 
 #: The release's bias on keys outside the prompt: finite, so a soft map gives a graded bias.
@@ -99,5 +104,5 @@ class SDMatteAttnProcessor:
                 encoder_hidden_states = visual_prompt
             context = cross_context(attn, encoder_hidden_states)
         query, key, value = project(attn, hidden_states, context)
-        out = masked_attention(query, key, value, key_bias=key_bias, explicit=self.explicit)
-        return finish(attn, out, hidden_states)
+        attention = partial(masked_attention, key_bias=key_bias, explicit=self.explicit)
+        return finish(attn, attend(attn, attention, query, key, value), hidden_states)

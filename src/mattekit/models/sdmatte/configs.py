@@ -36,6 +36,10 @@ _SD2_UNET: dict[str, Any] = {
     "norm_num_groups": 32,
     "norm_eps": 1e-5,
     "use_linear_projection": True,
+    # SD 2.0's and the SDMatte release's unet/config.json omit it (diffusers' default, False);
+    # SD 2.1's sets it. A pretrained folder's own config decides; the processors follow the
+    # layers' flag (mattekit.nn.sd_attention.attend).
+    "upcast_attention": False,
     "sample_size": 96,
 }
 
