@@ -2,9 +2,10 @@
 
 SDMatte's release tiles every training foreground twice, side by side, over a background twice as
 wide and zeroes one copy's alpha at random, so a prompt (sampled from the GT alpha afterwards) must
-pick out *its* instance rather than "the salient object". :func:`duplicate_foreground` does this
-to a :class:`RawSample`; :class:`~mattekit.data.transforms.MattingTransform` applies it in
-training with probability ``AugmentConfig.duplicate_foreground``.
+pick out *its* instance rather than "the salient object" (``data/dataset.py:990``; the paper says
+50 %). :func:`duplicate_foreground` does this to a :class:`RawSample`;
+:class:`~mattekit.data.transforms.MattingTransform` applies it in training with probability
+``AugmentConfig.duplicate_foreground``.
 """
 
 from __future__ import annotations

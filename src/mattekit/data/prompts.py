@@ -1,9 +1,11 @@
 """Prompt sampling shared by every family: points, box, coarse mask and trimap from a GT alpha.
 
 Sizes are fractions of the image's longer side so that one configuration means the same thing at
-64 px (tests), 512 px (training) and 1024 px (SAM-style inference). For reference, SDMatte's
-settings at 512 px are: point sigma 25 px (0.049), trimap erosion 15-30 px (0.03-0.06), mask
-morphology kernel 15-30 px (0.03-0.06), box jitter 1 %.
+64 px (tests), 512 px (training) and 1024 px (SAM-style inference). Morphology sizes are a
+kernel's half width ``r`` (an ellipse of ``2r + 1`` px). SDMatte's release, at 512 px
+(``data/dataset.py:120-179``): point sigma 25 px (0.049); trimap and coarse-mask kernels of
+``randint(15, 30)`` px, i.e. half widths 7-14 px, which ``(6.5 / 512, 14.5 / 512)`` draws
+uniformly; box jitter 1 % (``configs/recipes/sdmatte_release.yaml`` holds the whole recipe).
 
 The coarse mask can be degraded further (down-scaling, blur, convex hull: the coarse labels of
 ZIM's label converter); those steps are off by default and draw random numbers only when on, so
@@ -13,8 +15,9 @@ the default prompts stay exactly as they were.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import cv2
 import numpy as np
@@ -22,6 +25,11 @@ import numpy as np
 from mattekit.prompts.release_maps import largest_component_box, release_positive_clicks
 
 logger = logging.getLogger(__name__)
+
+#: A coarse mask's morphology: one step, or two in the order written.
+MaskOperation = Literal["erode", "dilate", "erode+dilate", "dilate+erode"]
+#: Alpha at most the first value is certain background, at least the second certain foreground.
+CERTAIN_ALPHA = (1e-3, 1.0 - 1e-3)
 
 
 @dataclass(frozen=True)
@@ -45,8 +53,16 @@ class PromptConfig:
             ``[y0:y1, x0:x1]``, without the last row and column).
         box_jitter: each box edge moves by up to this fraction of the box's width / height.
         mask_threshold: range of the threshold that turns the alpha into a coarse mask.
-        mask_morphology: range of the erode/dilate kernel of the coarse mask (fraction of side).
-        trimap_width: range of the unknown band's half width (fraction of side).
+        mask_morphology: range of the erode/dilate kernel's half width (fraction of side); each
+            step of a two-step operation draws its own.
+        mask_operations: the morphologies a coarse mask is drawn from, uniformly: ``erode`` or
+            ``dilate`` (mattekit's default), or also ``erode+dilate`` / ``dilate+erode`` (all
+            four: SDMatte's release, ``data/dataset.py:167-177``).
+        trimap_width: range of the unknown band's growth on each side (fraction of side).
+        trimap_separate_widths: draw the foreground's and the background's growth separately
+            (SDMatte's release: two kernel sizes, ``data/dataset.py:133-134``) instead of once.
+        trimap_thresholds: alpha at most the first value is certain background, at least the
+            second certain foreground, before the band grows (SDMatte's release: 0.05, 0.95).
         use_source_trimap: keep a trimap shipped by the source instead of sampling one.
         use_source_prompts: keep points / box / coarse mask shipped by the source (MicroMat-3K,
             the benchmark's stored prompts) instead of sampling them; every click of the source
@@ -72,7 +88,10 @@ class PromptConfig:
     box_jitter: float = 0.01
     mask_threshold: tuple[float, float] = (0.1, 0.9)
     mask_morphology: tuple[float, float] = (0.0, 0.04)
+    mask_operations: tuple[MaskOperation, ...] = ("erode", "dilate")
     trimap_width: tuple[float, float] = (0.01, 0.04)
+    trimap_separate_widths: bool = False
+    trimap_thresholds: tuple[float, float] = CERTAIN_ALPHA
     use_source_trimap: bool = True
     use_source_prompts: bool = True
     mask_downscale_probability: float = 0.0
@@ -101,6 +120,15 @@ class PromptConfig:
         ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"PromptConfig.{name} must lie in [0, 1]")
+        unknown = [op for op in self.mask_operations if op not in get_args(MaskOperation)]
+        if not self.mask_operations or unknown:
+            raise ValueError(
+                f"PromptConfig.mask_operations must list some of {get_args(MaskOperation)}, "
+                f"got {list(self.mask_operations)}"
+            )
+        low, high = self.trimap_thresholds
+        if not 0.0 <= low < high <= 1.0:
+            raise ValueError("PromptConfig.trimap_thresholds must satisfy 0 <= low < high <= 1")
         if not (self.mask_downscale[0] > 0 and self.mask_downscale[1] <= 1):
             raise ValueError("PromptConfig.mask_downscale must lie in (0, 1]")
         if self.positive_points[1] < 1:
@@ -138,21 +166,36 @@ def _kernel(size_fraction: float, side: int) -> np.ndarray | None:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
 
 
-def sample_trimap(alpha: np.ndarray, width: float, side: int) -> np.ndarray:
-    """Trimap whose unknown band covers every fractional pixel, widened by ``width * side``.
+def sample_trimap(
+    alpha: np.ndarray,
+    width: float,
+    side: int,
+    background_width: float | None = None,
+    thresholds: tuple[float, float] = CERTAIN_ALPHA,
+) -> np.ndarray:
+    """Trimap whose unknown band covers every uncertain pixel, grown by ``width * side`` into
+    the foreground and ``background_width * side`` (default: ``width * side``) into the
+    background.
+
+    With ``thresholds`` (0.05, 0.95) this is SDMatte's release rule (``data/dataset.py:131-143``:
+    both sides eroded by their own kernel, certain where alpha > 0.95 or < 0.05, to within 1e-5).
 
     Args:
         alpha: H x W float32 in [0, 1].
+        thresholds: ``(low, high)``: alpha <= low is certain background, >= high foreground.
 
     Returns:
         H x W uint8 in {0, 128, 255}.
     """
-    definite_fg = (alpha >= 1.0 - 1e-3).astype(np.uint8)
-    possible_fg = (alpha > 1e-3).astype(np.uint8)
-    kernel = _kernel(width, side)
-    if kernel is not None:
-        definite_fg = cv2.erode(definite_fg, kernel)
-        possible_fg = cv2.dilate(possible_fg, kernel)
+    low, high = thresholds
+    definite_fg = (alpha >= high).astype(np.uint8)
+    possible_fg = (alpha > low).astype(np.uint8)
+    fg_kernel = _kernel(width, side)
+    bg_kernel = _kernel(width if background_width is None else background_width, side)
+    if fg_kernel is not None:
+        definite_fg = cv2.erode(definite_fg, fg_kernel)
+    if bg_kernel is not None:
+        possible_fg = cv2.dilate(possible_fg, bg_kernel)
     trimap = np.full(alpha.shape, 128, np.uint8)
     trimap[possible_fg == 0] = 0
     trimap[definite_fg == 1] = 255
@@ -160,20 +203,31 @@ def sample_trimap(alpha: np.ndarray, width: float, side: int) -> np.ndarray:
 
 
 def sample_coarse_mask(
-    alpha: np.ndarray, threshold: float, morphology: float, dilate: bool, side: int
+    alpha: np.ndarray, threshold: float, steps: Sequence[tuple[str, float]], side: int
 ) -> np.ndarray:
-    """Threshold, then erode or dilate: the kind of mask a segmentation model would hand over.
+    """Threshold, then erode / dilate in turn: the kind of mask a segmentation model hands over.
 
     Erosion can wipe out a thin object entirely; the mask then falls back to the plain threshold,
     and to ``alpha > 0`` if even that is empty, so a coarse mask is never empty for a non-empty
     alpha.
+
+    Args:
+        alpha: H x W float32 in [0, 1].
+        steps: ``(operation, half width)`` pairs, ``"erode"`` or ``"dilate"`` with a kernel half
+            width as a fraction of ``side``, applied in order.
+
+    Returns:
+        H x W uint8 {0, 1}.
     """
     mask = (alpha >= threshold).astype(np.uint8)
-    kernel = _kernel(morphology, side)
-    if kernel is not None:
-        morphed = cv2.dilate(mask, kernel) if dilate else cv2.erode(mask, kernel)
-        if morphed.any():
-            mask = morphed
+    morphed = mask
+    for operation, size in steps:
+        kernel = _kernel(size, side)
+        if kernel is not None:
+            morph = cv2.dilate if operation == "dilate" else cv2.erode
+            morphed = morph(morphed, kernel)
+    if morphed.any():
+        mask = morphed
     if not mask.any():
         mask = (alpha > 0).astype(np.uint8)
     return mask
@@ -210,6 +264,19 @@ def convex_hull_mask(mask: np.ndarray) -> np.ndarray:
     # A hull per part rather than one hull of everything: two separate objects stay separate.
     cv2.fillPoly(hulls, [cv2.convexHull(contour) for contour in contours], 1)
     return hulls | mask.astype(np.uint8)
+
+
+def draw_mask_steps(config: PromptConfig, rng: np.random.Generator) -> list[tuple[str, float]]:
+    """One of ``config.mask_operations`` (uniformly), each step with its own kernel half width.
+
+    The first size is drawn before the operation and later steps' sizes after it: the default
+    (one step) then draws exactly what it always drew, so recorded runs keep their prompts.
+    """
+    first = rng.uniform(*config.mask_morphology)
+    operation = config.mask_operations[int(rng.integers(len(config.mask_operations)))]
+    names = operation.split("+")
+    sizes = [first] + [rng.uniform(*config.mask_morphology) for _ in names[1:]]
+    return list(zip(names, sizes, strict=True))
 
 
 def _happens(probability: float, rng: np.random.Generator) -> bool:
@@ -335,15 +402,12 @@ class PromptSampler:
                 )
             return self._from_source_prompts(alpha.shape, trimap, points, box, coarse_mask)
         if trimap is None or not cfg.use_source_trimap:
-            trimap = sample_trimap(alpha, rng.uniform(*cfg.trimap_width), side)
+            grow_fg = rng.uniform(*cfg.trimap_width)
+            grow_bg = rng.uniform(*cfg.trimap_width) if cfg.trimap_separate_widths else grow_fg
+            trimap = sample_trimap(alpha, grow_fg, side, grow_bg, cfg.trimap_thresholds)
         if coarse_mask is None:
-            coarse_mask = sample_coarse_mask(
-                alpha,
-                rng.uniform(*cfg.mask_threshold),
-                rng.uniform(*cfg.mask_morphology),
-                dilate=bool(rng.integers(2)),
-                side=side,
-            )
+            threshold = rng.uniform(*cfg.mask_threshold)
+            coarse_mask = sample_coarse_mask(alpha, threshold, draw_mask_steps(cfg, rng), side)
             coarse_mask = degrade_coarse_mask(coarse_mask, cfg, rng, side)
 
         padded_points, padded_labels = self._padded(points if cfg.use_source_prompts else None)

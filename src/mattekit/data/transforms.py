@@ -50,7 +50,8 @@ class AugmentConfig:
     """Training augmentation (evaluation only resizes to the network size).
 
     Attributes:
-        crop_scale: area range of the random resized crop (1, 1 disables cropping).
+        crop_scale: area range of the random resized crop; (1, 1) resizes the whole image
+            instead (its aspect not kept: SDMatte's release).
         flip: probability of a horizontal flip.
         color_jitter: probability of brightness / contrast / saturation / hue jitter.
         grey: probability of turning the colour layers grey (SDMatte uses 0.2).
@@ -58,7 +59,8 @@ class AugmentConfig:
         duplicate_foreground: probability of SDMatte's foreground duplication, when fg and bg are
             known: the object tiled twice over a background twice as wide, the GT alpha (and so
             every sampled prompt) on one copy chosen at random; the crop then brings the 2W-wide
-            image back to the network size (SDMatte 0.5; see :mod:`mattekit.data.duplication`).
+            image back to the network size (SDMatte's release 1.0, its paper 0.5; see
+            :mod:`mattekit.data.duplication`).
     """
 
     crop_scale: tuple[float, float] = (0.5, 1.0)
@@ -112,10 +114,11 @@ class MattingTransform:
         self.config = config = config or AugmentConfig()
         keypoints = A.KeypointParams(format="xy", remove_invisible=False)
         if train:
-            geometric = [
-                A.RandomResizedCrop(size, scale=config.crop_scale, ratio=(0.75, 4 / 3)),
-                A.HorizontalFlip(p=config.flip),
-            ]
+            # A whole-image "crop" is a resize: RandomResizedCrop keeps its aspect range even at
+            # scale (1, 1) and so would cut the sides of a wide image (a duplicated one).
+            whole = tuple(config.crop_scale) == (1.0, 1.0)
+            crop = A.RandomResizedCrop(size, scale=config.crop_scale, ratio=(0.75, 4 / 3))
+            geometric = [A.Resize(*size) if whole else crop, A.HorizontalFlip(p=config.flip)]
             photometric = [
                 A.ColorJitter(0.2, 0.2, 0.2, 0.05, p=config.color_jitter),
                 A.ToGray(p=config.grey),

@@ -66,7 +66,7 @@ def test_trimap_unknown_band_covers_soft_edge():
 def test_coarse_mask_never_empty_for_thin_object():
     alpha = np.zeros((32, 32), np.float32)
     alpha[10, 5:25] = 1.0  # one-pixel line: erosion wipes it out
-    mask = sample_coarse_mask(alpha, threshold=0.5, morphology=0.2, dilate=False, side=32)
+    mask = sample_coarse_mask(alpha, threshold=0.5, steps=[("erode", 0.2)], side=32)
     assert mask.any() and mask[10, 5:25].all()
 
 
