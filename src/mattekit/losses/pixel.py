@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from kornia.filters import spatial_gradient
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from mattekit.losses._checks import check_image, check_map_for, check_same_shape
@@ -24,16 +27,18 @@ class L1Loss(RegionWeightedLoss):
 
 class GradientLoss(RegionWeightedLoss):
     """ZIM's gradient loss (paper eq. 3): ``|d_x pred - d_x target| + |d_y pred - d_y target|``,
-    summed over the two components and averaged over pixels (ZIM trains with L1 + 10 x this).
+    summed over the two components and averaged over pixels.
 
-    The derivatives are ``kornia.filters.spatial_gradient(mode="sobel")``: the 3 x 3 Sobel
-    kernel ``[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]`` (and its transpose for d/dy), correlated
-    with the image, borders replicated. With ``normalized=True`` (default) kornia divides the
-    kernel by its absolute sum, 8, so each output estimates the derivative itself: a ramp of
-    slope s per pixel gives s inside the image and s / 2 on its first and last pixel along the
-    ramp (the replicated border flattens one side). With ``normalized=False`` the raw Sobel
-    response, 8 s. So a ramp of slope s against a flat target costs s per interior pixel, and a
-    diagonal ramp of slope s along both axes costs 2 s.
+    The derivatives are the 3 x 3 Sobel kernel ``[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]`` (and its
+    transpose for d/dy), correlated with the image. With ``normalized=True`` (default) the kernel
+    is divided by its absolute sum, 8, so each output estimates the derivative itself (kornia's
+    ``spatial_gradient(mode="sobel")``); with ``normalized=False`` the raw Sobel response, 8x
+    that. ``padding`` sets the border: ``"replicate"`` (default, kornia's): a ramp of slope s
+    gives s inside the image and s / 2 on its first and last pixel along the ramp;
+    ``"zeros"`` (``F.conv2d(padding=1)``, naver-ai/ZIM's ``eval/metric.py``): an alpha that is
+    not 0 at the image's edge has a step there. Either border applies to pred and target alike.
+    So with the defaults a ramp of slope s against a flat target costs s per interior pixel,
+    and a diagonal ramp of slope s along both axes costs 2 s.
 
     Region weighting as in :class:`L1Loss` (each pixel counted once, its two components summed),
     on gradients computed from the whole image, so a region's border sees its neighbours, as a
@@ -43,19 +48,40 @@ class GradientLoss(RegionWeightedLoss):
     """
 
     def __init__(
-        self, known_weight: float = 1.0, unknown_weight: float = 1.0, normalized: bool = True
+        self,
+        known_weight: float = 1.0,
+        unknown_weight: float = 1.0,
+        normalized: bool = True,
+        padding: Literal["replicate", "zeros"] = "replicate",
     ) -> None:
         super().__init__(known_weight, unknown_weight)
+        if padding not in ("replicate", "zeros"):
+            raise ValueError(
+                f"GradientLoss: padding must be 'replicate' or 'zeros', got {padding!r}"
+            )
         self.normalized = normalized
+        self.padding = padding
+        kernel_x = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+        kernels = torch.stack([kernel_x, kernel_x.T])[:, None]  # 2 x 1 x 3 x 3: d/dx, d/dy
+        self.register_buffer("kernels", kernels / 8 if normalized else kernels, persistent=False)
+
+    def sobel(self, alpha: Tensor) -> Tensor:
+        """B x C x H x W -> B x C x 2 x H x W derivatives (d/dx, d/dy) with this loss's kernel
+        and border."""
+        batch, channels, height, width = alpha.shape
+        flat = alpha.reshape(batch * channels, 1, height, width)
+        mode = "replicate" if self.padding == "replicate" else "constant"
+        padded = F.pad(flat, (1, 1, 1, 1), mode=mode)
+        gradients = F.conv2d(padded, self.kernels.to(alpha))
+        return gradients.reshape(batch, channels, 2, height, width)
 
     def _region_loss(self, pred: Tensor, target: Tensor, mask: Tensor | None) -> Tensor:
-        # spatial_gradient gives B x C x 2 x H x W; eq. 3 sums the (d/dx, d/dy) errors per pixel
-        pred_grad = spatial_gradient(pred, mode="sobel", normalized=self.normalized)
-        target_grad = spatial_gradient(target, mode="sobel", normalized=self.normalized)
-        return masked_mean((pred_grad - target_grad).abs().sum(dim=2), mask)
+        # eq. 3 sums the (d/dx, d/dy) errors per pixel
+        difference = self.sobel(pred) - self.sobel(target)
+        return masked_mean(difference.abs().sum(dim=2), mask)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, normalized={self.normalized}"
+        return f"{super().extra_repr()}, normalized={self.normalized}, padding={self.padding!r}"
 
 
 class CompositionLoss(RegionWeightedLoss):

@@ -34,7 +34,7 @@ from mattekit.models.sdmatte.torch_model import (
 )
 from mattekit.models.sdmatte.weights import load_sdmatte_weights, load_stable_diffusion
 from mattekit.nn.prompt_maps import mask_boxes
-from mattekit.nn.unet_features import captured_stage_features
+from mattekit.nn.unet_features import captured_trunk_features
 from mattekit.prompts import prompt_maps
 from mattekit.weights.stable_diffusion import from_local_folder
 
@@ -58,7 +58,8 @@ class SDMatte(MattingModule):
     """SDMatte: Stable Diffusion 2 grafted for interactive matting, one deterministic step.
 
     Loss terms (``--model.loss_weights``): ``l1`` and ``laplacian`` (1.0 each), each over the
-    trimap's known and unknown regions separately (the release's four terms).
+    trimap's known and unknown regions separately and per pixel of its region (the release's
+    four terms; ``laplacian`` is the release's 5-level band-pass form).
 
     Args:
         variant: ``sd2`` (paper) or ``tiny`` (tests, CPU runs: no diffusion prior exists at that
@@ -186,7 +187,10 @@ class SDMatte(MattingModule):
         return graft(unet, vae, context, POINT_DIMS[hp.variant], **self.switches)
 
     def configure_losses(self) -> dict[str, LossTerm]:
-        return {"l1": LossTerm(L1Loss()), "laplacian": LossTerm(LaplacianLoss(levels=5))}
+        # The release's four terms (criterion.py:85-129): L1 and its band-pass Laplacian, each
+        # on the unknown and the known region, each a loss per pixel of its region.
+        laplacian = LaplacianLoss(levels=5, pyramid="band_pass", region_mean=True)
+        return {"l1": LossTerm(L1Loss()), "laplacian": LossTerm(laplacian)}
 
     def configure_frozen(self) -> list[FrozenPart]:
         frozen = [] if self.trains_autoencoder else [FrozenPart("model.vae")]
@@ -259,8 +263,9 @@ class LiteSDMatte(SDMatte):
     """LiteSDMatte: BK-SDM-pruned UNet (one pair per down stage) + tiny autoencoder (TAESD),
     distilled from a frozen SDMatte.
 
-    Loss terms: SDMatte's, and ``distillation`` (0.01): the mean over UNet stages (each down
-    block, the mid block, each up block) of the MSE between student and teacher features.
+    Loss terms: SDMatte's, and ``distillation`` (0.01): the MSE between student and teacher
+    UNet features summed over the release's three (after the down stack, the mid block and the
+    up stack).
 
     Args:
         teacher_checkpoint: a trained SDMatte (a mattekit SDMatte run's checkpoint or the
@@ -368,9 +373,9 @@ class LiteSDMatte(SDMatte):
         if not (self.training and self.distilling):
             return super().forward(batch)
         inputs = self.network_inputs(batch, self.kinds_of(batch))
-        with captured_stage_features(self.model.unet) as student:
+        with captured_trunk_features(self.model.unet) as student:
             latent = self.model.denoise(*inputs)
-        with torch.no_grad(), captured_stage_features(self.teacher.unet) as teacher:
+        with torch.no_grad(), captured_trunk_features(self.teacher.unet) as teacher:
             self.teacher.denoise(*inputs)
         distillation = self.feature_distillation(student, teacher)
         return {"alpha": self.model.decode(latent), "distillation": distillation}

@@ -20,8 +20,6 @@ from mattekit.models.vitmatte.weights import load_vitmatte_weights
 
 # The release's gradient loss adds 0.01 x |grad pred| in the unknown region to the gradient L1.
 GRADIENT_PENALTY = 0.01
-# The release's Laplacian loss divides its sum over 5 levels by 5 (``laplacian_loss``).
-LAPLACIAN_WEIGHT = 1 / 5
 # Where the network's ViT parameters live in the family module.
 BACKBONE_PREFIX = "model.vitmatte.backbone."
 
@@ -49,8 +47,9 @@ class ViTMatte(MattingModule):
 
     Loss terms (``--model.loss_weights``), the release's four (``MattingCriterion``):
     ``l1`` (1.0: the mean L1 over the trimap's unknown band plus the mean over the known
-    region, its ``unknown_l1_loss + known_l1_loss``), ``laplacian`` (0.2: the 5-level Laplacian
-    L1 over the whole image, which the release divides by its 5 levels) and ``grad`` (1.0: the
+    region, its ``unknown_l1_loss + known_l1_loss``), ``laplacian`` (1.0: the release's
+    ``laplacian_loss``, 1/5 of the 2^i-weighted L1 over 5 band-pass levels, no low-pass level,
+    over the whole image: ``LaplacianLoss(pyramid="band_pass")``) and ``grad`` (1.0: the
     release's gradient penalty, the un-normalised Sobel gradient L1 in the unknown band plus
     0.01 x the mean gradient magnitude of the prediction there). With ``loss_regions=False``
     the ``l1`` and ``grad`` terms run over the whole image.
@@ -111,8 +110,9 @@ class ViTMatte(MattingModule):
     def configure_losses(self) -> dict[str, LossTerm]:
         return {
             "l1": LossTerm(L1Loss()),
-            "laplacian": LossTerm(LaplacianLoss(levels=5), LAPLACIAN_WEIGHT),
-            "grad": LossTerm(GradientLoss(normalized=False)),
+            "laplacian": LossTerm(LaplacianLoss(levels=5, pyramid="band_pass")),
+            # the release's Sobel: raw, through a zero-padded convolution
+            "grad": LossTerm(GradientLoss(normalized=False, padding="zeros")),
         }
 
     @property
