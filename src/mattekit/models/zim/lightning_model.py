@@ -11,7 +11,7 @@ from torch import Tensor
 from mattekit.data.convention import InputConvention
 from mattekit.data.sample import MattingBatch
 from mattekit.export.graphs import ExportGraph
-from mattekit.losses import BCELoss, GradientLoss, IoULoss, L1Loss
+from mattekit.losses import BCELoss, IoULoss, L1Loss
 from mattekit.metrics.presets import PresetName
 from mattekit.models.base import MattingModule
 from mattekit.models.frozen import FrozenPart
@@ -19,6 +19,7 @@ from mattekit.models.loss_terms import LossTerm
 from mattekit.models.sam.export import sam_split_graphs
 from mattekit.models.sam.inputs import sam_batch_tokens, sam_encode, sam_input_convention
 from mattekit.models.sam.weights import load_sam_weights
+from mattekit.models.zim.gradient_loss import GradientOperator, zim_gradient_loss
 from mattekit.models.zim.torch_model import ZimImageFeatures, build_zim
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,9 @@ class ZIM(MattingModule):
             (SAM's task: BCE + soft IoU on the logits against the GT binarised at 0.5). The
             second pretrains a small SAM to start the CPU-scale ablations from, as the paper
             starts from SAM's weights; no official SAM checkpoint exists at the tiny size.
+        gradient_operator: the gradient loss's Sobel operator (:mod:`.gradient_loss`):
+            ``release`` (raw, zero border: naver-ai/ZIM's ``eval/metric.py``) or ``normalized``
+            (/ 8, replicated border: mattekit before issue 25).
         **kwargs: :class:`MattingModule` arguments; ZIM's defaults: AdamW lr 1e-5 with cosine
             decay, losses over the whole image, metrics by the ``zim`` preset with the S / M / L
             object-size breakdown.
@@ -54,7 +58,7 @@ class ZIM(MattingModule):
     accepted_prompts = ("points", "box")
     # Table 3 evaluates with boxes; training draws boxes and clicks, as the paper.
     default_eval_prompt = "box"
-    run_settings = MattingModule.run_settings | {"checkpoint", "objective"}
+    run_settings = MattingModule.run_settings | {"checkpoint", "objective", "gradient_operator"}
 
     def __init__(
         self,
@@ -65,6 +69,7 @@ class ZIM(MattingModule):
         decoder: str = "hierarchical",
         point_sigma: float = 21.0,
         objective: Literal["matting", "segmentation"] = "matting",
+        gradient_operator: GradientOperator = "normalized",
         lr: float = 1e-5,
         metric_preset: PresetName = "zim",
         size_breakdown: bool = True,
@@ -73,6 +78,7 @@ class ZIM(MattingModule):
     ) -> None:
         if objective not in ("matting", "segmentation"):
             raise ValueError(f"objective must be 'matting' or 'segmentation', got {objective!r}")
+        zim_gradient_loss(gradient_operator)  # a wrong name fails here, not at the first step
         super().__init__(
             lr=lr, metric_preset=metric_preset, size_breakdown=size_breakdown,
             loss_regions=loss_regions, **kwargs,
@@ -91,7 +97,8 @@ class ZIM(MattingModule):
         if self.hparams.objective == "segmentation":
             return {"bce": LossTerm(BCELoss()), "iou": LossTerm(IoULoss())}
         # Paper eq. 1: L1 + lambda x L_grad with lambda = 10.
-        return {"l1": LossTerm(L1Loss()), "gradient": LossTerm(GradientLoss(), 10.0)}
+        gradient = zim_gradient_loss(self.hparams.gradient_operator)
+        return {"l1": LossTerm(L1Loss()), "gradient": LossTerm(gradient, 10.0)}
 
     def loss_terms(self, outputs: dict[str, Tensor], batch: MattingBatch) -> dict[str, Tensor]:
         if self.hparams.objective == "matting":

@@ -11,10 +11,11 @@ from torch import Tensor
 from mattekit.data.convention import InputConvention
 from mattekit.data.sample import MattingBatch
 from mattekit.export.graphs import ExportGraph
-from mattekit.losses import GradientLoss, L1Loss
+from mattekit.losses import L1Loss
 from mattekit.metrics.presets import PresetName
 from mattekit.models.base import MattingModule
 from mattekit.models.loss_terms import LossTerm
+from mattekit.models.zim.gradient_loss import GradientOperator, zim_gradient_loss
 from mattekit.models.zim_converter.augmentations import (
     apply_cutout,
     cutout_keep_mask,
@@ -54,6 +55,8 @@ class ZIMLabelConverter(MattingModule):
         stl_probability: chance per sample of a synthetic coarse sample (input mask and target
             set to the binarised alpha); default 0.0 when ``coarse_sources`` are given, else
             0.2 (the stand-in for ADE20K's coarse masks on data without any).
+        gradient_operator: the gradient loss's Sobel operator, as ZIM's
+            (:mod:`mattekit.models.zim.gradient_loss`): ``release`` or ``normalized``.
         lr: peak AdamW learning rate (the paper's 1e-3; the schedule's default is cosine, as in
             the paper).
         metric_preset: ZIM's metric definitions, as in its converter ablation (Table 2).
@@ -70,6 +73,7 @@ class ZIMLabelConverter(MattingModule):
         "stl",
         "coarse_sources",
         "stl_probability",
+        "gradient_operator",
     }
     reference_name = "input mask as alpha (reference)"
 
@@ -83,6 +87,7 @@ class ZIMLabelConverter(MattingModule):
         stl: bool = True,
         coarse_sources: list[str] | None = None,
         stl_probability: float | None = None,
+        gradient_operator: GradientOperator = "normalized",
         lr: float = 1e-3,
         metric_preset: PresetName = "zim",
         eval_with_trimap: bool = False,
@@ -96,6 +101,7 @@ class ZIMLabelConverter(MattingModule):
         ):
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {value}")
+        zim_gradient_loss(gradient_operator)  # a wrong name fails here, not at the first step
         self.coarse_sources = set(coarse_sources or [])
         if stl_probability is None:
             stl_probability = 0.0 if self.coarse_sources else SYNTHETIC_STL_PROBABILITY
@@ -110,7 +116,8 @@ class ZIMLabelConverter(MattingModule):
 
     def configure_losses(self) -> dict[str, LossTerm]:
         # The paper's L1 + lambda x L_grad, lambda = 10, on each stride's output.
-        return {"l1": LossTerm(L1Loss()), "grad": LossTerm(GradientLoss(), 10.0)}
+        gradient = zim_gradient_loss(self.hparams.gradient_operator)
+        return {"l1": LossTerm(L1Loss()), "grad": LossTerm(gradient, 10.0)}
 
     def reference_prediction(self, batch: MattingBatch) -> Tensor:
         """The input mask handed back unchanged: the converter's real floor."""
