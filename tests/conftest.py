@@ -35,6 +35,17 @@ def train_on_batch(module, batch: MattingBatch, steps: int) -> list[float]:
     return losses
 
 
+def save_module_checkpoint(module, path: Path, drop: tuple[str, ...] = ()) -> Path:
+    """``module`` saved as Lightning saves it, to ``path``; ``drop``: hyperparameters left out,
+    as a checkpoint written by an older mattekit lacks them."""
+    hparams = {k: v for k, v in dict(module.hparams).items() if k not in drop}
+    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": hparams}
+    checkpoint["pytorch-lightning_version"] = "2.6.0"
+    module.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, path)
+    return Path(path)
+
+
 def save_tiny_checkpoint(alias: str, folder: Path) -> Path:
     """A registered family's tiny variant (random weights, seed 0) saved as the CLI saves it:
     class path and instantiator in the hyperparameters, unstored parts left out."""
@@ -43,14 +54,9 @@ def save_tiny_checkpoint(alias: str, folder: Path) -> Path:
     entry = MODELS[alias]
     torch.manual_seed(0)
     module = entry.cls(**entry.tiny)
-    hparams = {**module.hparams, "_class_path": entry.class_path}
-    hparams["_instantiator"] = "lightning.pytorch.cli.instantiate_module"
-    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": hparams}
-    checkpoint["pytorch-lightning_version"] = "2.6.0"
-    module.on_save_checkpoint(checkpoint)
-    path = Path(folder) / f"{alias}.ckpt"
-    torch.save(checkpoint, path)
-    return path
+    module.hparams["_class_path"] = entry.class_path
+    module.hparams["_instantiator"] = "lightning.pytorch.cli.instantiate_module"
+    return save_module_checkpoint(module, Path(folder) / f"{alias}.ckpt")
 
 
 def user_prompt(kind: str, folder: Path, size: tuple[int, int]):
@@ -117,6 +123,12 @@ def save_checkpoint_fixture():
     """:func:`save_tiny_checkpoint` itself, for module-scoped fixtures and helpers (a test module
     importing ``conftest`` may get another folder's conftest)."""
     return save_tiny_checkpoint
+
+
+@pytest.fixture(name="save_module", scope="session")
+def save_module_fixture():
+    """:func:`save_module_checkpoint`: any module saved as Lightning saves it."""
+    return save_module_checkpoint
 
 
 @pytest.fixture(name="synthetic_batch")

@@ -207,6 +207,7 @@ def resolve_checkpoint_model(
             f"for {class_path}; pass --model {entry.alias} or another checkpoint"
         )
     stored = {k: v for k, v in hparams.items() if k not in _BOOKKEEPING}
+    stored |= entry.cls.missing_earlier_defaults(stored, path)
     return entry.class_path, merge_with_command_line(
         entry, stored, given, explicit_names(argv), path
     )

@@ -85,6 +85,7 @@ from mattekit.models.optimization import LRSchedule, check_prefixes, parameter_g
 from mattekit.prompts import batch_floor, check_kinds, get_kind, random_kinds
 from mattekit.prompts.protocols import SAMPLED_PROTOCOL, EvaluationProtocol
 from mattekit.visualize import write_metrics_table
+from mattekit.weights.files import read_weights_only
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +186,11 @@ class MattingModule(L.LightningModule):
     #: change them (:mod:`mattekit.checkpoint_config`). Every base argument is one (set below the
     #: class); a family adds its own: ``run_settings = MattingModule.run_settings | {...}``.
     run_settings: ClassVar[frozenset[str]] = frozenset()
+    #: Init arguments added after checkpoints were written, each with the value such a
+    #: checkpoint was trained with: a checkpoint whose hyperparameters lack one is rebuilt with
+    #: that value (:meth:`load_from_checkpoint`, ``mattekit <command> --ckpt_path``), never
+    #: silently with the newer default.
+    earlier_defaults: ClassVar[dict[str, object]] = {}
 
     def __init__(
         self,
@@ -274,8 +280,23 @@ class MattingModule(L.LightningModule):
         """
         if weights_only is not True:
             raise ValueError("mattekit loads checkpoints weights-only: weights_only must be True")
+        if cls.earlier_defaults and Path(str(checkpoint_path)).is_file():
+            stored = read_weights_only(Path(checkpoint_path)).get("hyper_parameters") or {}
+            kwargs = {**cls.missing_earlier_defaults(stored, checkpoint_path), **kwargs}
         with restoring_from_checkpoint():
             return super().load_from_checkpoint(checkpoint_path, *args, weights_only=True, **kwargs)
+
+    @classmethod
+    def missing_earlier_defaults(cls, stored: dict, path: object) -> dict[str, object]:
+        """The :attr:`earlier_defaults` a checkpoint's hyperparameters ``stored`` lack (logged,
+        naming the file ``path``): the values it was trained with."""
+        missing = {k: v for k, v in cls.earlier_defaults.items() if k not in stored}
+        if missing:
+            logger.info(
+                "%s: written before %s existed: built with %s, as it was trained",
+                path, ", ".join(sorted(missing)), missing,
+            )  # fmt: skip
+        return missing
 
     def initial_weights(self, path: str | None, stored: bool = True) -> str | None:
         """``path``, the file to initialise from; None when restoring a trained run.

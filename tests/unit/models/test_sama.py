@@ -10,8 +10,10 @@ import torch
 import torch.nn.functional as F
 from sam_cases import prompted_batch, release_tokens
 
+from mattekit.checkpoint_config import init_defaults, resolve_checkpoint_model
 from mattekit.models.sam.inputs import normalize
-from mattekit.models.sama.lightning_model import SAMA
+from mattekit.models.sama.lightning_model import MATTING_TERMS, SAMA, SEGMENTATION_TERMS
+from mattekit.models.sama.mvle import regions_to_tokens
 from mattekit.models.sama.torch_model import (
     TASKS,
     build_sama,
@@ -23,6 +25,9 @@ from mattekit.models.sama.torch_model import (
 BOX = torch.tensor([[[16.0, 24.0], [63.0, 95.0]]])  # corners, model pixels (tiny: 128 px)
 BOX_LABELS = torch.tensor([[2, 3]])
 SWITCHES = [(True, True), (True, False), (False, True), (False, False)]
+
+# The switches issue 25 added: checkpoints written before it lack them.
+SWITCHES_OF_ISSUE_25 = ("separate_task_tokens", "early_fusion")
 
 
 def new_parameters(model) -> int:
@@ -125,7 +130,7 @@ def test_a_sam_checkpoint_fills_sam_and_starts_both_tasks_from_mask_token_0(sam_
 
 def test_a_fresh_sama_from_sam_starts_near_sams_single_mask_output(sam_checkpoint):
     """Zero-initialised adapters and head residuals, tokens and hypernetworks from SAM's mask 0:
-    the heads start from SAM's answer; only the two extra tokens in the decoder's attention move
+    the heads start from SAM's answer; only the extra task token in the decoder's attention moves
     it (a random SAM's logits are small, so compare their pattern, not their signs)."""
     _, path = sam_checkpoint
     model = SAMA(variant="tiny", checkpoint=str(path)).eval().model
@@ -189,50 +194,169 @@ def test_forward_gives_both_outputs_as_sigmoids_of_their_logits(synthetic_batch)
         assert torch.allclose(outputs[f"{name}_logits"].sigmoid(), outputs[name])
 
 
-def test_tasks_alternate_by_step_and_segmentation_sources_decide_alone(synthetic_batch):
-    module = SAMA(variant="tiny", segmentation_sources=["dis"])
+def test_joint_schedule_sums_both_tasks_losses_on_every_step(synthetic_batch):
+    """Paper: "L = L_seg + L_matting", both tasks "concurrently": the default step computes every
+    term, each equal to its task's own pass (segmentation against ``seg_mask``, on the scenes
+    the alpha above 0.5; matting against the alpha)."""
+    torch.manual_seed(0)
+    module = SAMA(variant="tiny").eval()
+    batch = module.prompted(synthetic_batch(128, 2, stage="train"), "train")
+    assert torch.equal(batch.seg_mask, (batch.alpha > 0.5).float())
+    for step in range(3):
+        module.training_step(batch, step)
+        assert module.step_tasks(batch) == TASKS
+    kinds = module.kinds_of(batch)
+    with torch.no_grad():
+        joint = module.loss_terms(module.training_outputs(batch), batch)
+        alone = {}
+        for task in TASKS:
+            alone |= module.loss_terms(module.predict_tasks(batch, kinds, (task,)), batch)
+    assert set(joint) == {*SEGMENTATION_TERMS, *MATTING_TERMS} == set(alone)
+    for name, value in joint.items():
+        assert torch.allclose(value, alone[name], rtol=1e-4, atol=1e-6), name
+    total, _ = module.weighted_loss(module.training_outputs(batch), batch)
+    assert torch.allclose(total, sum(alone.values()), rtol=1e-4)
+
+
+def test_alternate_schedule_cycles_tasks_and_segmentation_sources_decide_alone(synthetic_batch):
+    module = SAMA(variant="tiny", task_schedule="alternate", segmentation_sources=["dis"])
     batch = synthetic_batch(128, 2, stage="train")
     seen = []
     for step in range(4):
         module.training_step(batch, step)
-        seen.append(module.step_task(batch))
-    assert seen == ["segmentation", "matting"] * 2
+        seen.append(module.step_tasks(batch))
+    assert seen == [("segmentation",), ("matting",)] * 2
     dis = dataclasses.replace(batch, source=["dis", "dis"])
     module._step_index = 1  # the schedule says matting
-    assert module.step_task(dis) == "segmentation"
+    assert module.step_tasks(dis) == ("segmentation",)
+    # Joint too: binary masks train the segmentation head only (the paper's matting data is AIM).
+    assert SAMA(variant="tiny", segmentation_sources=["dis"]).step_tasks(dis) == ("segmentation",)
     with pytest.raises(ValueError, match="mixes segmentation sources"):
-        module.step_task(dataclasses.replace(batch, source=["dis", "synthetic"]))
+        module.step_tasks(dataclasses.replace(batch, source=["dis", "synthetic"]))
 
 
-def test_each_step_computes_only_its_tasks_losses(synthetic_batch):
-    module = SAMA(variant="tiny").train()
+def test_an_alternate_step_computes_only_its_tasks_losses(synthetic_batch):
+    module = SAMA(variant="tiny", task_schedule="alternate").train()
     batch = synthetic_batch(128, 2, stage="train")
     module._step_index = 0
     segmentation = module.loss_terms(module.training_outputs(batch), batch)
     module._step_index = 1
     matting = module.loss_terms(module.training_outputs(batch), batch)
-    assert set(segmentation) == {"seg_bce", "seg_iou", "seg_ssim"}
-    assert set(matting) == {"mat_l1", "mat_ssim", "mat_gradient", "mat_laplacian"}
+    assert set(segmentation) == set(SEGMENTATION_TERMS)
+    assert set(matting) == set(MATTING_TERMS)
 
 
-def test_one_task_only_freezes_the_other_head_and_checks_the_schedule():
+def test_one_task_only_freezes_the_other_head_and_checks_the_schedule(synthetic_batch):
     module = SAMA(variant="tiny", tasks="matting")
-    assert set(module.loss_weights) == {"mat_l1", "mat_ssim", "mat_gradient", "mat_laplacian"}
+    assert set(module.loss_weights) == set(MATTING_TERMS)
     assert not any(p.requires_grad for p in module.model.heads["segmentation"].parameters())
-    assert module.task_schedule == ("matting",)
+    assert module.step_tasks(synthetic_batch(128, 1)) == ("matting",)
     segmentation_only = SAMA(variant="tiny", tasks="segmentation")
     assert segmentation_only.checkpoint_monitor == ("val/seg/maxF", "max")
-    with pytest.raises(ValueError, match="task_schedule"):
-        SAMA(variant="tiny", tasks="matting", task_schedule=["segmentation", "matting"])
+    with pytest.raises(ValueError, match="task_schedule must be one of"):
+        SAMA(variant="tiny", task_schedule=["segmentation", "matting"])
     with pytest.raises(ValueError, match="tasks must be one of"):
         SAMA(variant="tiny", tasks="detection")
 
 
+def test_a_checkpoint_from_before_the_switches_loads_with_the_forms_it_was_trained_with(
+    tmp_path, save_module, save_checkpoint
+):
+    """Checkpoints recorded before issue 25 store ``task_schedule=None`` and lack the two new
+    switches: the same weights load (no state-dict key changed) with the shared pass, early
+    features in every adapter and alternation, as they were trained, by ``load_from_checkpoint``
+    and by ``--ckpt_path`` alike; new ones with the paper's."""
+    torch.manual_seed(0)
+    module = SAMA(variant="tiny")
+    module.hparams["task_schedule"] = None
+    path = save_module(module, tmp_path / "before.ckpt", drop=SWITCHES_OF_ISSUE_25)
+    restored = SAMA.load_from_checkpoint(path)
+    assert restored.task_schedule == "alternate"
+    assert not restored.model.separate_task_tokens and restored.model.early_fusion == "every"
+    for name, value in module.state_dict().items():
+        assert torch.equal(restored.state_dict()[name], value), name
+    module.hparams["task_schedule"] = "joint"
+    restored = SAMA.load_from_checkpoint(save_module(module, tmp_path / "current.ckpt"))
+    assert restored.task_schedule == "joint"
+    assert restored.model.separate_task_tokens and restored.model.early_fusion == "first"
+    # the command line's path: the CLI resolves every default, the checkpoint's values win
+    cli_path = save_checkpoint("sama", tmp_path)
+    stored = torch.load(cli_path, weights_only=True)
+    stored["hyper_parameters"] = {
+        k: v for k, v in stored["hyper_parameters"].items() if k not in SWITCHES_OF_ISSUE_25
+    }
+    torch.save(stored, cli_path)
+    _, built = resolve_checkpoint_model(cli_path, None, init_defaults(SAMA), [])
+    assert built["separate_task_tokens"] is False and built["early_fusion"] == "every"
+
+
 def test_sama_overfits_one_batch(synthetic_batch, train_on_batch):
     torch.manual_seed(0)
-    module = SAMA(variant="tiny", task_schedule=["matting"], lr=1e-2)  # SAM frozen and random
+    module = SAMA(variant="tiny", tasks="matting", lr=1e-2)  # SAM frozen and random
     losses = train_on_batch(module, synthetic_batch(128, 2, stage="train"), 12)
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_each_task_pass_carries_only_its_own_token(task):
+    """Paper: "two SAMA tokens are used separately": the other task's token, whatever its
+    value, changes nothing of this task's logits, bit for bit; and decoding both tasks in one
+    call (the passes batched) gives each what its pass alone gives."""
+    torch.manual_seed(0)
+    model = build_sama("tiny").eval()
+    other = TASKS[1 - TASKS.index(task)]
+    coords, labels = BOX.expand(2, -1, -1), BOX_LABELS.expand(2, -1)
+    with torch.no_grad():
+        features = model.encode(torch.randn(2, 3, 128, 128))
+        before = model.decode(features, coords, labels)
+        model.task_tokens.weight[TASKS.index(other)] += 1.0
+        after = model.decode(features, coords, labels)
+        alone = model.decode(features, coords, labels, (task,))
+    assert torch.equal(after[task], before[task])
+    assert not torch.allclose(after[other], before[other])
+    assert torch.allclose(alone[task], after[task], atol=1e-5)
+
+
+def test_the_shared_pass_switch_lets_the_tokens_attend_to_each_other():
+    """``separate_task_tokens=False``: both tokens in one pass, so either token moves the other
+    task's logits (the form the recorded tables used)."""
+    torch.manual_seed(0)
+    model = build_sama("tiny", separate_task_tokens=False).eval()
+    with torch.no_grad():
+        features = model.encode(torch.randn(1, 3, 128, 128))
+        before = model.decode(features, BOX, BOX_LABELS)
+        model.task_tokens.weight[0] += 1.0  # the segmentation token
+        after = model.decode(features, BOX, BOX_LABELS)
+    assert not torch.allclose(after["matting"], before["matting"])
+
+
+@pytest.mark.parametrize(("early_fusion", "again"), [("first", False), ("every", True)])
+def test_the_early_features_join_the_local_tokens_once(early_fusion, again):
+    """Eq. 5-6: the first adapter's keys and values are the MVLE output + F_early. The second
+    adapter reads the first one's local output, which already holds F_early (its residual), so
+    by default nothing is added again; ``early_fusion=every`` adds it in each adapter."""
+    torch.manual_seed(0)
+    model = build_sama("tiny", early_fusion=early_fusion).eval()
+    values, local_out = [], {}
+
+    def keep_values(module, args):
+        values.append(args[2])  # global_to_local(q, k, v): v is the fused local tokens
+
+    adapters = model.adapters
+    hooks = [adapter.global_to_local.register_forward_pre_hook(keep_values) for adapter in adapters]
+    hooks.append(model.adapters[0].register_forward_hook(lambda m, i, o: local_out.update(o=o[1])))
+    with torch.no_grad():
+        features = model.encode(torch.randn(1, 3, 128, 128))
+        model.decode(features, BOX, BOX_LABELS, ("matting",))
+    for hook in hooks:
+        hook.remove()
+    early = regions_to_tokens(features.early).flatten(0, 1)
+    mvle_output = regions_to_tokens(features.local).flatten(0, 1)
+    assert torch.equal(values[0], mvle_output + early)
+    expected = local_out["o"].flatten(0, 1) + (early if again else 0)
+    assert torch.equal(values[1], expected)
+    with pytest.raises(ValueError, match="early_fusion"):
+        build_sama("tiny", early_fusion="twice")
 
 
 def test_smaller_local_views_encode_each_quadrant_at_its_own_resolution():

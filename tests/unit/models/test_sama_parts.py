@@ -333,6 +333,47 @@ def test_local_adapter_follows_eq_4_to_9_in_each_quadrant():
         assert torch.allclose(new_local[:, 0], adapter.norm_local(fused + update), atol=1e-5)
 
 
+def hand_set_adapter() -> LocalAdapter:
+    """C = 2, one head at full width; weights by hand so that the output is computable by hand:
+    step 1 attends uniformly (zero queries and keys) and passes the values (identity v / out),
+    so F'' of quadrant m is the mean of its fused local tokens; the gate is sigmoid(0) = 1/2;
+    step 2 adds nothing (zero out_proj), so the local output is LayerNorm(fused)."""
+    adapter = LocalAdapter(2, 1, downsample_rate=1)
+    with torch.no_grad():
+        for p in adapter.parameters():
+            p.zero_()
+        adapter.global_to_local.v_proj.weight.copy_(torch.eye(2))
+        adapter.global_to_local.out_proj.weight.copy_(torch.eye(2))
+        adapter.norm_local.weight.fill_(1.0)
+    return adapter
+
+
+@pytest.mark.parametrize("with_early", [True, False])
+def test_local_adapter_hand_values_with_and_without_early_features(with_early):
+    """A 2 x 2 image grid (one token per quadrant, all zero) and two local tokens per quadrant,
+    [m + 1, 0] and [m + 3, 0] (mean [m + 2, 0]); F_early = [0, 10] everywhere. Fused with the
+    early features (eq. 5-6, the first adapter) the quadrant-m image token becomes
+    1/2 [m + 2, 10]; without them (the second adapter, by default) 1/2 [m + 2, 0]. The local
+    output is LayerNorm([a, b]) = [-1, 1] where a < b, [1, -1] where a > b."""
+    adapter = hand_set_adapter()
+    image = torch.zeros(1, 4, 2)
+    local = torch.tensor([[[m + 1.0, 0.0], [m + 3.0, 0.0]] for m in range(4)])[None]
+    early = torch.tensor([0.0, 10.0]).expand(1, 4, 2, 2)
+    image_pe, local_pe = torch.zeros(1, 4, 2), torch.zeros(4, 2, 2)
+    with torch.no_grad():
+        new_image, new_local = adapter(
+            image, local, early if with_early else None, image_pe, local_pe, (2, 2)
+        )
+    if with_early:
+        expected_image = [[1.0, 5.0], [1.5, 5.0], [2.0, 5.0], [2.5, 5.0]]
+        expected_local = [-1.0, 1.0]
+    else:
+        expected_image = [[1.0, 0.0], [1.5, 0.0], [2.0, 0.0], [2.5, 0.0]]
+        expected_local = [1.0, -1.0]
+    assert torch.allclose(new_image, torch.tensor([expected_image]), atol=1e-6)
+    assert torch.allclose(new_local, torch.tensor(expected_local).expand(1, 4, 2, 2), atol=1e-4)
+
+
 def test_local_adapter_works_region_by_region():
     adapter, inputs = adapter_inputs(zero_init=False)
     image, local = inputs[:2]

@@ -15,16 +15,8 @@ from mattekit.models.teachmatte.lightning_model import TeachMatte
 TINY = {"variant": "tiny"}
 
 
-def save(module, path):
-    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
-    checkpoint["pytorch-lightning_version"] = "2.6.0"
-    module.on_save_checkpoint(checkpoint)
-    torch.save(checkpoint, path)
-    return path
-
-
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory):
+def chain(tmp_path_factory, save_module):
     """A teacher checkpoint (perturbed away from initialisation) and a student one from it."""
     folder = tmp_path_factory.mktemp("teachmatte")
     torch.manual_seed(0)
@@ -32,9 +24,9 @@ def chain(tmp_path_factory):
     with torch.no_grad():
         for p in teacher.parameters():
             p.add_(0.01 * torch.randn_like(p))
-    teacher_path = save(teacher, folder / "teacher.ckpt")
+    teacher_path = save_module(teacher, folder / "teacher.ckpt")
     student = TeachMatte(stage="student", previous_stage=str(teacher_path), **TINY)
-    student_path = save(student, folder / "student.ckpt")
+    student_path = save_module(student, folder / "student.ckpt")
     return {"teacher": teacher, "teacher_path": teacher_path, "student_path": student_path}
 
 
@@ -193,7 +185,9 @@ def test_restoring_reads_no_previous_stage_file(chain):
     assert module.model.decoder is not None
 
 
-def test_a_diffusers_folder_and_a_text_encoder_file_start_the_teacher(tmp_path, synthetic_batch):
+def test_a_diffusers_folder_and_a_text_encoder_file_start_the_teacher(
+    tmp_path, synthetic_batch, save_module
+):
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
     from mattekit.models.teachmatte.configs import autoencoder_config, text_config, unet_config
@@ -214,7 +208,7 @@ def test_a_diffusers_folder_and_a_text_encoder_file_start_the_teacher(tmp_path, 
     assert torch.equal(module.model.text_encoder.tower.token_embedding.weight,
                        text.tower.token_embedding.weight)  # fmt: skip
     # the text encoder file is read again by every run: out of the checkpoint, back on restore
-    path = save(module, tmp_path / "teacher.ckpt")
+    path = save_module(module, tmp_path / "teacher.ckpt")
     state = torch.load(path, weights_only=True)["state_dict"]
     assert not any(k.startswith("model.text_encoder.") for k in state)
     assert any(k.startswith("model.vae.") for k in state)

@@ -233,10 +233,12 @@ def test_masked_feature_mse_counts_only_the_known_region():
     student = [torch.zeros(1, 2, 2, 2)]
     teacher = [torch.tensor([[[[1.0, 3.0], [0.0, 0.0]], [[1.0, 3.0], [0.0, 0.0]]]])]
     mask = torch.tensor([[[[1.0, 0.0], [1.0, 1.0]]]])
-    # known pixels: errors 1, 0, 0 per channel -> mean 1/3; the blocked 9s do not count
-    assert torch.isclose(MaskedFeatureMSELoss()(student, teacher, mask), torch.tensor(1 / 3))
+    # over the known elements: errors 1, 0, 0 per channel -> mean 1/3; the blocked 9s do not
+    # count (eq. 3's default divides by all 8 elements instead: test_teachmatte_recipe.py)
+    over_mask = MaskedFeatureMSELoss(pairs="mean", over="mask")
+    assert torch.isclose(over_mask(student, teacher, mask), torch.tensor(1 / 3))
     mask_4x = F.interpolate(mask, scale_factor=4.0)  # resized to each feature's grid
-    assert torch.isclose(MaskedFeatureMSELoss()(student, teacher, mask_4x), torch.tensor(1 / 3))
+    assert torch.isclose(over_mask(student, teacher, mask_4x), torch.tensor(1 / 3))
 
 
 def test_per_level_mse_averages_shared_levels_with_mean_or_sum():

@@ -14,7 +14,8 @@ The local mosaic (the four views' local tokens tiled, 2h x 2w) is where the 2x-z
 real stride-8 detail, and it makes the Local-Adapter's second output reach a loss. ``norm0``'s
 weight starts at zero, so a fresh head's mask features are exactly SAM's upscaled features; with
 the token and MLP initialised from SAM's mask token 0 and its hyper-MLP, its logits start near
-SAM's single-mask output (not exactly: the two task tokens take part in the decoder's attention).
+SAM's single-mask output (not exactly: the task token is one more token in the decoder's
+attention).
 """
 
 from __future__ import annotations

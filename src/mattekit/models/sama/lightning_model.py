@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +32,7 @@ from mattekit.models.sama.torch_model import (
 logger = logging.getLogger(__name__)
 
 TASK_CHOICES = ("both", *TASKS)
+SCHEDULES = ("joint", "alternate")
 SEGMENTATION_TERMS = ("seg_bce", "seg_iou", "seg_ssim")
 MATTING_TERMS = ("mat_l1", "mat_ssim", "mat_gradient", "mat_laplacian")
 
@@ -42,8 +43,8 @@ class SAMA(MattingModule):
     Loss terms (``--model.loss_weights``; the paper gives no weights, all 1.0): segmentation
     ``seg_bce``, ``seg_iou`` (on the logits), ``seg_ssim`` (on the probabilities) against
     ``batch.seg_mask``; matting ``mat_l1``, ``mat_ssim``, ``mat_gradient``, ``mat_laplacian`` on
-    the alpha. Each training step trains one task (:meth:`step_task`); the other task's head and
-    token get no gradient that step.
+    the alpha. By default every training step trains both tasks, the loss their sum (the paper's
+    L = L_seg + L_matting); :meth:`step_tasks` says which a step trains.
 
     Args:
         variant: SAM's size: ``vit_b`` (default), ``vit_l``, ``vit_h`` or ``tiny``.
@@ -60,13 +61,19 @@ class SAMA(MattingModule):
             paper's 2x zoom; half of it is the cheaper option, see the README).
         init_from_sam: start the task tokens and the heads' hypernetworks from SAM's mask
             token 0 (with ``checkpoint``).
+        separate_task_tokens: one decoder pass per task carrying only its own token (the
+            paper); False: both tokens in one pass (:class:`~.torch_model.Sama`).
+        early_fusion: ``first`` (eq. 5-6: the early features join the local tokens in the first
+            adapter) or ``every`` adapter (:class:`~.torch_model.Sama`).
         tasks: ``both`` (joint training, the paper), ``segmentation`` or ``matting`` only
             (Table 5).
-        task_schedule: tasks of successive training steps, cycled by the optimiser step (default
-            ``[segmentation, matting]`` when both tasks train): for sources that serve both
-            tasks, as the synthetic scenes (their ``seg_mask`` is the alpha above 0.5).
-        segmentation_sources: data source names whose batches are segmentation batches
-            whatever the schedule (DIS-5K, ThinObject-5K: binary masks, no matte).
+        task_schedule: ``joint`` (the paper): every step trains every task of ``tasks``, the loss
+            their sum; ``alternate``: one task per step, cycled by the optimiser step
+            (segmentation, then matting). For sources that serve both tasks, as the synthetic
+            scenes or matting data (their ``seg_mask`` is the alpha above 0.5). None (what
+            checkpoints stored before the switch) reads as ``alternate``, as they were trained.
+        segmentation_sources: data source names whose batches train segmentation only, whatever
+            the schedule (DIS-5K, ThinObject-5K: binary masks, no matte).
         **kwargs: :class:`MattingModule` arguments; SAMA's defaults: AdamW lr 1e-3 (only new
             modules train, HQ-SAM's rate), losses and metrics over the whole image (trimap-free),
             ``dim`` metric preset.
@@ -81,6 +88,11 @@ class SAMA(MattingModule):
         "task_schedule",
         "segmentation_sources",
     }
+    # Checkpoints written before issue 25 were trained with mattekit's earlier forms.
+    earlier_defaults: ClassVar[dict[str, object]] = {
+        "separate_task_tokens": False,
+        "early_fusion": "every",
+    }
 
     def __init__(
         self,
@@ -94,8 +106,10 @@ class SAMA(MattingModule):
         head_norm: Literal["batch", "group"] = "batch",
         local_view_size: int | None = None,
         init_from_sam: bool = True,
+        separate_task_tokens: bool = True,
+        early_fusion: Literal["first", "every"] = "first",
         tasks: Literal["both", "segmentation", "matting"] = "both",
-        task_schedule: list[str] | None = None,
+        task_schedule: Literal["joint", "alternate"] | None = "joint",
         segmentation_sources: list[str] | None = None,
         lr: float = 1e-3,
         metric_preset: PresetName = "dim",
@@ -106,13 +120,9 @@ class SAMA(MattingModule):
         if tasks not in TASK_CHOICES:
             raise ValueError(f"tasks must be one of {TASK_CHOICES}, got {tasks!r}")
         self.trained_tasks = TASKS if tasks == "both" else (tasks,)
-        self.task_schedule = tuple(task_schedule or self.trained_tasks)
-        outside = [task for task in self.task_schedule if task not in self.trained_tasks]
-        if outside:
-            raise ValueError(
-                f"task_schedule {list(self.task_schedule)} names {outside}, which tasks={tasks!r} "
-                "does not train"
-            )
+        self.task_schedule = task_schedule or "alternate"
+        if self.task_schedule not in SCHEDULES:
+            raise ValueError(f"task_schedule must be one of {SCHEDULES}, got {task_schedule!r}")
         self.segmentation_sources = frozenset(segmentation_sources or ())
         if self.segmentation_sources and "segmentation" not in self.trained_tasks:
             raise ValueError(f"segmentation_sources given, but tasks={tasks!r}")
@@ -127,6 +137,7 @@ class SAMA(MattingModule):
         self.model = build_sama(
             hp.variant, hp.mvle, hp.local_adapter, hp.pool_kernels, hp.pool_mode,
             hp.channel_gate, hp.head_norm, local_view_size=hp.local_view_size,
+            separate_task_tokens=hp.separate_task_tokens, early_fusion=hp.early_fusion,
         )  # fmt: skip
         if hp.checkpoint is None:
             logger.info("SAMA %s: no SAM checkpoint given, SAM stays random", hp.variant)
@@ -178,9 +189,10 @@ class SAMA(MattingModule):
         self._step_index = self.global_step if self._trainer is not None else batch_idx
         return super().training_step(batch, batch_idx)
 
-    def step_task(self, batch: MattingBatch) -> str:
-        """The task a training batch trains: segmentation for a batch of
-        ``segmentation_sources``, else ``task_schedule`` at the current step."""
+    def step_tasks(self, batch: MattingBatch) -> tuple[str, ...]:
+        """The tasks a training batch trains: segmentation alone for a batch of
+        ``segmentation_sources``, else every trained task (``joint``) or the current step's
+        (``alternate``)."""
         from_segmentation = [source in self.segmentation_sources for source in batch.source]
         if any(from_segmentation):
             if not all(from_segmentation):
@@ -189,8 +201,10 @@ class SAMA(MattingModule):
                     f"with others ({sorted(set(batch.source))}): give the DataModule a schedule "
                     "so that each batch comes from one source"
                 )
-            return "segmentation"
-        return self.task_schedule[self._step_index % len(self.task_schedule)]
+            return ("segmentation",)
+        if self.task_schedule == "joint":
+            return self.trained_tasks
+        return (self.trained_tasks[self._step_index % len(self.trained_tasks)],)
 
     def forward(self, batch: MattingBatch) -> dict[str, Tensor]:
         """Inference: both heads, each sample prompted by its ``batch.prompt_kind``.
@@ -224,8 +238,8 @@ class SAMA(MattingModule):
         return self.predict_tasks(batch, self.kinds_of(batch), TASKS, features)
 
     def training_outputs(self, batch: MattingBatch) -> dict[str, Tensor]:
-        """The step's task only (:meth:`step_task`), each sample prompted by its kind."""
-        return self.predict_tasks(batch, self.kinds_of(batch), (self.step_task(batch),))
+        """The step's tasks only (:meth:`step_tasks`), each sample prompted by its kind."""
+        return self.predict_tasks(batch, self.kinds_of(batch), self.step_tasks(batch))
 
     def loss_terms(self, outputs: dict[str, Tensor], batch: MattingBatch) -> dict[str, Tensor]:
         terms = {}

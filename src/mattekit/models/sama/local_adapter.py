@@ -5,8 +5,10 @@ quadrants of :mod:`mattekit.models.sama.mvle`): the decoder's image tokens of qu
 the local tokens of view m, which cover the same part of the image at twice the density.
 
 1. Global -> local (eq. 4-7): queries the image-stream tokens F_out of region m; keys / values
-   region m's local tokens fused with the encoder's early features, ``F'^{P_m} + F_early``.
-   Output F'' (no residual: it only enters through the gate of step 3).
+   region m's local tokens fused with the encoder's early features, ``F'^{P_m} + F_early``
+   (eq. 5-6; given ``early`` only: the second adapter's local input already holds them, see
+   :class:`~mattekit.models.sama.torch_model.Sama`'s ``early_fusion``). Output F'' (no residual:
+   it only enters through the gate of step 3).
 2. Local -> global (roles swapped, "the keys and values produced in the previous layer become the
    queries"): queries the fused local tokens, keys / values F_out of region m; residual + LayerNorm
    (as SAM's decoder). Its output is the local input of the next adapter (and of the heads).
@@ -64,7 +66,7 @@ class LocalAdapter(nn.Module):
         self,
         image: Tensor,
         local: Tensor,
-        early: Tensor,
+        early: Tensor | None,
         image_pe: Tensor,
         local_pe: Tensor,
         grid: tuple[int, int],
@@ -75,7 +77,8 @@ class LocalAdapter(nn.Module):
             image: B x L x C decoder image stream F_out after a SAM decoder layer (L = h w).
             local: B x 4 x Ll x C local tokens: the MVLE output F'^{P_m} for the first adapter,
                 the previous adapter's second output for the next.
-            early: B x 4 x Ll x C early encoder features of each view, projected to C.
+            early: B x 4 x Ll x C early encoder features of each view, projected to C, added
+                to ``local`` (eq. 5-6); None: ``local`` is used as it is.
             image_pe: (B or 1) x L x C positional encoding of the image tokens (SAM's dense PE,
                 flattened as the decoder does).
             local_pe: [B or 1 x] 4 x Ll x C positional encoding of the local tokens in
@@ -87,16 +90,16 @@ class LocalAdapter(nn.Module):
             B x L x C updated image stream F'_out (eq. 9) and B x 4 x Ll x C updated local tokens.
         """
         b, _, c = image.shape
-        if local.shape[1] != REGIONS or early.shape != local.shape:
+        if local.shape[1] != REGIONS or (early is not None and early.shape != local.shape):
             raise ValueError(
                 f"local and early must both be B x 4 x Ll x C, got {tuple(local.shape)} and "
-                f"{tuple(early.shape)}"
+                f"{None if early is None else tuple(early.shape)}"
             )
         # Regions folded into the batch: the shared weights see (4B) independent regions.
         image_regions = split_token_regions(image, grid)  # B x 4 x L/4 x C
         image_region_pe = split_token_regions(image_pe, grid).expand(b, -1, -1, -1)
         local_pe = local_pe.expand(b, REGIONS, -1, -1)
-        fused = local + early  # eq. 5-6: early features join by a residual connection
+        fused = local if early is None else local + early  # eq. 5-6: a residual connection
 
         detail = self.global_to_local(
             _fold(image_regions + image_region_pe), _fold(fused + local_pe), _fold(fused)

@@ -12,9 +12,10 @@ Data flow (ViT-B at 1024 px; C = 256, grid h = w = 64):
                           └─ 4 quadrant views x2 ───┘ (``encode``)
     F^I B x C x h x w,  F^L B x 4 x C x h x w,  early features B x 4 x C x h x w
     MVLE(F^I, F^L) -> local B x 4 x C x h x w
-    tokens [iou, mask x 4, seg, mat, prompts] ── SAM layer 1 ─ adapter 1 ─ layer 2 ─ adapter 2
-                                              ── SAM's final token-to-image attention
-    seg / mat token + image stream + local mosaic -> head -> B x 1 x S/4 x S/4 logits each
+    per task, one pass (the passes batched, 2B):
+    tokens [iou, mask x 4, task, prompts] ── SAM layer 1 ─ adapter 1 ─ layer 2 ─ adapter 2
+                                          ── SAM's final token-to-image attention
+    task token + that pass's image stream + local mosaic -> head -> B x 1 x S/4 x S/4 logits
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from mattekit.weights.report import LoadReport
 
 TASKS = ("segmentation", "matting")
 PAPER_POOL_KERNELS = (4, 8, 16)  # on SAM's 64 x 64 grid
+EARLY_FUSIONS = ("first", "every")
 
 
 @dataclass
@@ -118,6 +120,13 @@ class Sama(nn.Module):
         local_view_size: side of each quadrant view given to the encoder: the input size (the
             paper: each quadrant zoomed 2x, four full encodings) or smaller (cheaper; S / 2 keeps
             the quadrant's own resolution); None for the input size.
+        separate_task_tokens: one decoder pass per task, carrying only that task's token (the
+            paper: "two SAMA tokens are used separately"); False: one pass carrying both tokens,
+            which then attend to each other (the form before issue 25).
+        early_fusion: where the early features join the local tokens (eq. 5-6): ``first``, the
+            first adapter only (its local output carries them on to the next through its
+            residual); ``every``, each adapter adds them to its local input (the form before
+            issue 25, which counts them twice from the second adapter on).
     """
 
     def __init__(
@@ -130,8 +139,12 @@ class Sama(nn.Module):
         early_projection: nn.Module | None = None,
         early_block: int | None = None,
         local_view_size: int | None = None,
+        separate_task_tokens: bool = True,
+        early_fusion: str = "first",
     ) -> None:
         super().__init__()
+        if early_fusion not in EARLY_FUSIONS:
+            raise ValueError(f"early_fusion must be one of {EARLY_FUSIONS}, got {early_fusion!r}")
         if adapters is not None and (early_projection is None or early_block is None):
             raise ValueError("the Local-Adapters need early_projection and early_block")
         layers = len(sam.mask_decoder.transformer.layers)
@@ -145,6 +158,8 @@ class Sama(nn.Module):
         self.early_projection = early_projection
         self.early_block = early_block
         self.local_view_size = local_view_size or sam.image_size
+        self.separate_task_tokens = separate_task_tokens
+        self.early_fusion = early_fusion
         patch = sam.image_size // sam.grid[0]
         if self.local_view_size % (2 * patch):
             raise ValueError(
@@ -219,47 +234,47 @@ class Sama(nn.Module):
     ) -> dict[str, Tensor]:
         """Mask logits of the requested tasks.
 
-        Both task tokens always take part (they attend to each other); the token of a task not
-        in ``tasks`` is detached and its head not run, so that task's parameters get no
-        gradient and its BatchNorm statistics do not move (the paper freezes the other head).
+        With ``separate_task_tokens`` (the default) each task has its own decoder pass whose
+        output tokens are SAM's and that task's token only, so a task's logits do not depend on
+        the other task's token at all; the passes of several tasks run as one batch of
+        (tasks x B). Otherwise one pass carries both tokens; the token of a task not in
+        ``tasks`` is then detached. Either way a task not in ``tasks`` has no head run, so its
+        parameters get no gradient and its BatchNorm statistics do not move (the paper freezes
+        the other head).
 
         Args:
             features: from :meth:`encode` (B samples).
             coords: B x K x 2 prompt coordinates in input pixels; labels: B x K in ZIM's
                 convention (:mod:`mattekit.models.sam.inputs`; fillers -2).
-            tasks: which heads to run.
+            tasks: which heads to run (at least one).
 
         Returns:
             ``{task: B x 1 x S/4 x S/4 logits}`` for each task in ``tasks``.
         """
         unknown = set(tasks) - set(TASKS)
-        if unknown:
-            raise ValueError(f"tasks must be among {TASKS}, got {sorted(unknown)}")
+        if unknown or not tasks:
+            raise ValueError(f"tasks must be among {TASKS}, got {sorted(tasks)}")
         sam, decoder = self.sam, self.sam.mask_decoder
         transformer = decoder.transformer
         b = coords.shape[0]
+        output_tokens, slots = self.output_tokens(tasks, b)
+        passes = output_tokens.shape[0] // b
         sparse, dense = sam.embed_prompts(coords, labels)
-        task_tokens = torch.stack(
-            [
-                token if task in tasks else token.detach()
-                for task, token in zip(TASKS, self.task_tokens.weight, strict=True)
-            ]
-        )
-        sam_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight])
-        output_tokens = torch.cat([sam_tokens, task_tokens]).expand(b, -1, -1)
-        tokens = torch.cat([output_tokens, sparse], dim=1)
-        fillers = labels == FILLER_LABEL
+        tokens = torch.cat([output_tokens, repeat_batch(sparse, passes)], dim=1)
+        fillers = repeat_batch(labels == FILLER_LABEL, passes)
         token_keys = None
         if not may_branch_on_values(fillers) or bool(fillers.any()):
-            real = torch.cat([fillers.new_ones(b, output_tokens.shape[1]), ~fillers], dim=1)
+            real = torch.cat([fillers.new_ones(output_tokens.shape[:2]), ~fillers], dim=1)
             token_keys = key_bias_from_mask(real)
 
         grid = self.grid
-        keys = (features.embedding + dense).flatten(2).transpose(1, 2)  # B x L x C
+        keys = repeat_batch(features.embedding + dense, passes).flatten(2).transpose(1, 2)
         key_pe = sam.prompt_encoder.get_dense_pe().flatten(2).transpose(1, 2)
-        local = None if features.local is None else regions_to_tokens(features.local)
+        local = None
+        if features.local is not None:
+            local = repeat_batch(regions_to_tokens(features.local), passes)
         if self.adapters is not None:
-            early = regions_to_tokens(features.early)
+            early = repeat_batch(regions_to_tokens(features.early), passes)
             local_pe = local_positional_encoding(
                 self.positional_encoding, self.local_grid, keys.device
             )
@@ -267,27 +282,64 @@ class Sama(nn.Module):
         for index, layer in enumerate(transformer.layers):
             queries, keys = layer(queries, keys, tokens, key_pe, token_keys=token_keys)
             if self.adapters is not None:
-                keys, local = self.adapters[index](keys, local, early, key_pe, local_pe, grid)
+                fuse = index == 0 or self.early_fusion == "every"
+                keys, local = self.adapters[index](
+                    keys, local, early if fuse else None, key_pe, local_pe, grid
+                )
         q, k = queries + tokens, keys + key_pe
         queries = transformer.norm_final_attn(
             queries + transformer.final_attn_token_to_image(q, k, keys)
         )
 
-        image = keys.transpose(1, 2).reshape(b, -1, *grid)
+        image = keys.transpose(1, 2).reshape(passes * b, -1, *grid)
         sam_features = decoder.pixel_decoder(image)
         mosaic = None if local is None else tile_regions(tokens_to_regions(local, self.local_grid))
-        first = 1 + decoder.num_mask_tokens  # after the IoU token and SAM's mask tokens
-        task_outputs = {task: queries[:, first + i] for i, task in enumerate(TASKS)}
-        return {
-            task: self.heads[task](task_outputs[task], image, sam_features, mosaic)
-            for task in tasks
-        }
+        logits = {}
+        for task, (index, slot) in slots.items():
+            rows = slice(index * b, (index + 1) * b)
+            task_mosaic = None if mosaic is None else mosaic[rows]
+            logits[task] = self.heads[task](
+                queries[rows, slot], image[rows], sam_features[rows], task_mosaic
+            )
+        return logits
+
+    def output_tokens(
+        self, tasks: Sequence[str], b: int
+    ) -> tuple[Tensor, dict[str, tuple[int, int]]]:
+        """The decoder's output tokens for ``tasks`` on B samples: SAM's IoU and mask tokens (as
+        HQ-SAM keeps them) followed by the task token(s).
+
+        Returns:
+            (P B) x T x C tokens, P the number of passes (pass p holds rows p B .. (p + 1) B - 1),
+            and per task its pass p and its token's index in T.
+        """
+        decoder = self.sam.mask_decoder
+        sam_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight])
+        first = sam_tokens.shape[0]
+        if self.separate_task_tokens:
+            own = self.task_tokens.weight[[TASKS.index(task) for task in tasks]]  # P x C
+            per_pass = torch.cat([sam_tokens.expand(len(tasks), -1, -1), own[:, None]], dim=1)
+            slots = {task: (index, first) for index, task in enumerate(tasks)}
+            return per_pass.repeat_interleave(b, dim=0), slots
+        task_tokens = torch.stack(
+            [
+                token if task in tasks else token.detach()
+                for task, token in zip(TASKS, self.task_tokens.weight, strict=True)
+            ]
+        )
+        slots = {task: (0, first + TASKS.index(task)) for task in tasks}
+        return torch.cat([sam_tokens, task_tokens]).expand(b, -1, -1), slots
 
     def forward(
         self, images: Tensor, coords: Tensor, labels: Tensor, tasks: Sequence[str] = TASKS
     ) -> dict[str, Tensor]:
         """:meth:`encode` then :meth:`decode`."""
         return self.decode(self.encode(images), coords, labels, tasks)
+
+
+def repeat_batch(x: Tensor, times: int) -> Tensor:
+    """``x`` (B x ...) stacked ``times`` times along the batch: (times B) x ..."""
+    return x if times == 1 else torch.cat([x] * times)
 
 
 def scaled_pool_kernels(grid: int) -> tuple[int, ...]:
@@ -308,6 +360,8 @@ def build_sama(
     head_norm: str = "batch",
     early_block: int | None = None,
     local_view_size: int | None = None,
+    separate_task_tokens: bool = True,
+    early_fusion: str = "first",
 ) -> Sama:
     """A randomly initialised SAMA (load SAM with :func:`load_sam_into_sama`).
 
@@ -325,6 +379,7 @@ def build_sama(
         local_view_size: side of the encoded quadrant views (default: the input size, the
             paper's 2x zoom; half of it encodes the quadrants at their own resolution, a quarter of
             the tokens each: ``benchmarks/sama.py`` measures what that saves).
+        separate_task_tokens, early_fusion: see :class:`Sama`.
     """
     sam = build_zim(variant, masked_directions=(), decoder="sam")
     v = VARIANTS[variant]
@@ -348,8 +403,10 @@ def build_sama(
             raise ValueError(f"early_block must be in [0, {v.encoder_depth}), got {early_block}")
     task_heads = nn.ModuleDict({task: PredictionHead(dim, mask_dim, head_norm) for task in TASKS})
     return Sama(
-        sam, task_heads, nn.Embedding(len(TASKS), dim), **modules, local_view_size=local_view_size
-    )
+        sam, task_heads, nn.Embedding(len(TASKS), dim), **modules,
+        local_view_size=local_view_size, separate_task_tokens=separate_task_tokens,
+        early_fusion=early_fusion,
+    )  # fmt: skip
 
 
 def init_task_outputs_from_sam(model: Sama) -> None:
@@ -382,5 +439,6 @@ __all__ = [
     "encode_with_early",
     "init_task_outputs_from_sam",
     "load_sam_into_sama",
+    "repeat_batch",
     "scaled_pool_kernels",
 ]

@@ -3,7 +3,8 @@ recording of what the transparency-mining losses compare.
 
 - **Sparse self-attention** (paper Sec. 3.3): keys and values come from ``phi(f)``, a k x k,
   stride-k convolution of the token grid, so a level of L tokens attends to L / k^2 keys
-  (a grid not divisible by k is zero-padded at the bottom-right first).
+  (a grid not divisible by k is zero-padded at the bottom-right first). ``phi`` starts as a
+  k x k average pool.
 - **Removed self-attention** (64 x 64 in the paper): the transformer block's ``attn1`` (and the
   norm that only feeds it) become a zero branch, so the residual passes the tokens through.
 - **Recording** (:class:`AttentionRecorder`, passed as ``cross_attention_kwargs["recorder"]``):
@@ -84,7 +85,10 @@ class TeachAttnProcessor(nn.Module):
         if kernel < 1:
             raise ValueError(f"kernel must be >= 1, got {kernel}")
         self.kernel = kernel
-        self.reduce = nn.Conv2d(channels, channels, kernel, stride=kernel) if kernel > 1 else None
+        self.reduce = None
+        if kernel > 1:
+            self.reduce = nn.Conv2d(channels, channels, kernel, stride=kernel)
+            average_pool_init(self.reduce)
 
     def __call__(  # diffusers reads the keyword names it may pass from this signature
         self,
@@ -128,6 +132,23 @@ class TeachAttnProcessor(nn.Module):
         tokens = F.pad(tokens, (0, -grid[1] % k, 0, -grid[0] % k))
         reduced = self.reduce(tokens)
         return reduced.flatten(2).transpose(1, 2), tuple(reduced.shape[-2:])
+
+
+def average_pool_init(conv: nn.Conv2d) -> None:
+    """Make a C -> C, k x k convolution an average pool: weight I / k^2 per channel, bias 0.
+
+    Every block the student keeps is copied from the teacher, so phi starting as a pool gives
+    keys and values that summarise the teacher's (the mean of each window's projections);
+    PyTorch's random init would scramble them at 32 x 32 and 16 x 16.
+    """
+    out_channels, in_channels, height, width = conv.weight.shape
+    if out_channels != in_channels:
+        raise ValueError(f"an average pool keeps the width, got {in_channels} -> {out_channels}")
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[range(out_channels), range(in_channels)] = 1.0 / (height * width)
+        if conv.bias is not None:
+            conv.bias.zero_()
 
 
 class SkippedSelfAttention(nn.Module):

@@ -17,7 +17,7 @@ def distillation_terms(
     teacher: GroundingOutput,
     records: tuple[AttentionRecorder, AttentionRecorder] | None,
     projectors: Sequence[nn.Module],
-    stage_pairs: Sequence[tuple[int, int]],
+    pairs: Sequence[tuple[str, str]],
     known: Tensor,
 ) -> dict[str, Tensor]:
     """The unweighted ``sg``, ``stm`` and ``ctm`` terms that are active.
@@ -26,15 +26,14 @@ def distillation_terms(
         active: the active loss modules by name (weights not 0).
         records: the student's and the teacher's attention records (None when neither STM
             nor CTM is active).
-        projectors: Phi per ``(student stage, teacher stage)`` pair of ``stage_pairs``.
+        projectors: Phi per ``(student module, teacher module)`` pair of ``pairs``, whose
+            outputs ``student.taps`` and ``teacher.taps`` hold.
         known: B x 1 x h x w mask of the known regions (L_SG's M).
     """
     terms: dict[str, Tensor] = {}
     if "sg" in active:
-        projected = [
-            phi(student.stages[s]) for phi, (s, _) in zip(projectors, stage_pairs, strict=True)
-        ]
-        targets = [teacher.stages[t] for _, t in stage_pairs]
+        projected = [phi(student.taps[s]) for phi, (s, _) in zip(projectors, pairs, strict=True)]
+        targets = [teacher.taps[t] for _, t in pairs]
         terms["sg"] = active["sg"](projected, targets, known)
     for name, kind in (("stm", "propagated"), ("ctm", "cross")):
         if name in active:

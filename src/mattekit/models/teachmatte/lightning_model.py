@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -48,13 +48,15 @@ from mattekit.models.teachmatte.torch_model import (
     DEFAULT_KERNELS,
     STUDENT_OUTPUTS,
     TEACHER_OUTPUTS,
+    SGForm,
     SoftGroundingNet,
     TeachMatteNet,
     build_grounding,
     build_unet,
-    matched_stages,
+    sg_pairs,
     stage_widths,
     student_unet,
+    tap_width,
 )
 from mattekit.models.teachmatte.weights import (
     INHERITED,
@@ -76,6 +78,8 @@ STAGE_SCHEDULES = {
     "decoder": (4e-4, [[10000, 0.1], [35000, 0.05]]),
 }
 _DISTILLATION_TERMS = ("stm", "ctm", "sg")
+#: ``MaskedFeatureMSELoss`` arguments of each ``sg_form``.
+SG_LOSS = {"sum": {"pairs": "sum", "over": "all"}, "masked_mean": {"pairs": "mean", "over": "mask"}}
 
 
 class TeachMatte(MattingModule):
@@ -104,10 +108,17 @@ class TeachMatte(MattingModule):
         attention_kernels: the student's self-attention per level from the highest resolution:
             -1 removed, 1 dense, k sparse (Table 6; default ``[-1, 2, 2]``).
         projector: the projector Phi on the student's features for L_SG (Table 3 row 4).
+        sg_form: L_SG's pairs and reduction. ``sum`` (eq. 3): BK-SDM-Tiny's 6 feature pairs,
+            each a mean of the masked squared error over all elements, summed. ``masked_mean``
+            (mattekit's earlier form, about 0.22x): 5 stage pairs, each a mean over the known
+            elements, averaged.
         refiner: the decoder stage also trains the sparse upsampling module (appendix 6.3):
             student and decoder then run on the input downsampled 4x (512 px for 2048) and the
             refiner returns the alpha at the input size.
         refiner_backend: ``dense`` or ``spconv`` (inference; the ``sparse`` extra).
+        refiner_context: what each refiner group reads besides alpha and image: ``decoder``,
+            the decoder's context upsampled (appendix 6.3), or ``previous``, the previous
+            group's features (mattekit's earlier form).
         region_kernel: the morphology kernel of the region targets, in pixels at 512 px (scaled
             with the input side).
         timestep: the UNet's fixed timestep.
@@ -128,6 +139,11 @@ class TeachMatte(MattingModule):
         "text_encoder",
         "refiner_backend",
     }
+    # Checkpoints written before issue 25 were trained with mattekit's earlier forms.
+    earlier_defaults: ClassVar[dict[str, object]] = {
+        "sg_form": "masked_mean",
+        "refiner_context": "previous",
+    }
 
     def __init__(
         self,
@@ -139,8 +155,10 @@ class TeachMatte(MattingModule):
         prune: bool = True,
         attention_kernels: list[int] | None = None,
         projector: bool = True,
+        sg_form: SGForm = "sum",
         refiner: bool = False,
         refiner_backend: Literal["dense", "spconv"] = "dense",
+        refiner_context: Literal["decoder", "previous"] = "decoder",
         region_kernel: int = 15,
         timestep: int = 0,
         text_tokens: int = TEXT_TOKENS,
@@ -154,6 +172,8 @@ class TeachMatte(MattingModule):
     ) -> None:
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+        if sg_form not in SG_LOSS:
+            raise ValueError(f"sg_form must be one of {tuple(SG_LOSS)}, got {sg_form!r}")
         if stage == "decoder" and previous_stage is None and not is_restoring():
             raise ValueError("the decoder stage starts from a student run: give previous_stage")
         derived: dict = {}
@@ -270,17 +290,18 @@ class TeachMatte(MattingModule):
     def _projectors(self, student: SoftGroundingNet) -> nn.ModuleList:
         """Phi per distilled stage pair (identity without ``projector``); none when L_SG is off
         (no teacher, or its weight 0: parameters that never train would burden DDP)."""
-        self.stage_pairs: list[tuple[int, int]] = []
+        self.sg_pairs: list[tuple[str, str]] = []
         sg_weight = (self.hparams.loss_weights or {}).get("sg", 1.0)
         if self.hparams.previous_stage is None or sg_weight == 0:
             return nn.ModuleList()
         with torch.device("meta"):  # only the teacher's stage widths are needed
             reference = build_unet(self.hparams.variant)
-        self.stage_pairs = matched_stages(reference, student.unet)
-        s_widths, t_widths = stage_widths(student.unet), stage_widths(reference)
+        self.sg_pairs = sg_pairs(reference, student.unet, self.hparams.sg_form)
         return nn.ModuleList(
-            FeatureProjector(s_widths[s], t_widths[t]) if self.hparams.projector else nn.Identity()
-            for s, t in self.stage_pairs
+            FeatureProjector(tap_width(student.unet, s), tap_width(reference, t))
+            if self.hparams.projector
+            else nn.Identity()
+            for s, t in self.sg_pairs
         )
 
     def build_decoder_stage(self) -> TeachMatteNet:
@@ -298,7 +319,9 @@ class TeachMatte(MattingModule):
         decoder = DetailDecoder(stage_widths(student.unet)[-1], stream, fusion)
         refiner = None
         if hp.refiner:
-            refiner = SparseRefiner(decoder.context_channels, backend=hp.refiner_backend)
+            refiner = SparseRefiner(
+                decoder.context_channels, backend=hp.refiner_backend, context=hp.refiner_context
+            )
         return TeachMatteNet(student, decoder, refiner)
 
     def configure_frozen(self) -> list[FrozenPart]:
@@ -330,7 +353,7 @@ class TeachMatte(MattingModule):
             terms |= {
                 "stm": LossTerm(PerLevelMSELoss("mean"), 10.0),
                 "ctm": LossTerm(PerLevelMSELoss("sum"), 0.1),
-                "sg": LossTerm(MaskedFeatureMSELoss(), 0.5),
+                "sg": LossTerm(MaskedFeatureMSELoss(**SG_LOSS[self.hparams.sg_form]), 0.5),
             }
         return terms
 
@@ -388,13 +411,14 @@ class TeachMatte(MattingModule):
         records = None
         if self.loss_weights["stm"] != 0 or self.loss_weights["ctm"] != 0:
             records = (AttentionRecorder(batch.alpha), AttentionRecorder(batch.alpha))
-        student = self.model(batch.image, ids, records and records[0])
+        s_taps, t_taps = zip(*self.sg_pairs, strict=True) if self.sg_pairs else ((), ())
+        student = self.model(batch.image, ids, records and records[0], s_taps)
         with torch.no_grad():
-            teacher = self.teacher(batch.image, ids, records and records[1])
+            teacher = self.teacher(batch.image, ids, records and records[1], t_taps)
         active = dict(self.active_losses())
         known = self.regions(batch).known if "sg" in active else None
         terms = distillation_terms(
-            active, student, teacher, records, self.projectors, self.stage_pairs, known
+            active, student, teacher, records, self.projectors, self.sg_pairs, known
         )
         return {**self.student_outputs(student.logits, batch.image.shape[-2:]), **terms}
 

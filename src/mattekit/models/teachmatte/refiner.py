@@ -1,10 +1,12 @@
 """The high-resolution sparse upsampling module (paper appendix 6.3): alpha computed only
 where it is uncertain.
 
-Two groups, each doubling the resolution: the alpha and the context features are upsampled
-(bilinear), concatenated with the image at that size, and convolved only at *active* pixels,
-``0.01 < alpha < 0.99``; elsewhere the upsampled alpha stands. The convolutions are submanifold
-sparse convolutions: outputs at active pixels only, from active inputs only.
+Two groups, each doubling the resolution. Each group's input is, as the appendix says, the
+up-interpolated alpha (the previous group's), the matting decoder's context features (computed
+at 512 px, interpolated to the group's size) and the image at that size. It is convolved only at
+*active* pixels, ``0.01 < alpha < 0.99``; elsewhere the upsampled alpha stands. The convolutions
+are submanifold sparse convolutions: outputs at active pixels only, from active inputs only.
+``context="previous"`` keeps mattekit's earlier form, where group 2 read group 1's features.
 
 Two backends compute the same thing:
 
@@ -117,6 +119,8 @@ class SparseRefiner(nn.Module):
         context_channels: width of the decoder's context features.
         groups: doublings (the paper: 2, 512 -> 2048).
         backend: ``dense`` or ``spconv`` (eval only; needs the ``sparse`` extra).
+        context: what groups after the first read: ``decoder``, the decoder's context
+            (appendix 6.3), or ``previous``, the previous group's features.
     """
 
     def __init__(
@@ -124,28 +128,34 @@ class SparseRefiner(nn.Module):
         context_channels: int,
         groups: int = 2,
         backend: Literal["dense", "spconv"] = "dense",
+        context: Literal["decoder", "previous"] = "decoder",
     ) -> None:
         super().__init__()
+        if context not in ("decoder", "previous"):
+            raise ValueError(f"context must be 'decoder' or 'previous', got {context!r}")
         first = RefinementGroup(3 + 1 + context_channels)
-        rest = [RefinementGroup(3 + 1 + first.out_channels) for _ in range(groups - 1)]
+        width = context_channels if context == "decoder" else first.out_channels
+        rest = [RefinementGroup(3 + 1 + width) for _ in range(groups - 1)]
         self.groups = nn.ModuleList([first, *rest])
-        self.backend = backend
+        self.backend, self.context = backend, context
 
     def forward(self, image: Tensor, alpha: Tensor, context: Tensor) -> Tensor:
         """Args: image B x 3 x H' x W' at the target size; alpha B x 1 x h x w; context B x C x
         h x w. Returns the alpha B x 1 x H' x W' (each group doubles, the last lands on H')."""
         if self.backend == "spconv" and self.training:
             raise ValueError("the spconv backend runs in eval mode only; train with 'dense'")
+        features = context
         for index, group in enumerate(self.groups):
             last = index == len(self.groups) - 1
             size = image.shape[-2:] if last else tuple(2 * s for s in alpha.shape[-2:])
             alpha = F.interpolate(alpha, size=size, mode="bilinear", align_corners=False)
-            context = F.interpolate(context, size=size, mode="bilinear", align_corners=False)
+            source = context if self.context == "decoder" else features
+            upsampled = F.interpolate(source, size=size, mode="bilinear", align_corners=False)
             low, high = ACTIVE_RANGE
             mask = ((alpha > low) & (alpha < high)).to(alpha.dtype)
             resized = F.interpolate(image, size=size, mode="bilinear", align_corners=False)
-            x = torch.cat([resized, alpha, context], 1)
+            x = torch.cat([resized, alpha, upsampled], 1)
             run = group.sparse if self.backend == "spconv" else group.dense
-            residual, context = run(x, mask)
+            residual, features = run(x, mask)
             alpha = (alpha + residual).clamp(0, 1)
         return alpha

@@ -8,7 +8,9 @@ replaced by a :class:`~mattekit.models.teachmatte.heads.SoftGroundingHead`, an A
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +27,8 @@ from mattekit.models.teachmatte.decoder import DetailDecoder
 from mattekit.models.teachmatte.heads import SoftGroundingHead
 from mattekit.models.teachmatte.refiner import SparseRefiner
 from mattekit.models.teachmatte.text_encoder import OpenCLIPTextEncoder, TextAdapter
-from mattekit.nn.unet_features import captured_stage_features, unet_stages
+from mattekit.nn.token_grid import level_grid
+from mattekit.nn.unet_features import captured_outputs, captured_stage_features, unet_stages
 from mattekit.nn.unet_pruning import prune_unet, pruned_config
 
 #: Teacher outputs: background, foreground, transparent logits. Student: alpha, R logits.
@@ -40,11 +43,13 @@ class GroundingOutput:
 
     Attributes:
         logits: B x K x H/8 x W/8 (teacher: 3 region classes; student: alpha and R logits).
-        stages: B x C x h x w outputs of each UNet stage (down, mid, up), for L_SG and the decoder.
+        stages: B x C x h x w outputs of each UNet stage (down, mid, up), for the decoder.
+        taps: B x C x h x w output of each module named in ``forward``'s ``taps`` (L_SG's).
     """
 
     logits: Tensor
     stages: list[Tensor]
+    taps: dict[str, Tensor] = field(default_factory=dict)
 
 
 class SoftGroundingNet(nn.Module):
@@ -84,19 +89,35 @@ class SoftGroundingNet(nn.Module):
         return self.adapter(self.text_encoder(token_ids))
 
     def forward(
-        self, image: Tensor, token_ids: Tensor, recorder: AttentionRecorder | None = None
+        self,
+        image: Tensor,
+        token_ids: Tensor,
+        recorder: AttentionRecorder | None = None,
+        taps: Sequence[str] = (),
     ) -> GroundingOutput:
         """Args: image B x 3 x H x W in [0, 1] (sides divisible by 8); token_ids B x T;
-        recorder: collects the attention quantities of the transparency-mining losses."""
+        recorder: collects the attention quantities of the transparency-mining losses; taps:
+        names of UNet modules (each run once per forward) whose outputs to return."""
         if image.shape[-2] % 8 or image.shape[-1] % 8:
             raise ValueError(f"sides must be divisible by 8, got {tuple(image.shape[-2:])}")
         latent = self.encode_image(image)
         context = self.encode_text(token_ids)
         timestep = torch.full((len(image),), self.timestep, device=image.device)
         kwargs = {"latent_size": tuple(latent.shape[-2:]), "recorder": recorder}
-        with captured_stage_features(self.unet) as stages:
+        tapped = [self.unet.get_submodule(name) for name in taps]
+        with captured_stage_features(self.unet) as stages, captured_outputs(tapped) as outputs:
             logits = self.unet(latent, timestep, context, cross_attention_kwargs=kwargs).sample
-        return GroundingOutput(logits, list(stages))
+        grids = [on_grid(out, kwargs["latent_size"]) for out in outputs]
+        return GroundingOutput(logits, list(stages), dict(zip(taps, grids, strict=True)))
+
+
+def on_grid(features: Tensor, latent_size: tuple[int, int]) -> Tensor:
+    """B x C x h x w as is; B x L x C tokens (a linear ``proj_out``'s) on their level's grid, as
+    diffusers' Transformer2DModel reshapes them."""
+    if features.ndim == 4:
+        return features
+    height, width = level_grid(latent_size, features.shape[1])
+    return features.unflatten(1, (height, width)).permute(0, 3, 1, 2)
 
 
 class TeachMatteNet(nn.Module):
@@ -226,6 +247,51 @@ def matched_stages(teacher: nn.Module, student: nn.Module) -> list[tuple[int, in
     for i in range(s_up):
         pairs.append((s_down + s_mid + i, t_down + t_mid + t_up - s_up + i))
     return pairs
+
+
+#: L_SG's forms: ``sum`` follows eq. 3 and BK-SDM; ``masked_mean`` is mattekit's earlier one.
+SGForm = Literal["sum", "masked_mean"]
+
+
+def sg_pairs(teacher: nn.Module, student: nn.Module, form: SGForm = "sum") -> list[tuple[str, str]]:
+    """``(student module, teacher module)`` names whose outputs L_SG compares, in execution order.
+
+    ``masked_mean``: the stage pairs of :func:`matched_stages`. ``sum`` adds BK-SDM-Tiny's
+    encoder pair: where the teacher's down stage downsamples and the student's (its innermost)
+    does not, the last attention's ``proj_out`` of each, before the teacher's downsampler
+    (``down_blocks.2.attentions.{0 student, 1 teacher}`` at 16 x 16: 6 pairs).
+    """
+    s_names, t_names = _stage_names(student), _stage_names(teacher)
+    pairs = [(s_names[s], t_names[t]) for s, t in matched_stages(teacher, student)]
+    if form == "masked_mean":
+        return pairs
+    for i, (ours, theirs) in enumerate(zip(student.down_blocks, teacher.down_blocks, strict=False)):
+        inner = ours.downsamplers is None and theirs.downsamplers is not None
+        if inner and getattr(ours, "attentions", None) and getattr(theirs, "attentions", None):
+            tap = (
+                f"down_blocks.{i}.attentions.{len(ours.attentions) - 1}.proj_out",
+                f"down_blocks.{i}.attentions.{len(theirs.attentions) - 1}.proj_out",
+            )
+            pairs.insert(sum(1 for s, _ in pairs if s.startswith("down_blocks.")), tap)
+    return pairs
+
+
+def _stage_names(unet: nn.Module) -> list[str]:
+    """Module names of :func:`unet_stages`, in its order."""
+    mid = ["mid_block"] if getattr(unet, "mid_block", None) is not None else []
+    downs = [f"down_blocks.{i}" for i in range(len(unet.down_blocks))]
+    return [*downs, *mid, *(f"up_blocks.{i}" for i in range(len(unet.up_blocks)))]
+
+
+def tap_width(unet: nn.Module, name: str) -> int:
+    """Output channels of the module ``name`` of ``unet``: a stage or an attention's
+    ``proj_out`` (linear or 1 x 1 convolution)."""
+    module = unet.get_submodule(name)
+    if isinstance(module, nn.Linear):
+        return module.out_features
+    if isinstance(module, nn.Conv2d):
+        return module.out_channels
+    return module.resnets[-1].out_channels
 
 
 def stage_widths(unet: nn.Module) -> list[int]:
