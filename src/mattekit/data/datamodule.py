@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from mattekit.data.convention import InputConvention
 from mattekit.data.dataset import MattingDataset
 from mattekit.data.draws import DrawConcat
-from mattekit.data.mixing import ScheduledBatchSampler, WeightedSourceSampler
+from mattekit.data.mixing import DrawShare, ScheduledBatchSampler, WeightedSourceSampler
 from mattekit.data.predict_sets import SkipUnreadable, collate_readable, without_predicted
 from mattekit.data.prompts import PromptConfig, PromptSampler
 from mattekit.data.resumable import ResumableLoader
@@ -249,10 +249,16 @@ class MattingDataModule(L.LightningDataModule):
             return self._loader("train", batch_sampler=batches, draws=batches, **resumable)
         num_samples = self.steps_per_epoch * self.batch_size if self.steps_per_epoch else None
         sampler = WeightedSourceSampler(sizes, self.weights or sizes, num_samples, seed=run_seed)
+        trainer = self.trainer
+        share = (
+            DrawShare(sampler, trainer.world_size, trainer.global_rank)
+            if trainer is not None and trainer.world_size > 1
+            else sampler
+        )
         return self._loader(
             "train",
             batch_size=self.batch_size,
-            sampler=sampler,
+            sampler=share,
             drop_last=True,
             draws=sampler,
             **resumable,

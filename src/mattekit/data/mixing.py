@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DistributedSampler, Sampler
 
 from mattekit.data.draws import Draw, epoch_generator
 
@@ -86,6 +86,41 @@ class WeightedSourceSampler(EpochDraws, Sampler[Draw]):
         indices = (offsets[chosen] + within).tolist()
         for position in range(start, self.num_samples):
             yield Draw(indices[position], (self.seed, self.epoch, position))
+
+
+class DrawShare(DistributedSampler):
+    """One process's share of a :class:`WeightedSourceSampler`'s epoch under several processes.
+
+    Process ``rank`` of ``num_replicas`` takes the positions ``rank, rank + num_replicas, ...``
+    in order, up to the largest multiple of ``num_replicas`` (the last draws, fewer than
+    ``num_replicas``, are trained by no one): every process gets as many draws and none is
+    trained twice. Lightning's own wrapper pads the last share by repeating draws and shuffles
+    positions across processes, which the resume point (a count of draws from the epoch's start,
+    :class:`~mattekit.data.resumable.ResumableLoader`) cannot follow; being a
+    ``DistributedSampler``, this one is left as it is.
+
+    Args:
+        draws: the epoch's draws for all processes.
+        num_replicas: number of processes; rank: this one's.
+    """
+
+    def __init__(self, draws: WeightedSourceSampler, num_replicas: int, rank: int) -> None:
+        super().__init__(range(len(draws)), num_replicas, rank, shuffle=False, drop_last=True)
+        self.draws = draws
+
+    def __iter__(self) -> Iterator[Draw]:
+        # From the resume point on: the positions skipped are those every process trained.
+        for draw in self.draws:
+            position = draw.key[-1]
+            if position < self.total_size and position % self.num_replicas == self.rank:
+                yield draw
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        self.draws.set_epoch(epoch)
 
 
 class ScheduledBatchSampler(EpochDraws, Sampler[list[Draw]]):
