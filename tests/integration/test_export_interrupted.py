@@ -60,10 +60,13 @@ def test_a_kill_during_the_parity_check_leaves_no_set_and_the_next_export_cleans
     tiny_checkpoint, tmp_path
 ):
     checkpoint, out = tiny_checkpoint("zim"), tmp_path / "exported"
-    # The encoder's file exists, under a temporary name, while onnxruntime checks it.
+    # The encoder's file exists, in its private folder (.zim_encoder.<pid>.tmp), while
+    # onnxruntime checks it.
     export_killed_when(
-        checkpoint, out, lambda paths: any(p.name.endswith(".tmp.onnx") for p in paths)
-    )
+        checkpoint, out,
+        lambda paths: any(p.suffix == ".onnx" and p.parent.name.endswith(".tmp") and
+                          p.parent.name.startswith(".zim_") for p in paths),
+    )  # fmt: skip
     assert graph_files(out) == [] and not (out / MANIFEST).exists()
     (staging,) = out.iterdir()  # all the killed export left: its staging folder
     assert staging.name.startswith(".export-") and staging.is_dir()

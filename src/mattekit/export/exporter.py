@@ -1,9 +1,11 @@
 """Writing one :class:`~mattekit.export.graphs.ExportGraph` and checking it against PyTorch.
 
 ONNX first, through torch's exporter (``torch.export`` based; the older TorchScript-based one when
-that fails); TorchScript (``torch.jit.trace``) where neither can express the network. The file is
-written beside its destination and moved into place only after the parity check passes, so a
-failed export never leaves a file that looks usable.
+that fails); TorchScript (``torch.jit.trace``) where neither can express the network. A graph
+whose weights exceed :data:`EXTERNAL_DATA_THRESHOLD` keeps them in a side file,
+``<file>.onnx.data`` (ONNX external data: a protobuf file cannot exceed 2 GiB). The files are
+written in a private folder beside their destination and moved into place (the side file first)
+only after the parity check passes, so a failed export never leaves a file that looks usable.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 from torch import Tensor
 
@@ -24,6 +29,11 @@ logger = logging.getLogger(__name__)
 
 #: The ONNX opset written (onnxruntime >= 1.16 runs it).
 OPSET = 18
+
+#: Initializer bytes above which a graph's weights go to external data. Protobuf refuses files
+#: over 2 GiB; this leaves 512 MiB of it for the nodes and inline constants, and is the size at
+#: which torch's own ``ONNXProgram.save`` switches too (SD 2's UNet alone is 3.5 GB in fp32).
+EXTERNAL_DATA_THRESHOLD = 1536 * 2**20
 
 
 class ExportParityError(RuntimeError):
@@ -39,12 +49,21 @@ class ExportedGraph:
         format: ``onnx`` or ``torchscript``.
         max_abs_diff: per output, the largest absolute difference from PyTorch on the example.
         fallback_reason: why ONNX was not written (TorchScript only).
+        data_files: the external-data files holding the graph's weights, names in the folder of
+            ``path`` (empty when the weights are inside ``path``).
     """
 
     path: Path
     format: str
     max_abs_diff: dict[str, float]
     fallback_reason: str | None = None
+    data_files: tuple[str, ...] = ()
+
+    @property
+    def files(self) -> list[str]:
+        """Every file name of the graph, in the order they are moved into place (the graph's
+        own file last, so it never names a side file not yet there)."""
+        return [*self.data_files, self.path.name]
 
 
 def _as_tuple(outputs: Tensor | tuple[Tensor, ...]) -> tuple[Tensor, ...]:
@@ -72,28 +91,81 @@ def _dynamic_shapes(graph: ExportGraph) -> tuple | None:
     return (tuple(spec(name) for name in graph.inputs),)
 
 
-def _write_onnx(graph: ExportGraph, path: Path) -> None:
-    """torch.export-based ONNX; the TorchScript-based exporter when that one fails."""
+def _write_onnx(graph: ExportGraph, path: Path, threshold: int) -> None:
+    """torch.export-based ONNX; the TorchScript-based exporter when that one fails. Weights over
+    ``threshold`` bytes go to ``<path>.data``."""
     names = {"input_names": list(graph.inputs), "output_names": list(graph.outputs)}
     args = tuple(graph.inputs.values())
     try:
-        torch.onnx.export(
-            graph.module, args, path, dynamo=True, external_data=False, opset_version=OPSET,
+        program = torch.onnx.export(
+            graph.module, args, dynamo=True, opset_version=OPSET,
             dynamic_shapes=_dynamic_shapes(graph), **names,
         )  # fmt: skip
     except Exception as error:  # the exporters raise many types; the next one is tried
         logger.info("%s: torch.export-based ONNX failed (%s); trying TorchScript-based ONNX",
                     graph.name, str(error).splitlines()[0][:200])  # fmt: skip
-        torch.onnx.export(
-            graph.module, args, path, dynamo=False, opset_version=OPSET,
-            dynamic_axes=graph.dynamic or None, **names,
-        )  # fmt: skip
+    else:
+        initializers = program.model.graph.initializers.values()
+        size = sum(v.const_value.nbytes for v in initializers if v.const_value is not None)
+        # save writes the side file as f"{path.name}.data", beside path
+        program.save(path, external_data=size > threshold)
+        return
+    # Over 2 GiB this exporter writes one side file per tensor: written apart, then re-saved.
+    raw = path.parent / "torchscript"
+    raw.mkdir()
+    torch.onnx.export(
+        graph.module, args, str(raw / path.name), dynamo=False, opset_version=OPSET,
+        dynamic_axes=graph.dynamic or None, **names,
+    )  # fmt: skip
+    model = onnx.load(raw / path.name)  # with its side files' tensors
+    size = sum(tensor.ByteSize() for tensor in model.graph.initializer)
+    onnx.save_model(
+        model, path, save_as_external_data=size > threshold, all_tensors_to_one_file=True,
+        location=f"{path.name}.data",
+    )  # fmt: skip
+    shutil.rmtree(raw)
+
+
+def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    """Every tensor of ``graph``: its initializers and those in node attributes, subgraphs'
+    included (where external data may point)."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attribute in node.attribute:
+            yield from [attribute.t, *attribute.tensors]
+            for subgraph in [attribute.g, *attribute.graphs]:
+                yield from _tensors(subgraph)
+
+
+def external_data_files(path: Path) -> list[str]:
+    """The external-data files an ONNX file's tensors point to, as it names them (relative to
+    its folder), in first-use order; read without loading the weights."""
+    model = onnx.load(path, load_external_data=False)
+    locations = [
+        entry.value
+        for tensor in _tensors(model.graph)
+        if tensor.data_location == onnx.TensorProto.EXTERNAL
+        for entry in tensor.external_data
+        if entry.key == "location"
+    ]
+    return list(dict.fromkeys(locations))
 
 
 def onnx_outputs(path: Path, inputs: dict[str, Tensor]) -> list[np.ndarray]:
-    """Run an ONNX file in onnxruntime (CPU) on ``inputs`` (those it declares)."""
+    """Run an ONNX file in onnxruntime (CPU) on ``inputs`` (those it declares); its external
+    data, if any, is read from its folder.
+
+    Raises:
+        FileNotFoundError: a side file the graph names is missing; the message names it.
+    """
     import onnxruntime
 
+    for name in external_data_files(path):
+        if not (path.parent / name).is_file():
+            raise FileNotFoundError(
+                f"{path.parent / name}: the weights (ONNX external data) of {path} are missing; "
+                "copy the export folder whole"
+            )
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     feeds = {item.name: inputs[item.name].cpu().numpy() for item in session.get_inputs()}
     return session.run(None, feeds)
@@ -122,9 +194,16 @@ def _worse(a: float, b: float) -> float:
     return math.nan if math.isnan(a) or math.isnan(b) else max(a, b)
 
 
-def export_graph(graph: ExportGraph, folder: Path, prefix: str, tolerance: float) -> ExportedGraph:
-    """Write ``graph`` to ``folder/<prefix>_<name>.onnx`` (or ``.pt``) and check it on its
-    example and on each of ``graph.checks``.
+def export_graph(
+    graph: ExportGraph,
+    folder: Path,
+    prefix: str,
+    tolerance: float,
+    external_data_threshold: int = EXTERNAL_DATA_THRESHOLD,
+) -> ExportedGraph:
+    """Write ``graph`` to ``folder/<prefix>_<name>.onnx`` (or ``.pt``), its weights to
+    ``<prefix>_<name>.onnx.data`` beside it when they exceed ``external_data_threshold`` bytes,
+    and check it on its example and on each of ``graph.checks``.
 
     Raises:
         ExportParityError naming the graph and the output when the exported network's output
@@ -132,29 +211,39 @@ def export_graph(graph: ExportGraph, folder: Path, prefix: str, tolerance: float
     """
     folder.mkdir(parents=True, exist_ok=True)
     graph.module.eval()
-    fallback = None
+    stem = f"{prefix}_{graph.name}"
+    # The files get their final names in a private folder: an ONNX file names its side file
+    # relative to itself, so both move out unchanged once the check passes.
+    work = folder / f".{stem}.{os.getpid()}.tmp"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    fallback, data_files = None, ()
     try:
-        path = folder / f"{prefix}_{graph.name}.onnx"
-        temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.onnx")
-        _write_onnx(graph, temporary)
-        run = lambda inputs: onnx_outputs(temporary, inputs)  # noqa: E731
-        kind = "onnx"
-    except Exception as error:
-        fallback = str(error).splitlines()[0][:300]
-        logger.warning("%s: ONNX cannot express it (%s); writing TorchScript", graph.name, fallback)
-        path = folder / f"{prefix}_{graph.name}.pt"
-        temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.pt")
-        with torch.no_grad():
-            traced = torch.jit.trace(graph.module, tuple(graph.inputs.values()), strict=False)
-        torch.jit.save(traced, str(temporary))
-        loaded = torch.jit.load(str(temporary))
+        try:
+            path = work / f"{stem}.onnx"
+            _write_onnx(graph, path, external_data_threshold)
+            data_files = tuple(external_data_files(path))
 
-        def run(inputs: dict[str, Tensor]) -> list[Tensor]:
+            def run(inputs: dict[str, Tensor]) -> list:
+                return onnx_outputs(path, inputs)
+
+            kind = "onnx"
+        except Exception as error:
+            fallback = str(error).splitlines()[0][:300]
+            logger.warning(
+                "%s: ONNX cannot express it (%s); writing TorchScript", graph.name, fallback
+            )
+            path = work / f"{stem}.pt"
             with torch.no_grad():
-                return list(_as_tuple(loaded(*inputs.values())))
+                traced = torch.jit.trace(graph.module, tuple(graph.inputs.values()), strict=False)
+            torch.jit.save(traced, str(path))
+            loaded = torch.jit.load(str(path))
 
-        kind = "torchscript"
-    try:
+            def run(inputs: dict[str, Tensor]) -> list:
+                with torch.no_grad():
+                    return list(_as_tuple(loaded(*inputs.values())))
+
+            kind = "torchscript"
         differences: dict[str, float] = {}
         for inputs in [graph.inputs, *graph.checks]:
             found = _differences(graph, run(inputs), torch_outputs(graph, inputs))
@@ -167,7 +256,9 @@ def export_graph(graph: ExportGraph, folder: Path, prefix: str, tolerance: float
                 f"{graph.name}: the exported {worst} differs from PyTorch's by "
                 f"{differences[worst]:.3g} (tolerance {tolerance:g}); nothing written"
             )
-        os.replace(temporary, path)
+        exported = ExportedGraph(folder / path.name, kind, differences, fallback, data_files)
+        for name in exported.files:
+            os.replace(work / name, folder / name)
     finally:
-        temporary.unlink(missing_ok=True)
-    return ExportedGraph(path, kind, differences, fallback)
+        shutil.rmtree(work, ignore_errors=True)
+    return exported

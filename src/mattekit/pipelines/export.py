@@ -3,7 +3,8 @@
     mattekit export --ckpt_path CKPT --output_dir exported/ [--kind box] [--tolerance 1e-4]
 
 Writes ``<alias>_<graph>.onnx`` per network (SAM-based families: ``encoder`` and ``decoder``;
-the others one ``model``) and ``export.json``: what each file takes and gives, the input
+the others one ``model``), its weights in ``<alias>_<graph>.onnx.data`` beside it where they
+exceed 1.5 GiB (ONNX external data), and ``export.json``: what each file takes and gives, the input
 convention, and each output's largest difference from PyTorch on a sample scene. The set is
 written as a unit (:mod:`mattekit.export.staging`): an export whose difference exceeds the
 tolerance fails (exit 1), and a failed or killed one leaves the folder's previous export as it was.
@@ -22,7 +23,13 @@ import torch
 from mattekit.data.convention import InputConvention
 from mattekit.data.sample import MattingBatch, collate_samples
 from mattekit.data.synthetic import SyntheticSource
-from mattekit.export.exporter import OPSET, ExportedGraph, ExportParityError, export_graph
+from mattekit.export.exporter import (
+    EXTERNAL_DATA_THRESHOLD,
+    OPSET,
+    ExportedGraph,
+    ExportParityError,
+    export_graph,
+)
 from mattekit.export.graphs import ExportGraph
 from mattekit.export.manifest import MANIFEST
 from mattekit.export.staging import commit, staging_folder
@@ -56,10 +63,12 @@ def export_checkpoint(
     alias: str,
     kind: str | None = None,
     tolerance: float = TOLERANCE,
+    external_data_threshold: int = EXTERNAL_DATA_THRESHOLD,
 ) -> ExportSummary:
     """Export the family's :meth:`~mattekit.models.base.MattingModule.export_graphs` for
     prompt ``kind`` (default: the family's evaluation prompt) into ``output_dir``, replacing an
-    export already there only once every graph has passed (other files are left alone).
+    export already there only once every graph has passed (other files are left alone). A
+    graph's weights over ``external_data_threshold`` bytes go to a side file beside it.
 
     Raises:
         ValueError: a kind the family does not take.
@@ -76,10 +85,13 @@ def export_checkpoint(
     for graph in graphs:
         graph.checks.append(others[graph.name].inputs)
     with staging_folder(output_dir) as staging:
-        exported = [export_graph(graph, staging, alias, tolerance) for graph in graphs]
+        exported = [
+            export_graph(graph, staging, alias, tolerance, external_data_threshold)
+            for graph in graphs
+        ]
         manifest = _manifest(runner, kind, tolerance, graphs, exported)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        path = commit(staging, output_dir, [done.path.name for done in exported])
+        path = commit(staging, output_dir, [name for done in exported for name in done.files])
     return ExportSummary([replace(e, path=output_dir / e.path.name) for e in exported], path)
 
 
@@ -126,6 +138,7 @@ def _manifest(
             {
                 "name": graph.name,
                 "file": done.path.name,
+                "data_files": list(done.data_files),
                 "format": done.format,
                 "inputs": {n: list(t.shape) for n, t in graph.inputs.items()},
                 "dynamic": graph.dynamic,
