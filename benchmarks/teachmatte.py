@@ -33,7 +33,7 @@ from timing import paired
 
 from mattekit.losses import PerLevelMSELoss
 from mattekit.models.teachmatte.attention import AttentionRecorder
-from mattekit.models.teachmatte.text_encoder import PromptTokenizer
+from mattekit.models.teachmatte.configs import TEXT_TOKENS
 from mattekit.models.teachmatte.torch_model import (
     DEFAULT_KERNELS,
     STUDENT_OUTPUTS,
@@ -42,6 +42,7 @@ from mattekit.models.teachmatte.torch_model import (
     build_unet,
     student_unet,
 )
+from mattekit.nn.clip_tokens import PromptTokenizer
 from mattekit.pipelines.benchmark.measure import PeakMemory
 
 GIB = 2**30
@@ -75,7 +76,7 @@ def inputs(side: int, batch: int):
     generator = torch.Generator().manual_seed(1)
     image = torch.rand(batch, 3, side, side, generator=generator)
     alpha = torch.rand(batch, 1, side, side, generator=generator)
-    ids = PromptTokenizer()(["the white and transparent net on the left"] * batch)
+    ids = PromptTokenizer(TEXT_TOKENS)(["the white and transparent net on the left"] * batch)
     return image, alpha, ids
 
 

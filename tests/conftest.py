@@ -131,6 +131,58 @@ def save_module_fixture():
     return save_module_checkpoint
 
 
+def fit_on_synthetic(module, folder: Path, steps: int = 3, **trainer_args):
+    """``module`` trained ``steps`` steps by a one-process CPU Trainer on 8 synthetic 32 px
+    scenes (batch 2), no logger or progress bar; ``trainer_args`` add to or replace the
+    Trainer's. Returns the Trainer."""
+    import lightning as L
+
+    data = MattingDataModule(
+        image_size=32, batch_size=2, num_workers=0, synthetic_train_samples=8,
+        synthetic_eval_samples=2,
+    )  # fmt: skip
+    settings = {
+        "accelerator": "cpu", "max_steps": steps, "logger": False, "enable_progress_bar": False,
+        "enable_model_summary": False, "default_root_dir": folder, "num_sanity_val_steps": 0,
+    }  # fmt: skip
+    trainer = L.Trainer(**{**settings, **trainer_args})
+    trainer.fit(module, data)
+    return trainer
+
+
+@pytest.fixture(name="fit_on_synthetic", scope="session")
+def fit_on_synthetic_fixture():
+    """:func:`fit_on_synthetic`: a module trained a few steps under a Trainer."""
+    return fit_on_synthetic
+
+
+@pytest.fixture(name="staged", scope="module")
+def staged_fixture(tmp_path_factory):
+    """``staged(case, **kwargs)``: a registered family's tiny module (seed 0) for the contract
+    tests over the registry; ``case`` is ``(entry, stage)``, stage None for a family without
+    stages. A later stage starts from a saved checkpoint of the stage before (made once per
+    test module)."""
+    files = {}
+
+    def build(case, **kwargs):
+        entry, stage = case
+        if stage is not None:
+            index = entry.stages.index(stage)
+            if index:
+                previous = entry.stages[index - 1]
+                if (entry.alias, previous) not in files:
+                    path = tmp_path_factory.mktemp(entry.alias) / f"{previous}.ckpt"
+                    files[entry.alias, previous] = save_module_checkpoint(
+                        build((entry, previous)), path
+                    )
+                kwargs["previous_stage"] = str(files[entry.alias, previous])
+            kwargs["stage"] = stage
+        torch.manual_seed(0)
+        return entry.cls(**entry.tiny, **kwargs)
+
+    return build
+
+
 @pytest.fixture(name="synthetic_batch")
 def synthetic_batch_fixture():
     return make_synthetic_batch

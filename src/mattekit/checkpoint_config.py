@@ -207,6 +207,8 @@ def resolve_checkpoint_model(
             f"for {class_path}; pass --model {entry.alias} or another checkpoint"
         )
     stored = {k: v for k, v in hparams.items() if k not in _BOOKKEEPING}
+    # An old name must not override the command line's run setting of its new one.
+    stored = entry.cls.current_names(stored, path)
     stored |= entry.cls.missing_earlier_defaults(stored, path)
     return entry.class_path, merge_with_command_line(
         entry, stored, given, explicit_names(argv), path

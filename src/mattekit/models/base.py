@@ -73,7 +73,12 @@ from mattekit.models.frozen import (
     without_unstored_parts,
 )
 from mattekit.models.image_logging import log_prediction_grid
-from mattekit.models.loss_terms import LossTerm, resolve_loss_weights, weighted_terms
+from mattekit.models.loss_terms import (
+    LossTerm,
+    in_float32,
+    resolve_loss_weights,
+    weighted_terms,
+)
 from mattekit.models.nonfinite import (
     NonFiniteLossError,
     NonFiniteRecord,
@@ -82,6 +87,7 @@ from mattekit.models.nonfinite import (
     nonfinite_samples,
 )
 from mattekit.models.optimization import LRSchedule, check_prefixes, parameter_groups
+from mattekit.nn.activation_checkpointing import checkpoint_blocks
 from mattekit.prompts import batch_floor, check_kinds, get_kind, random_kinds
 from mattekit.prompts.protocols import SAMPLED_PROTOCOL, EvaluationProtocol
 from mattekit.visualize import write_metrics_table
@@ -173,6 +179,10 @@ class MattingModule(L.LightningModule):
             family accepts but ``none``, which a promptable family trains on only when asked).
         eval_prompt: the kind validation, test and predict run with where the batch names none
             (default: the family's ``default_eval_prompt``).
+        activation_checkpointing: recompute the blocks :meth:`checkpointed_blocks` declares in
+            backward instead of keeping their activations (less memory, about one more forward
+            of them per step; :mod:`mattekit.nn.activation_checkpointing`). A family that
+            declares none refuses it.
     """
 
     #: Prompt kinds the family accepts (:data:`mattekit.prompts.KINDS`).
@@ -191,6 +201,10 @@ class MattingModule(L.LightningModule):
     #: that value (:meth:`load_from_checkpoint`, ``mattekit <command> --ckpt_path``), never
     #: silently with the newer default.
     earlier_defaults: ClassVar[dict[str, object]] = {}
+    #: Init arguments renamed since checkpoints were written: old name -> current name. A
+    #: checkpoint's hyperparameters under an old name are read under the current one
+    #: (:meth:`current_names`).
+    renamed_arguments: ClassVar[dict[str, str]] = {}
 
     def __init__(
         self,
@@ -218,9 +232,12 @@ class MattingModule(L.LightningModule):
         num_logged_images: int = 4,
         prompt_kinds: list[str] | None = None,
         eval_prompt: str | None = None,
+        activation_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        for old in self.renamed_arguments:  # a subclass's frame may still hold the old name
+            self.hparams.pop(old, None)
         # Resolved defaults are saved, so a checkpoint says which kinds its run used.
         prompted = [kind for kind in self.accepted_prompts if kind != "none"] or ["none"]
         self.hparams.prompt_kinds = list(prompt_kinds or prompted)
@@ -270,6 +287,8 @@ class MattingModule(L.LightningModule):
             names = ", ".join(part.name for part in self.frozen_parts)
             logger.info("%s: frozen (eval mode, not trained): %s", type(self).__name__, names)
         check_prefixes(self, "lr_multipliers", lr_multipliers or {})
+        if activation_checkpointing:
+            checkpoint_blocks(self.checkpointed_blocks(), type(self).__name__)
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path, *args, weights_only: bool = True, **kwargs):
@@ -297,6 +316,20 @@ class MattingModule(L.LightningModule):
                 path, ", ".join(sorted(missing)), missing,
             )  # fmt: skip
         return missing
+
+    @classmethod
+    def current_names(cls, arguments: dict, path: object) -> dict:
+        """``arguments`` (init arguments or a checkpoint's hyperparameters, from ``path``) with
+        each :attr:`renamed_arguments` old name dropped; its value, unless None (not given),
+        replaces the current name's (logged).
+        """
+        renamed = dict(arguments)
+        for old, new in cls.renamed_arguments.items():
+            value = renamed.pop(old, None)
+            if value is not None:
+                renamed[new] = value
+                logger.info("%s: %s=%r is now called %s", path, old, value, new)
+        return renamed
 
     def initial_weights(self, path: str | None, stored: bool = True) -> str | None:
         """``path``, the file to initialise from; None when restoring a trained run.
@@ -387,6 +420,11 @@ class MattingModule(L.LightningModule):
         """Submodules that never train (beside the user's ``freeze``)."""
         return []
 
+    def checkpointed_blocks(self) -> list[nn.Module]:
+        """The blocks ``activation_checkpointing`` recomputes in backward (default: none, and
+        the switch is refused): the repeated blocks of the large backbone, without BatchNorm."""
+        return []
+
     def configure_extra_metrics(self) -> list[OutputMetrics]:
         """Metric collections on outputs other than the alpha."""
         return []
@@ -406,7 +444,10 @@ class MattingModule(L.LightningModule):
     def loss_terms(self, outputs: dict[str, Tensor], batch: MattingBatch) -> dict[str, Tensor]:
         """Unweighted loss values by name; default: each declared module on the alpha.
 
-        Terms whose weight is 0 are not computed (a loss ablation costs nothing).
+        Terms whose weight is 0 are not computed (a loss ablation costs nothing). It runs in
+        float32 with autocast off (:meth:`weighted_loss`): a term that needs a network's
+        forward (distillation) is computed in :meth:`training_outputs`, under the run's
+        precision.
         """
         trimap = batch.trimap if self.hparams.loss_regions else None
         return {
@@ -428,8 +469,15 @@ class MattingModule(L.LightningModule):
     # --- steps --------------------------------------------------------------------------------
 
     def weighted_loss(self, outputs: dict[str, Tensor], batch: MattingBatch):
-        """``(total, {name: weighted term})`` of the family's loss terms."""
-        terms = weighted_terms(self.loss_terms(outputs, batch), self.loss_weights)
+        """``(total, {name: weighted term})`` of the family's loss terms, computed in float32
+        whatever the run's precision (:meth:`loss_terms` runs with autocast off, on the outputs
+        cast to float32)."""
+        # Under mixed precision autocast would run the losses' convolutions (gradient,
+        # Laplacian), norms and sums in bf16 / fp16: terms 0.1-0.4% off float32's on the same
+        # outputs (tiny models, bf16) and the gradient loss's gradient 3% off.
+        with torch.autocast(self.device.type, enabled=False):
+            raw = self.loss_terms(in_float32(outputs), batch)
+        terms = weighted_terms(raw, self.loss_weights)
         if not terms:
             raise ValueError(f"{type(self).__name__}: every loss weight is 0; nothing to train")
         return torch.stack(list(terms.values())).sum(), terms

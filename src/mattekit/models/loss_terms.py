@@ -55,3 +55,13 @@ def weighted_terms(raw: Mapping[str, Tensor], weights: Mapping[str, float]) -> d
             f"(declared: {sorted(weights)})"
         )
     return {name: weights[name] * value for name, value in raw.items()}
+
+
+def in_float32(outputs: Mapping[str, object]) -> dict[str, object]:
+    """``outputs`` with every floating-point tensor cast to float32 (differentiably); other
+    values (integer or boolean maps, lists) as they are: what the loss terms compute on,
+    whatever precision the network ran in (``MattingModule.weighted_loss``)."""
+    return {
+        name: value.float() if isinstance(value, Tensor) and value.is_floating_point() else value
+        for name, value in outputs.items()
+    }

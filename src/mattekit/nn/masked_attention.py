@@ -72,7 +72,9 @@ def masked_attention(
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
     else:
         probabilities = torch.softmax(attention_scores(q, k, key_bias, score_scale), dim=-1)
-        out = probabilities @ v
+        # A float32 bias promotes a bf16 / fp16 model's scores; the probabilities return to the
+        # values' dtype, as diffusers' classic processor casts them back to the query's.
+        out = probabilities.to(v.dtype) @ v
     if query_gate is not None:
         out = out * query_gate
     return out

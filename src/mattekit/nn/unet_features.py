@@ -10,7 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from diffusers.models.attention import BasicTransformerBlock
+from diffusers.models.resnet import ResnetBlock2D
 from torch import Tensor, nn
+
+
+def unet_blocks(unet: nn.Module) -> list[nn.Module]:
+    """The UNet's resnet and transformer blocks, in module order: what diffusers' own gradient
+    checkpointing recomputes, and ``--model.activation_checkpointing`` does for the SD families
+    (:mod:`mattekit.nn.activation_checkpointing`)."""
+    return [m for m in unet.modules() if isinstance(m, ResnetBlock2D | BasicTransformerBlock)]
 
 
 def unet_stages(unet: nn.Module) -> list[nn.Module]:

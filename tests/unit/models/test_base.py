@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-from lightning import Trainer
 from torch import nn
 
 from mattekit.callbacks import FamilyCheckpoint
@@ -24,22 +23,6 @@ def batch(synthetic_batch):
 
 def tiny(**kwargs):
     return Baseline(base_channels=8, depth=2, **kwargs)
-
-
-def fit(module, tmp_path, steps=3, **trainer_args):
-    from mattekit.data.datamodule import MattingDataModule
-
-    data = MattingDataModule(
-        image_size=32, batch_size=2, num_workers=0, synthetic_train_samples=8,
-        synthetic_eval_samples=2,
-    )  # fmt: skip
-    trainer = Trainer(
-        accelerator="cpu", max_steps=steps, logger=False, enable_progress_bar=False,
-        enable_model_summary=False, default_root_dir=tmp_path, num_sanity_val_steps=0,
-        **trainer_args,
-    )  # fmt: skip
-    trainer.fit(module, data)
-    return trainer
 
 
 # --- losses -----------------------------------------------------------------------------------
@@ -136,7 +119,9 @@ def test_non_finite_gradients_skip_the_step_and_too_many_stop_the_run(batch):
         module.on_before_optimizer_step(optimizer)
 
 
-def test_a_run_that_skipped_says_so_and_keeps_the_record_in_checkpoints(tmp_path, caplog):
+def test_a_run_that_skipped_says_so_and_keeps_the_record_in_checkpoints(
+    tmp_path, caplog, fit_on_synthetic
+):
     module = tiny(nonfinite_loss="skip")
     nan_at_step = {1}
 
@@ -147,7 +132,7 @@ def test_a_run_that_skipped_says_so_and_keeps_the_record_in_checkpoints(tmp_path
     module.loss_terms = loss_terms
     checkpoint = FamilyCheckpoint(save_last=True, dirpath=tmp_path / "checkpoints")
     with caplog.at_level("WARNING", logger="mattekit"):
-        fit(module, tmp_path, steps=3, callbacks=[checkpoint])
+        fit_on_synthetic(module, tmp_path, steps=3, callbacks=[checkpoint])
     assert "1 optimiser step(s) skipped" in caplog.text
     (record,) = json.loads((tmp_path / SUMMARY_NAME).read_text())
     assert record["step"] == 1 and record["step_skipped"]
@@ -185,7 +170,7 @@ class BaselineWithTeacher(Baseline):
         }
 
 
-def test_frozen_part_keeps_batchnorm_statistics_and_weights(tmp_path):
+def test_frozen_part_keeps_batchnorm_statistics_and_weights(tmp_path, fit_on_synthetic):
     teacher_file = tmp_path / "teacher.pt"
     reference = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4))
     reference[1].running_mean.fill_(0.3)
@@ -196,7 +181,7 @@ def test_frozen_part_keeps_batchnorm_statistics_and_weights(tmp_path):
     in_optimiser = {id(p) for g in module.parameter_groups() for p in g["params"]}
     assert not any(id(p) in in_optimiser for p in module.teacher.parameters())
 
-    trainer = fit(module, tmp_path, steps=3)
+    trainer = fit_on_synthetic(module, tmp_path, steps=3)
     assert trainer.global_step == 3
     assert not module.teacher.training  # model.train() at the start of fit did not switch it
     for key, value in module.teacher.state_dict().items():
@@ -279,11 +264,13 @@ class HookedBaseline(Baseline):
         return "val/alpha/maxF", "max"
 
 
-def test_prompting_hook_extra_metrics_monitor_and_no_reference(tmp_path):
+def test_prompting_hook_extra_metrics_monitor_and_no_reference(tmp_path, fit_on_synthetic):
     HookedBaseline.seen_stages = []
     module = HookedBaseline(base_channels=8, depth=2)
     checkpoint = FamilyCheckpoint(save_last=True)
-    trainer = fit(module, tmp_path, steps=2, callbacks=[checkpoint], val_check_interval=2)
+    trainer = fit_on_synthetic(
+        module, tmp_path, steps=2, callbacks=[checkpoint], val_check_interval=2
+    )
     assert {"train", "val"} <= set(HookedBaseline.seen_stages)
     assert checkpoint.monitor == "val/alpha/maxF" and checkpoint.mode == "max"
     assert checkpoint.best_model_path  # chosen by the family's metric
@@ -332,21 +319,23 @@ def checkpoint_step(path):
     return torch.load(path, weights_only=True)["global_step"]
 
 
-def test_last_checkpoint_is_the_latest_state_when_the_metric_stops_improving(tmp_path):
+def test_last_checkpoint_is_the_latest_state_when_the_metric_stops_improving(
+    tmp_path, fit_on_synthetic
+):
     """lr 0: val/SAD never improves after the first validation, yet last.ckpt follows the run."""
     checkpoint = FamilyCheckpoint(save_last=True, dirpath=tmp_path / "checkpoints")
-    fit(tiny(lr=0.0), tmp_path, steps=12, callbacks=[checkpoint], max_epochs=3)
+    fit_on_synthetic(tiny(lr=0.0), tmp_path, steps=12, callbacks=[checkpoint], max_epochs=3)
     assert checkpoint_step(checkpoint.best_model_path) == 4  # 4 batches per epoch
     assert checkpoint_step(tmp_path / "checkpoints" / "last.ckpt") == 12
 
 
-def test_a_step_checkpoint_beside_it_leaves_one_last_checkpoint(tmp_path):
+def test_a_step_checkpoint_beside_it_leaves_one_last_checkpoint(tmp_path, fit_on_synthetic):
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     folder = tmp_path / "checkpoints"
     family = FamilyCheckpoint(save_last=True, dirpath=folder)
     every_3 = ModelCheckpoint(dirpath=folder, every_n_train_steps=3, save_last=True, save_top_k=-1)
-    fit(tiny(), tmp_path, steps=10, callbacks=[family, every_3], max_epochs=3)
+    fit_on_synthetic(tiny(), tmp_path, steps=10, callbacks=[family, every_3], max_epochs=3)
     assert not list(folder.glob("last-v*.ckpt"))
     assert checkpoint_step(folder / "last.ckpt") == 10
 

@@ -31,46 +31,6 @@ def batch(synthetic_batch):
     return synthetic_batch(32, 4, stage="train")
 
 
-def tiny(entry, **kwargs):
-    torch.manual_seed(0)
-    return entry.cls(**entry.tiny, **kwargs)
-
-
-def save_checkpoint(module, path):
-    """What Lightning's checkpoint holds of a module: weights (through the module's
-    ``on_save_checkpoint``, which leaves unstored parts out) and hyperparameters."""
-    checkpoint = {
-        "state_dict": module.state_dict(),
-        "hyper_parameters": dict(module.hparams),
-        "pytorch-lightning_version": "2.6.0",
-    }
-    module.on_save_checkpoint(checkpoint)
-    torch.save(checkpoint, path)
-
-
-@pytest.fixture(scope="module")
-def staged(tmp_path_factory):
-    """``staged(case, **kwargs)``: the case's tiny module; a later stage starts from a saved
-    checkpoint of the stage before (made once per module)."""
-    files = {}
-
-    def build(case, **kwargs):
-        entry, stage = case
-        if stage is None:
-            return tiny(entry, **kwargs)
-        index = entry.stages.index(stage)
-        if index:
-            previous = entry.stages[index - 1]
-            if (entry.alias, previous) not in files:
-                path = tmp_path_factory.mktemp(entry.alias) / f"{previous}.ckpt"
-                save_checkpoint(build((entry, previous)), path)
-                files[entry.alias, previous] = path
-            kwargs["previous_stage"] = str(files[entry.alias, previous])
-        return tiny(entry, stage=stage, **kwargs)
-
-    return build
-
-
 @pytest.mark.parametrize(
     ("case", "kind"), KIND_CASES, ids=lambda c: c if isinstance(c, str) else case_id(c)
 )
@@ -136,7 +96,7 @@ def test_every_trainable_parameter_gets_a_gradient_and_frozen_parts_stay(case, b
 
 
 @pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_save_then_restore_gives_identical_outputs(case, batch, tmp_path, staged):
+def test_save_then_restore_gives_identical_outputs(case, batch, tmp_path, staged, save_module):
     entry, _ = case
     module = staged(case).eval()
     with torch.no_grad():
@@ -144,7 +104,7 @@ def test_save_then_restore_gives_identical_outputs(case, batch, tmp_path, staged
             p.add_(0.01 * torch.randn_like(p))
         expected = module(batch)["alpha"]
     path = tmp_path / "model.ckpt"
-    save_checkpoint(module, path)
+    save_module(module, path)
     restored = entry.cls.load_from_checkpoint(path).eval()
     with torch.no_grad():
         assert torch.equal(restored(batch)["alpha"], expected)

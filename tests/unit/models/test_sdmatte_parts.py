@@ -217,6 +217,23 @@ def by_hand(value: float, dim: int) -> list[float]:
     return [math.cos(a) for a in angles] + [math.sin(a) for a in angles]
 
 
+def test_coordinate_embeddings_run_in_a_model_cast_to_bf16():
+    """A model cast to bf16 (not autocast) takes float32 pixel coordinates: the sinusoids,
+    float32, go through the embedding in its own dtype (before: "mat1 and mat2 must have the
+    same dtype")."""
+    full = coordinate_embedding()
+    half = copy.deepcopy(full).to(torch.bfloat16)
+    boxes = torch.tensor([[4.0, 6.0, 40.0, 30.0]])
+    points, labels = clicks(3)
+    for name, embed in [
+        ("box", lambda e: e.embed_boxes(boxes, (HEIGHT, WIDTH))),
+        ("points", lambda e: e.embed_points(points, labels, (HEIGHT, WIDTH))),
+    ]:
+        expected, got = embed(full), embed(half)
+        assert got.dtype == torch.bfloat16, name
+        torch.testing.assert_close(got.float(), expected, atol=0.05, rtol=0.02, msg=name)
+
+
 def test_point_embeddings_of_1_3_and_25_clicks(caplog):
     embedding = coordinate_embedding()
     one, three = (embedding.embed_points(*clicks(n), (HEIGHT, WIDTH)) for n in (1, 3))

@@ -61,3 +61,17 @@ def test_finite_bias_is_graded():
     bias = key_bias_from_mask(torch.tensor([[1.0, 0.5, 0.0]]), blocked_value=-10000.0)
     assert bias.shape == (1, 1, 1, 3)
     assert bias.flatten().tolist() == [0.0, -5000.0, -10000.0]
+
+
+def test_explicit_scores_of_a_bf16_model_with_a_float32_bias():
+    """The classic path in a model cast to bf16: a float32 key bias promotes the scores, and the
+    probabilities return to the values' dtype (before: "expected m1 and m2 to have the same
+    dtype"); the result agrees with the SDPA path."""
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 5, 4, generator=generator).bfloat16() for _ in range(3))
+    bias = torch.zeros(1, 1, 1, 5)
+    bias[..., 1] = float("-inf")
+    explicit = masked_attention(q, k, v, key_bias=bias, explicit=True)
+    fused = masked_attention(q, k, v, key_bias=bias)
+    assert explicit.dtype == torch.bfloat16
+    torch.testing.assert_close(explicit.float(), fused.float(), atol=0.03, rtol=0.02)

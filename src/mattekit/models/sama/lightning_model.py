@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from mattekit.data.convention import InputConvention
 from mattekit.data.sample import MattingBatch
@@ -127,6 +127,7 @@ class SAMA(MattingModule):
         if self.segmentation_sources and "segmentation" not in self.trained_tasks:
             raise ValueError(f"segmentation_sources given, but tasks={tasks!r}")
         self._step_index = 0
+        self._tasks_since_optimizer_step: set[str] = set()
         super().__init__(
             lr=lr, metric_preset=metric_preset, eval_with_trimap=eval_with_trimap,
             loss_regions=loss_regions, **kwargs,
@@ -161,6 +162,15 @@ class SAMA(MattingModule):
             }
         return terms
 
+    def checkpointed_blocks(self) -> list[nn.Module]:
+        """``activation_checkpointing``'s blocks: SAM's ViT blocks, its decoder's two-way
+        layers and the local adapters. The ViT is frozen and fed the image, so its blocks run
+        the plain forward (:mod:`mattekit.nn.activation_checkpointing`); the decoder layers are
+        frozen too but carry the task tokens' gradients: they are recomputed."""
+        sam = self.model.sam
+        adapters = list(self.model.adapters or [])
+        return [*sam.image_encoder.blocks, *sam.mask_decoder.transformer.layers, *adapters]
+
     def configure_frozen(self) -> list[FrozenPart]:
         # All of SAM (encoder, prompt encoder, decoder, its tokens and heads), kept in
         # checkpoints so a trained run restores without the SAM file. A task this run does not
@@ -187,7 +197,40 @@ class SAMA(MattingModule):
         # The optimiser step under a trainer (it survives exact resume, and accumulated batches
         # share a task); the batch index when a test drives the steps by hand.
         self._step_index = self.global_step if self._trainer is not None else batch_idx
-        return super().training_step(batch, batch_idx)
+        loss = super().training_step(batch, batch_idx)
+        if not self._under_ddp():
+            return loss
+        tasks = self.step_tasks(batch)
+        self._tasks_since_optimizer_step.update(tasks)
+        idle = self._head_parameters(set(self.trained_tasks) - set(tasks))
+        if not idle:
+            return loss
+        # DDP's reducer (without find_unused_parameters) waits for a gradient of every trainable
+        # parameter at every backward: the idle head joins the graph with a zero weight (no
+        # extra forward), and its gradient is dropped again in on_before_optimizer_step.
+        return loss + torch.stack([p.sum() for p in idle]).sum() * 0
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Under DDP, the heads no process used since the last optimiser step lose their (zero)
+        gradients: AdamW skips them, no moment update and no weight decay, as in one process."""
+        super().on_before_optimizer_step(optimizer)
+        if self._under_ddp():
+            used = self._tasks_since_optimizer_step
+            for task in self.trained_tasks:  # the same order on every process (a collective)
+                if self._on_every_process(task not in used):
+                    for parameter in self._head_parameters({task}):
+                        parameter.grad = None
+        self._tasks_since_optimizer_step = set()
+
+    def _under_ddp(self) -> bool:
+        """Whether a trainer runs this module wrapped in DistributedDataParallel."""
+        model = getattr(self._trainer, "model", None)
+        return isinstance(model, torch.nn.parallel.DistributedDataParallel)
+
+    def _head_parameters(self, tasks: set[str]) -> list[torch.nn.Parameter]:
+        """The trainable parameters of ``tasks``' heads (a frozen head's are not DDP's)."""
+        heads = [self.model.heads[task] for task in TASKS if task in tasks]
+        return [p for head in heads for p in head.parameters() if p.requires_grad]
 
     def step_tasks(self, batch: MattingBatch) -> tuple[str, ...]:
         """The tasks a training batch trains: segmentation alone for a batch of

@@ -37,6 +37,12 @@ def sinusoidal(values: Tensor, dim: int) -> Tensor:
     return flat.reshape(values.shape[0], -1)
 
 
+def _through(embedding: TimestepEmbedding, features: Tensor) -> Tensor:
+    """``embedding(features)`` in the embedding's own dtype: the sinusoids come in float32,
+    which a model cast to bf16 / fp16 (not autocast) would refuse to multiply."""
+    return embedding(features.to(embedding.linear_1.weight.dtype))
+
+
 def _zero_output(embedding: TimestepEmbedding) -> TimestepEmbedding:
     nn.init.zeros_(embedding.linear_2.weight)
     nn.init.zeros_(embedding.linear_2.bias)
@@ -87,10 +93,10 @@ class CoordinateEmbedding(nn.Module):
         fixed = normalised.new_zeros(points.shape[0], self.max_points, 2)
         kept = min(self.max_points, normalised.shape[1])
         fixed[:, :kept] = normalised[:, :kept]
-        return self.points(sinusoidal(fixed.flatten(1), self.point_dim))
+        return _through(self.points, sinusoidal(fixed.flatten(1), self.point_dim))
 
     def embed_boxes(self, boxes: Tensor, size: tuple[int, int]) -> Tensor:
         """B x 4 pixel boxes ``(x0, y0, x1, y1)`` -> B x embed_dim."""
         height, width = size
         normalised = boxes / boxes.new_tensor([width, height, width, height])
-        return self.box(sinusoidal(normalised, self.box_dim))
+        return _through(self.box, sinusoidal(normalised, self.box_dim))

@@ -6,11 +6,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from diffusers import AutoencoderTiny
-from torch import Tensor
+from torch import Tensor, nn
 
 from mattekit.data.convention import InputConvention
 from mattekit.data.sample import MattingBatch
@@ -34,7 +34,7 @@ from mattekit.models.sdmatte.torch_model import (
 )
 from mattekit.models.sdmatte.weights import load_sdmatte_weights, load_stable_diffusion
 from mattekit.nn.prompt_maps import mask_boxes
-from mattekit.nn.unet_features import captured_trunk_features
+from mattekit.nn.unet_features import captured_trunk_features, unet_blocks
 from mattekit.prompts import prompt_maps
 from mattekit.weights.stable_diffusion import from_local_folder
 
@@ -77,7 +77,6 @@ class SDMatte(MattingModule):
         train_vae: train the autoencoder too. Default (None): frozen when it starts from trained
             weights (``pretrained`` or ``checkpoint``), trained when it starts random (a frozen
             random decoder can barely express an alpha). Kept in checkpoints either way.
-        gradient_checkpointing: recompute the UNet's activations in backward (paper size).
         transparent: the opacity flag at evaluation and prediction: None takes it from the data
             (unknown counts as opaque), True / False sets it for every image.
         referring_text: each sample's ``batch.text`` (its referring expression) goes through
@@ -89,7 +88,11 @@ class SDMatte(MattingModule):
             the empty caption for every sample, as in the release's training.
         **kwargs: :class:`MattingModule` arguments; SDMatte's defaults are the release's: AdamW
             lr 5e-5, weight decay 0.1, 200 warm-up steps then exponential decay, ``sdmatte``
-            metric preset.
+            metric preset. ``activation_checkpointing`` recomputes the UNet's resnet and
+            transformer blocks (:meth:`checkpointed_blocks`).
+        gradient_checkpointing: the old name of ``activation_checkpointing``, read from
+            checkpoints and configs written before issue 26 (given, it sets that switch; None:
+            not given). New checkpoints store the new name only.
     """
 
     accepted_prompts = ("points", "box", "mask")
@@ -100,6 +103,9 @@ class SDMatte(MattingModule):
         "gradient_checkpointing",
         "transparent",
         "referring_text",
+    }
+    renamed_arguments: ClassVar[dict[str, str]] = {
+        "gradient_checkpointing": "activation_checkpointing"
     }
 
     def __init__(
@@ -112,9 +118,9 @@ class SDMatte(MattingModule):
         coordinate_embedding: bool = True,
         opacity_embedding: bool = True,
         train_vae: bool | None = None,
-        gradient_checkpointing: bool = False,
         transparent: bool | None = None,
         referring_text: bool = False,
+        gradient_checkpointing: bool | None = None,
         lr: float = 5e-5,
         weight_decay: float = 0.1,
         warmup_steps: int = 200,
@@ -123,6 +129,9 @@ class SDMatte(MattingModule):
         metric_preset: PresetName = "sdmatte",
         **kwargs,
     ) -> None:
+        # Checkpoints and configs written before the rename give the old name.
+        old = {"gradient_checkpointing": gradient_checkpointing}
+        kwargs = self.current_names({**kwargs, **old}, type(self).__name__)
         super().__init__(
             lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps, lr_schedule=lr_schedule,
             lr_decay=lr_decay, metric_preset=metric_preset, **kwargs,
@@ -155,8 +164,6 @@ class SDMatte(MattingModule):
             self.model = self.build_network()
             if checkpoint is not None:
                 load_sdmatte_weights(self.model, checkpoint)
-        if hp.gradient_checkpointing:
-            self.model.unet.enable_gradient_checkpointing()
         self.text_encoder, self.tokenizer = None, None
         if hp.referring_text:
             self.text_encoder, self.tokenizer = self.load_referring_text()
@@ -185,6 +192,12 @@ class SDMatte(MattingModule):
             return build_sdmatte(hp.variant, **self.switches)
         unet, vae, context = load_stable_diffusion(folder)
         return graft(unet, vae, context, POINT_DIMS[hp.variant], **self.switches)
+
+    def checkpointed_blocks(self) -> list[nn.Module]:
+        """The UNet's resnet and transformer blocks (what diffusers' own gradient
+        checkpointing recomputes); not the autoencoder's, frozen when it starts from trained
+        weights (the paper-size case)."""
+        return unet_blocks(self.model.unet)
 
     def configure_losses(self) -> dict[str, LossTerm]:
         # The release's four terms (criterion.py:85-129): L1 and its band-pass Laplacian, each

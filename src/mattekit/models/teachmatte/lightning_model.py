@@ -65,6 +65,7 @@ from mattekit.models.teachmatte.weights import (
     previous_stage_settings,
 )
 from mattekit.nn.clip_tokens import PromptTokenizer
+from mattekit.nn.unet_features import unet_blocks
 from mattekit.weights.stable_diffusion import load_unet_and_vae
 
 logger = logging.getLogger(__name__)
@@ -323,6 +324,22 @@ class TeachMatte(MattingModule):
                 decoder.context_channels, backend=hp.refiner_backend, context=hp.refiner_context
             )
         return TeachMatteNet(student, decoder, refiner)
+
+    def checkpointed_blocks(self) -> list[nn.Module]:
+        """The trained UNet's resnet and transformer blocks (``activation_checkpointing``):
+        the teacher's in the teacher stage, the student's in the student stage (the teacher it
+        distils from runs under ``no_grad``).
+
+        Raises:
+            ValueError in the decoder stage: its student is frozen and fed the image (nothing
+            to recompute) and the detail decoder and refiner have BatchNorm.
+        """
+        if self.hparams.stage == "decoder":
+            raise ValueError(
+                "TeachMatte stage decoder: activation_checkpointing has nothing to recompute (the "
+                "student UNet is frozen, the detail decoder has BatchNorm); set it to false"
+            )
+        return unet_blocks(self.model.unet)
 
     def configure_frozen(self) -> list[FrozenPart]:
         decoder_stage = self.hparams.stage == "decoder"

@@ -6,7 +6,7 @@ from typing import Literal
 
 import torch
 from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from torch import Tensor
+from torch import Tensor, nn
 
 from mattekit.data.convention import InputConvention
 from mattekit.data.sample import MattingBatch
@@ -106,6 +106,11 @@ class ViTMatte(MattingModule):
         weights = self.initial_weights(self.hparams.pretrained)
         if weights is not None:
             load_vitmatte_weights(self.model, weights)
+
+    def checkpointed_blocks(self) -> list[nn.Module]:
+        """The ViT's layers (``activation_checkpointing``); the detail capture module has
+        BatchNorm."""
+        return list(self.model.vitmatte.backbone.encoder.layer)
 
     def configure_losses(self) -> dict[str, LossTerm]:
         return {

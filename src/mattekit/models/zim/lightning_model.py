@@ -6,7 +6,7 @@ import logging
 from typing import Literal
 
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from mattekit.data.convention import InputConvention
 from mattekit.data.sample import MattingBatch
@@ -92,6 +92,10 @@ class ZIM(MattingModule):
             logger.info("ZIM %s: no SAM checkpoint given, starting from random weights", hp.variant)
         elif (checkpoint := self.initial_weights(hp.checkpoint)) is not None:
             load_sam_weights(self.model, checkpoint)
+
+    def checkpointed_blocks(self) -> list[nn.Module]:
+        """SAM's ViT blocks, where a step's activations are (``activation_checkpointing``)."""
+        return list(self.model.image_encoder.blocks)
 
     def configure_losses(self) -> dict[str, LossTerm]:
         if self.hparams.objective == "segmentation":

@@ -6,7 +6,7 @@ from typing import Literal
 
 import torch
 from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from torch import Tensor
+from torch import Tensor, nn
 
 from mattekit.data.convention import InputConvention
 from mattekit.data.sample import MattingBatch
@@ -113,6 +113,10 @@ class ZIMLabelConverter(MattingModule):
     def configure_models(self) -> None:
         backbone = self.initial_weights(self.hparams.backbone_checkpoint)
         self.model = build_label_converter(self.hparams.variant, self.hparams.image_size, backbone)
+
+    def checkpointed_blocks(self) -> list[nn.Module]:
+        """Hiera's blocks (``activation_checkpointing``); the PRN decoder has BatchNorm."""
+        return list(self.model.encoder.hiera.blocks)
 
     def configure_losses(self) -> dict[str, LossTerm]:
         # The paper's L1 + lambda x L_grad, lambda = 10, on each stride's output.

@@ -1,0 +1,562 @@
+"""The prepared GPU check of issue 26: one command on a lent GPU writes ``gpu_check.md``.
+
+    python benchmarks/gpu_check.py                 # on one GPU: about 7 minutes on an H100
+    python benchmarks/gpu_check.py --dry_run       # every section at tiny size on the CPU
+    python benchmarks/gpu_check.py --sections ddp,zim_vs_sam --output /tmp/check.md
+
+Sections (each in its own subprocess, so that an out-of-memory error, a crash or a hang ends that
+section only; its error is recorded and the check goes on):
+
+- ``cuda_tests``: the tests that skip without CUDA (``torch.cuda.is_available()`` in their
+  file, ``cuda`` in their name), pytest's summary line;
+- ``train_step``: one bf16 (autocast) training step per registered family at paper size,
+  random weights, batch 1 at the paper's side: peak allocated memory and the step's time after
+  one warm-up step;
+- ``ddp``: ``mattekit fit`` under ``strategy=ddp`` with one process (NCCL), bf16, 3 steps;
+- ``sdmatte_attention``: SDMatte's UNet at 1024 px, SDPA vs the classic attention processor:
+  peak memory, time and the outputs' difference (``benchmarks/sdmatte.py``'s inputs);
+- ``zim_vs_sam``: ZIM's whole forward vs segment-anything's SAM, ViT-B at 1024
+  (``benchmarks/zim.py``'s comparison);
+- ``teachmatte``: TeachMatte's student and teacher forward at 512 px vs the paper's 95 / 143 ms
+  on an RTX 3090 (``benchmarks/teachmatte.py``'s networks).
+
+Every section has a time limit and the whole check a budget (``--budget_s``, 450 s on a GPU, so
+the 8 minutes of one device call are never exceeded); what the budget leaves no time for is
+listed as skipped. ``--dry_run`` runs every section at tiny sizes on the CPU (under a minute):
+the check is known to work before a GPU is ever lent. Without a CUDA device and without
+``--dry_run`` it exits with code 2 and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import platform
+import resource
+import shlex
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TypeVar
+
+import torch
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+BENCHMARKS = Path(__file__).resolve().parent
+GIB = 2**30
+NO_CUDA_RC = 2
+T = TypeVar("T")
+#: The whole check's budget: 8 minutes on one H100 less a margin for the header and the table.
+GPU_BUDGET_S = 450.0
+#: A dry run's, generous: a shared CPU runs it in seconds or minutes of wall clock.
+DRY_BUDGET_S = 900.0
+
+#: Training side per family, batch 1: the paper's training resolution where it states one.
+#: SDMatte / LiteSDMatte train at 512 and test at 1024; issue 26 sizes their budget at 1024.
+PAPER_SIDES = {
+    "baseline": 512,
+    "zim": 1024,  # ZIM §4: SAM's 1024 x 1024 input
+    "sama": 1024,  # SAMA: SAM ViT-B at 1024
+    "sdmatte": 1024,
+    "litesdmatte": 1024,
+    "teachmatte": 512,  # TeachDiffusionMatting: 512 x 512
+    "vitmatte": 512,  # ViTMatte: 512 x 512 crops
+    "zim_converter": 1024,  # ZIM §5.1: 1024 x 1024
+}
+DEFAULT_SIDE = 512
+#: Every side in a dry run (the tiny variants run at any multiple of 32).
+DRY_SIDE = 64
+#: The paper's TeachMatte forward times on an RTX 3090 (ms).
+TEACHMATTE_PAPER_MS = {"student": 95.0, "teacher": 143.0}
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every section reads: where it runs, at which size, and until when."""
+
+    device: str
+    dry_run: bool
+    deadline: float
+
+    def left_s(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+class Rows:
+    """A section's markdown lines, written to ``path`` after each one (a section killed later
+    still leaves what it had measured)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lines: list[str] = []
+
+    def add(self, *lines: str) -> None:
+        self.lines.extend(lines)
+        self.path.write_text(json.dumps(self.lines))
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def milliseconds(function: Callable[[], object], device: str) -> float:
+    """One call's wall-clock ms (CUDA work included)."""
+    synchronize(device)
+    start = time.perf_counter()
+    function()
+    synchronize(device)
+    return (time.perf_counter() - start) * 1e3
+
+
+# ------------------------------------------------------------------------------------ sections
+
+
+def cuda_tests(ctx: Context, rows: Rows) -> None:
+    """pytest over the tests that need CUDA (they skip on a CPU: the dry run shows them
+    skipped)."""
+    files = sorted(
+        str(path.relative_to(REPOSITORY))
+        for path in (REPOSITORY / "tests").rglob("test_*.py")
+        if "cuda.is_available()" in path.read_text(encoding="utf-8")
+    )
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs", "-k", "cuda"]
+    done = subprocess.run(
+        [*command, *files], cwd=REPOSITORY, capture_output=True, text=True, timeout=ctx.left_s()
+    )
+    lines = done.stdout.strip().splitlines()
+    summary = lines[-1].strip("= ") if lines else done.stderr.strip()[-300:]
+    rows.add(
+        f"`pytest -k cuda` over {len(files)} files ({', '.join(files)}): **{summary}** "
+        f"(return code {done.returncode})"
+    )
+    failed = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
+    rows.add(*(f"- {line}" for line in failed))
+
+
+@functools.lru_cache(maxsize=2)
+def synthetic_batch(side: int):
+    """One seeded synthetic training sample at ``side`` px through the shared pipeline (on the
+    CPU; rendered once per side)."""
+    from mattekit.data.datamodule import MattingDataModule
+    from mattekit.data.sample import collate_samples
+
+    data = MattingDataModule(image_size=side, num_workers=0, synthetic_train_samples=1)
+    return collate_samples([data.dataset("train")[0]])
+
+
+def on_device(build: Callable[[], T], device: str) -> T:
+    """``build()`` with ``device`` as the default device: random weights are initialised there
+    (an SD UNet in seconds on a GPU, a minute on the CPU). Code that makes its own CPU tensors
+    while building fails so: it is then built on the CPU (the caller moves it)."""
+    try:
+        with torch.device(device):
+            return build()
+    except (RuntimeError, TypeError):
+        return build()
+
+
+def build_module(entry, kwargs: dict, device: str):
+    """The family with random weights (seed 0) on ``device``."""
+
+    def build():
+        torch.manual_seed(0)
+        return entry.cls(**kwargs)
+
+    return on_device(build, device).to(device)
+
+
+def train_step(ctx: Context, rows: Rows) -> None:
+    """One bf16 training step per family (autocast, as Lightning's ``bf16-mixed``), batch 1."""
+    from mattekit.models.registry import list_models
+
+    rows.add(
+        "| family | variant | side | parameters | weights + gradients + AdamW (GiB) "
+        "| step peak above that (GiB) | step (ms) | loss |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    )
+    for entry in list_models():
+        kwargs = entry.tiny if ctx.dry_run else entry.paper_size
+        side = DRY_SIDE if ctx.dry_run else PAPER_SIDES.get(entry.alias, DEFAULT_SIDE)
+        label = f"| {entry.alias} | {kwargs.get('variant', 'default')} | {side} |"
+        if ctx.left_s() < 5:
+            rows.add(f"{label} skipped: the section's time was spent | | | | |")
+            continue
+        try:
+            rows.add(f"{label} {family_step(entry, kwargs, side, ctx.device)} |")
+        except Exception as error:
+            oom = isinstance(error, torch.OutOfMemoryError)
+            why = "out of memory" if oom else f"{type(error).__name__}: {error}"
+            rows.add(f"{label} failed: {one_line(why)} | | | | |")
+        if ctx.device == "cuda":
+            torch.cuda.empty_cache()
+
+
+def family_step(entry, kwargs: dict, side: int, device: str) -> str:
+    """The table cells of one family's step: parameters, the memory held between steps (after
+    the warm-up: weights, gradients, AdamW's moments, the batch) and the step's peak above it
+    (CUDA: allocated; CPU: resident), the step's time after the warm-up, its loss."""
+    from mattekit.pipelines.benchmark.measure import PeakMemory, resident_bytes
+
+    module = build_module(entry, kwargs, device).train()
+    batch = synthetic_batch(side).to(device)
+    optimizer = torch.optim.AdamW(module.parameter_groups())
+    parameters = sum(p.numel() for p in module.parameters())
+
+    def step() -> torch.Tensor:
+        with torch.autocast(device, dtype=torch.bfloat16):
+            loss = module.training_step(batch, 0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    step()  # the warm-up also allocates AdamW's moments
+    start = (torch.cuda.memory_allocated() if device == "cuda" else resident_bytes()) / GIB
+    meter = PeakMemory(device).start()
+    synchronize(device)
+    began = time.perf_counter()
+    loss = step()
+    synchronize(device)
+    step_ms = (time.perf_counter() - began) * 1e3
+    peak = meter.stop() / GIB
+    return (
+        f"{parameters / 1e6:.1f} M | {start:.2f} | {peak:.2f} | {step_ms:.0f} | {float(loss):.4g}"
+    )
+
+
+def ddp(ctx: Context, rows: Rows) -> None:
+    """``mattekit fit`` with ``strategy=ddp`` and one process: NCCL on a GPU, gloo on the CPU."""
+    import tempfile
+
+    accelerator = "cpu" if ctx.device == "cpu" else "gpu"
+    side = 32 if ctx.dry_run else 128
+    with tempfile.TemporaryDirectory(prefix="gpu_check_ddp_") as folder:
+        command = [
+            sys.executable, "-m", "mattekit.cli", "fit", "--model", "zim",
+            "--model.variant=tiny", f"--data.image_size={side}", "--data.batch_size=2",
+            "--data.num_workers=0", "--data.synthetic_train_samples=8",
+            "--data.synthetic_eval_samples=2", f"--trainer.accelerator={accelerator}",
+            "--trainer.devices=1", "--trainer.strategy=ddp", "--trainer.precision=bf16-mixed",
+            "--trainer.max_steps=3", "--trainer.enable_progress_bar=false",
+            f"--trainer.default_root_dir={folder}",
+        ]  # fmt: skip
+        began = time.perf_counter()
+        done = subprocess.run(
+            command, cwd=folder, capture_output=True, text=True, timeout=ctx.left_s()
+        )
+        seconds = time.perf_counter() - began
+        last = Path(folder) / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+        step = torch.load(last, weights_only=True)["global_step"] if last.exists() else None
+    error = "" if done.returncode == 0 else f", {one_line(done.stderr.strip()[-400:])}"
+    rows.add(
+        f"zim tiny at {side} px, `--trainer.strategy ddp --trainer.devices 1 "
+        f"--trainer.precision bf16-mixed --trainer.max_steps 3` ({accelerator}): return code "
+        f"{done.returncode}, global_step in last.ckpt {step}, {seconds:.0f} s{error}"
+    )
+
+
+def sdmatte_attention(ctx: Context, rows: Rows) -> None:
+    """One SDMatte UNet forward at 1024 px under each attention processor (bf16, batch 1)."""
+    import contextlib
+
+    import sdmatte
+
+    from mattekit.pipelines.benchmark.measure import PeakMemory
+
+    side = DRY_SIDE if ctx.dry_run else 1024
+    args = SimpleNamespace(variant="tiny" if ctx.dry_run else "sd2", dtype="bf16")
+    net = on_device(lambda: sdmatte.build(args), ctx.device).to(ctx.device)
+    captured = {}
+
+    def hook(module, call_args, call_kwargs):
+        captured["args"], captured["kwargs"] = call_args, call_kwargs
+        raise sdmatte._Captured
+
+    handle = net.unet.register_forward_pre_hook(hook, with_kwargs=True)
+    image, prompt = sdmatte.denoise_inputs(side, torch.bfloat16)
+    prompt = type(prompt)(**{
+        k: v.to(ctx.device) if isinstance(v, torch.Tensor) else v for k, v in vars(prompt).items()
+    })  # fmt: skip
+    with torch.no_grad(), contextlib.suppress(sdmatte._Captured):
+        net.denoise(image.to(ctx.device), prompt)
+    handle.remove()
+    rows.add(
+        f"SDMatte {args.variant}, one UNet forward at {side} px (latent {side // 8}), bf16, "
+        "batch 1, no_grad",
+        "",
+        "| processor | peak above weights + inputs (GiB) | forward (ms) |",
+        "| --- | ---: | ---: |",
+    )
+    outputs, peaks = {}, {}
+    for name, explicit in sdmatte.PROCESSORS.items():
+        net.set_processors(explicit=explicit)
+        with torch.no_grad():
+
+            def forward(name=name):
+                outputs[name] = net.unet(*captured["args"], **captured["kwargs"]).sample
+
+            forward()
+            meter = PeakMemory(ctx.device).start()
+            forward_ms = milliseconds(forward, ctx.device)
+            peaks[name] = meter.stop()
+        rows.add(f"| {name} (explicit={explicit}) | {peaks[name] / GIB:.3f} | {forward_ms:.0f} |")
+    ratio = peaks["sdpa"] / max(peaks["classic"], 1)
+    difference = float((outputs["sdpa"].float() - outputs["classic"].float()).abs().max())
+    rows.add(
+        f"| peak sdpa / classic (goal <= 0.1) | {ratio:.3f} | |",
+        f"| max abs difference of the outputs (bf16) | {difference:.2e} | |",
+    )
+
+
+def zim_vs_sam(ctx: Context, rows: Rows) -> None:
+    """ZIM's whole forward and a click vs segment-anything's SAM on the same image and box."""
+    import torch.nn.functional as F
+    from sam_reference import sam_reference
+    from segment_anything import sam_model_registry
+    from segment_anything.build_sam import _build_sam
+    from timing import paired
+
+    from mattekit.models.zim.torch_model import build_zim
+
+    variant, sam_variant = ("tiny", "gpu_check_tiny") if ctx.dry_run else ("vit_b", "vit_b")
+    runs = 2 if ctx.dry_run else 10
+    # A dry run's SAM: segment-anything's own model at a tiny width (its input stays 1024).
+    sam_model_registry.setdefault(
+        "gpu_check_tiny",
+        lambda checkpoint=None: _build_sam(32, 1, 1, [0], checkpoint),
+    )
+    reference = sam_reference(sam_variant, ctx.device)
+    torch.manual_seed(0)
+    zim = build_zim(variant).to(ctx.device).eval()
+    scale = zim.image_size / reference.images.shape[-1]
+    images = (
+        F.interpolate(reference.images, size=zim.image_size) if scale != 1 else reference.images
+    )
+    corners = reference.corners * scale
+    with torch.no_grad():
+        embedding = reference.sam.image_encoder(reference.images)
+        features = zim.encode(images)
+        passes = {
+            "forward (image encoder + decoder)": paired(
+                reference.forward, lambda: zim(images, corners, reference.labels), runs, ctx.device
+            ),
+            "decoder only (cached image features)": paired(
+                lambda: reference.decode(embedding),
+                lambda: zim.decode(features, corners, reference.labels),
+                runs,
+                ctx.device,
+            ),
+        }
+    rows.add(
+        f"ZIM {variant} at {zim.image_size} px vs SAM {sam_variant} at 1024 px, fp32, "
+        f"no_grad, median of {runs} paired runs (goal: forward <= 1.10, click <= 1.5)",
+        "",
+        "| pass | SAM (ms) | ZIM (ms) | ZIM / SAM |",
+        "| --- | ---: | ---: | ---: |",
+    )
+    for name, (sam_ms, zim_ms, ratio) in passes.items():
+        rows.add(f"| {name} | {sam_ms:.1f} | {zim_ms:.1f} | {ratio:.3f} |")
+
+
+def teachmatte(ctx: Context, rows: Rows) -> None:
+    """TeachMatte's teacher and student forward (one soft-grounding pass each) at 512 px."""
+    import teachmatte as bench
+    from timing import paired
+
+    variant, side, runs = ("tiny", DRY_SIDE, 2) if ctx.dry_run else ("sd21", 512, 10)
+    teacher, student = on_device(lambda: bench.networks(variant), ctx.device)
+    teacher, student = teacher.to(ctx.device), student.to(ctx.device)
+    image, _, ids = bench.inputs(side, 1)
+    image, ids = image.to(ctx.device), ids.to(ctx.device)
+    with torch.no_grad(), torch.autocast(ctx.device, dtype=torch.bfloat16):
+        teacher_ms, student_ms, ratio = paired(
+            lambda: teacher(image, ids), lambda: student(image, ids), runs, ctx.device
+        )
+    paper = TEACHMATTE_PAPER_MS
+    rows.add(
+        f"TeachMatte {variant} at {side} px, bf16 autocast, batch 1, no_grad, median of {runs} "
+        "paired runs; the paper's times are fp16 on an RTX 3090",
+        "",
+        "| network | here (ms) | paper, RTX 3090 (ms) |",
+        "| --- | ---: | ---: |",
+        f"| teacher (SD UNet + region head) | {teacher_ms:.1f} | {paper['teacher']:.0f} |",
+        f"| student (BK-SDM-Tiny, sparse attention) | {student_ms:.1f} | {paper['student']:.0f} |",
+        f"| student / teacher | {ratio:.2f} | {paper['student'] / paper['teacher']:.2f} |",
+    )
+
+
+#: name -> (function, title, time limit in seconds on a GPU).
+SECTIONS: dict[str, tuple[Callable[[Context, Rows], None], str, float]] = {
+    "cuda_tests": (cuda_tests, "CUDA-only tests", 60),
+    "train_step": (train_step, "One bf16 training step per family at paper size", 210),
+    "ddp": (ddp, "DDP with one process", 75),
+    "sdmatte_attention": (sdmatte_attention, "SDMatte attention at 1024: SDPA vs classic", 50),
+    "zim_vs_sam": (zim_vs_sam, "ZIM vs SAM, whole forward", 40),
+    "teachmatte": (teachmatte, "TeachMatte student / teacher at 512", 60),
+}
+
+
+# ---------------------------------------------------------------------------------- the driver
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """``text`` on one table-safe line."""
+    flat = " ".join(str(text).split()).replace("|", "/")
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def run_section(name: str, args: argparse.Namespace, budget_end: float) -> dict:
+    """Run one section in a subprocess within its limit (a dry run: none, since a shared CPU
+    can be slow) and what is left of the budget."""
+    left = budget_end - time.monotonic()
+    if left < 10:
+        skipped = "skipped: the check's time budget was spent"
+        return {"status": skipped, "lines": [], "seconds": 0, "cpu_seconds": 0}
+    timeout = left if args.dry_run else min(SECTIONS[name][2], left)
+    result = Path(args.work) / f"{name}.json"
+    command = [sys.executable, __file__, "--section", name, "--result", str(result)]
+    command += ["--timeout_s", str(timeout)] + (["--dry_run"] if args.dry_run else [])
+    began, cpu_began = time.monotonic(), children_cpu_seconds()
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout + 15)
+        status = "ok" if done.returncode == 0 else f"failed (return code {done.returncode})"
+        error = done.stderr.strip().splitlines()[-1] if done.returncode and done.stderr else ""
+    except subprocess.TimeoutExpired:
+        status, error = f"timed out after {timeout:.0f} s", ""
+    lines = json.loads(result.read_text()) if result.exists() else []
+    if error:
+        lines.append(f"Error: `{one_line(error)}`")
+    seconds, cpu_seconds = time.monotonic() - began, children_cpu_seconds() - cpu_began
+    return {"status": status, "lines": lines, "seconds": seconds, "cpu_seconds": cpu_seconds}
+
+
+def children_cpu_seconds() -> float:
+    """User + system CPU seconds of the finished subprocesses so far (a dry run's cost on a
+    shared machine, where the wall clock says little)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def section_entry(args: argparse.Namespace) -> None:
+    """A section's subprocess: run it, its lines written as they come."""
+    sys.path.insert(0, str(BENCHMARKS))
+    device = "cpu" if args.dry_run else "cuda"
+    ctx = Context(device, args.dry_run, time.monotonic() + args.timeout_s - 5)
+    rows = Rows(Path(args.result))
+    rows.add()
+    try:
+        SECTIONS[args.section][0](ctx, rows)
+    except Exception:
+        traceback.print_exc()
+        sys.exit(1)
+
+
+def header(args: argparse.Namespace) -> list[str]:
+    """Machine, software and command, and whether mattekit imports here."""
+    if args.dry_run:
+        device = f"CPU only (dry run): {platform.processor() or platform.machine()}"
+    else:
+        properties = torch.cuda.get_device_properties(0)
+        device = f"{properties.name}, {properties.total_memory / GIB:.0f} GiB"
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPOSITORY, capture_output=True,
+            text=True, timeout=10,
+        ).stdout.strip() or "unknown (no git)"  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown (no git)"
+    probe = subprocess.run(
+        [sys.executable, "-c", "import mattekit.models, mattekit.cli"],
+        capture_output=True,
+        text=True,
+    )
+    imports = "yes" if probe.returncode == 0 else one_line(probe.stderr.strip().splitlines()[-1])
+    return [
+        "# GPU check (issue 26)",
+        "",
+        f"- device: {device}; {os.cpu_count()} CPUs",
+        f"- torch {torch.__version__} (CUDA {torch.version.cuda}), Python "
+        f"{platform.python_version()}, commit {commit}",
+        f"- command: `{shlex.join(['python', *sys.argv])}`",
+        f"- mattekit imports: {imports}",
+    ]
+
+
+def default_output() -> Path:
+    folder = os.environ.get("OUT")
+    return Path(folder) / "gpu_check.md" if folder else Path("gpu_check.md")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, default=None, help="default: $OUT/gpu_check.md "
+                        "if $OUT is set, else ./gpu_check.md")  # fmt: skip
+    parser.add_argument("--dry_run", action="store_true", help="every section tiny, on the CPU")
+    parser.add_argument(
+        "--budget_s", type=float, default=None, help="the whole check's budget in seconds "
+        f"(default {GPU_BUDGET_S:.0f}; a dry run {DRY_BUDGET_S:.0f})",
+    )  # fmt: skip
+    parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset")
+    parser.add_argument("--section", choices=sorted(SECTIONS), help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    parser.add_argument("--timeout_s", type=float, default=60.0, help=argparse.SUPPRESS)
+    parser.add_argument("--work", default=None, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.section:
+        section_entry(args)
+        return 0
+    if not args.dry_run and not torch.cuda.is_available():
+        print(
+            f"no CUDA device: torch {torch.__version__} (CUDA build {torch.version.cuda}) sees no "
+            "GPU; run this on a GPU machine, or pass --dry_run for the CPU rehearsal",
+            file=sys.stderr,
+        )
+        return NO_CUDA_RC
+    names = [name.strip() for name in args.sections.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(SECTIONS))
+    if unknown:
+        raise SystemExit(f"--sections: unknown {unknown}; known: {', '.join(SECTIONS)}")
+    output = args.output or default_output()
+    began = time.monotonic()
+    args.budget_s = args.budget_s or (DRY_BUDGET_S if args.dry_run else GPU_BUDGET_S)
+    budget_end = began + args.budget_s
+    lines = header(args)
+    import tempfile
+
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="gpu_check_") as work:
+        args.work = work
+        for name in names:
+            print(f"gpu_check: {name} ...", file=sys.stderr, flush=True)
+            results[name] = run_section(name, args, budget_end)
+            print(f"gpu_check: {name} {results[name]['status']}", file=sys.stderr, flush=True)
+    total = time.monotonic() - began
+    lines += [f"- total: {total:.0f} s of a {args.budget_s:.0f} s budget", ""]
+    lines += ["| section | status | seconds | CPU seconds |", "| --- | --- | ---: | ---: |"]
+    lines += [
+        f"| {n} | {r['status']} | {r['seconds']:.0f} | {r['cpu_seconds']:.0f} |"
+        for n, r in results.items()
+    ]
+    for name, result in results.items():
+        lines += ["", f"## {SECTIONS[name][1]} (`{name}`)", ""]
+        lines += result["lines"] or [f"_{result['status']}_"]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"gpu_check: wrote {output} ({total:.0f} s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
