@@ -102,20 +102,6 @@ class Rows:
         self.path.write_text(json.dumps(self.lines))
 
 
-def synchronize(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def milliseconds(function: Callable[[], object], device: str) -> float:
-    """One call's wall-clock ms (CUDA work included)."""
-    synchronize(device)
-    start = time.perf_counter()
-    function()
-    synchronize(device)
-    return (time.perf_counter() - start) * 1e3
-
-
 # ------------------------------------------------------------------------------------ sections
 
 
@@ -203,6 +189,8 @@ def family_step(entry, kwargs: dict, side: int, device: str) -> str:
     """The table cells of one family's step: parameters, the memory held between steps (after
     the warm-up: weights, gradients, AdamW's moments, the batch) and the step's peak above it
     (CUDA: allocated; CPU: resident), the step's time after the warm-up, its loss."""
+    from timing import timed
+
     from mattekit.pipelines.benchmark.measure import PeakMemory, resident_bytes
 
     module = build_module(entry, kwargs, device).train()
@@ -221,11 +209,9 @@ def family_step(entry, kwargs: dict, side: int, device: str) -> str:
     step()  # the warm-up also allocates AdamW's moments
     start = (torch.cuda.memory_allocated() if device == "cuda" else resident_bytes()) / GIB
     meter = PeakMemory(device).start()
-    synchronize(device)
-    began = time.perf_counter()
-    loss = step()
-    synchronize(device)
-    step_ms = (time.perf_counter() - began) * 1e3
+    losses = []
+    step_ms = timed(lambda: losses.append(step()), device) * 1e3
+    loss = losses[0]
     peak = meter.stop() / GIB
     return (
         f"{parameters / 1e6:.1f} M | {start:.2f} | {peak:.2f} | {step_ms:.0f} | {float(loss):.4g}"
@@ -268,6 +254,7 @@ def sdmatte_attention(ctx: Context, rows: Rows) -> None:
     import contextlib
 
     import sdmatte
+    from timing import timed
 
     from mattekit.pipelines.benchmark.measure import PeakMemory
 
@@ -305,7 +292,7 @@ def sdmatte_attention(ctx: Context, rows: Rows) -> None:
 
             forward()
             meter = PeakMemory(ctx.device).start()
-            forward_ms = milliseconds(forward, ctx.device)
+            forward_ms = timed(forward, ctx.device) * 1e3
             peaks[name] = meter.stop()
         rows.add(f"| {name} (explicit={explicit}) | {peaks[name] / GIB:.3f} | {forward_ms:.0f} |")
     ratio = peaks["sdpa"] / max(peaks["classic"], 1)
