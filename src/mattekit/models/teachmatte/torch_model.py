@@ -25,6 +25,7 @@ from mattekit.models.teachmatte.configs import (
 )
 from mattekit.models.teachmatte.decoder import DetailDecoder
 from mattekit.models.teachmatte.heads import SoftGroundingHead
+from mattekit.nn.narrow_conv import guard_narrow_strided_convs
 from mattekit.models.teachmatte.refiner import SparseRefiner
 from mattekit.models.teachmatte.text_encoder import OpenCLIPTextEncoder, TextAdapter
 from mattekit.nn.token_grid import level_grid
@@ -191,6 +192,7 @@ def build_grounding(
     self-attention (dense everywhere when empty)."""
     check_kernels(kernels)
     set_attention(unet, kernels)
+    guard_narrow_strided_convs(unet)  # exact bf16 weight gradients on 1-wide latents (tests)
     text_encoder = text_encoder or OpenCLIPTextEncoder(text_config(variant))
     return SoftGroundingNet(
         unet,
