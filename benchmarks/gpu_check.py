@@ -9,10 +9,12 @@ section only; its error is recorded and the check goes on):
 
 - ``cuda_tests``: the tests that skip without CUDA (``torch.cuda.is_available()`` in their
   file, ``cuda`` in their name), pytest's summary line;
-- ``train_step``: one bf16 (autocast) training step per registered family at paper size,
-  random weights, batch 1 at the paper's side: peak allocated memory and the step's time after
-  one warm-up step;
+- ``train_step``: one bf16 (autocast) training step per registered family (each stage of a
+  staged one) at paper size, random weights, batch 1 at the paper's side (``family_step.py``):
+  the memory held between steps, the step's peak above it and its time after one warm-up step;
 - ``ddp``: ``mattekit fit`` under ``strategy=ddp`` with one process (NCCL), bf16, 3 steps;
+- ``fsdp``: the same under ``configs/trainer/fsdp.yaml`` (``MattingFSDPStrategy``), SDMatte
+  tiny (its CPU twin runs in ``tests/integration/test_fsdp.py``);
 - ``sdmatte_attention``: SDMatte's UNet at 1024 px, SDPA vs the classic attention processor:
   peak memory, time and the outputs' difference (``benchmarks/sdmatte.py``'s inputs);
 - ``zim_vs_sam``: ZIM's whole forward vs segment-anything's SAM, ViT-B at 1024
@@ -30,7 +32,6 @@ the check is known to work before a GPU is ever lent. Without a CUDA device and 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import platform
@@ -44,7 +45,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import TypeVar
 
 import torch
 
@@ -52,7 +52,6 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 BENCHMARKS = Path(__file__).resolve().parent
 GIB = 2**30
 NO_CUDA_RC = 2
-T = TypeVar("T")
 #: The whole check's budget: 8 minutes on one H100 less a margin for the header and the table.
 GPU_BUDGET_S = 450.0
 #: A dry run's, generous: a shared CPU runs it in seconds or minutes of wall clock.
@@ -127,56 +126,33 @@ def cuda_tests(ctx: Context, rows: Rows) -> None:
     rows.add(*(f"- {line}" for line in failed))
 
 
-@functools.lru_cache(maxsize=2)
-def synthetic_batch(side: int):
-    """One seeded synthetic training sample at ``side`` px through the shared pipeline (on the
-    CPU; rendered once per side)."""
-    from mattekit.data.datamodule import MattingDataModule
-    from mattekit.data.sample import collate_samples
-
-    data = MattingDataModule(image_size=side, num_workers=0, synthetic_train_samples=1)
-    return collate_samples([data.dataset("train")[0]])
-
-
-def on_device(build: Callable[[], T], device: str) -> T:
-    """``build()`` with ``device`` as the default device: random weights are initialised there
-    (an SD UNet in seconds on a GPU, a minute on the CPU). Code that makes its own CPU tensors
-    while building fails so: it is then built on the CPU (the caller moves it)."""
-    try:
-        with torch.device(device):
-            return build()
-    except (RuntimeError, TypeError):
-        return build()
-
-
-def build_module(entry, kwargs: dict, device: str):
-    """The family with random weights (seed 0) on ``device``."""
-
-    def build():
-        torch.manual_seed(0)
-        return entry.cls(**kwargs)
-
-    return on_device(build, device).to(device)
-
-
 def train_step(ctx: Context, rows: Rows) -> None:
-    """One bf16 training step per family (autocast, as Lightning's ``bf16-mixed``), batch 1."""
+    """One bf16 training step per family (autocast, as Lightning's ``bf16-mixed``), batch 1
+    (``family_step.py``: the memory held between steps, the step's peak above it, its time)."""
+    from family_step import family_step
+
     from mattekit.models.registry import list_models
 
     rows.add(
-        "| family | variant | side | parameters | weights + gradients + AdamW (GiB) "
+        "| family | variant | side | parameters | held between steps: weights + AdamW (GiB) "
         "| step peak above that (GiB) | step (ms) | loss |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     )
-    for entry in list_models():
+    cases = [(entry, stage) for entry in list_models() for stage in entry.stages or [None]]
+    for entry, stage in cases:
         kwargs = entry.tiny if ctx.dry_run else entry.paper_size
         side = DRY_SIDE if ctx.dry_run else PAPER_SIDES.get(entry.alias, DEFAULT_SIDE)
-        label = f"| {entry.alias} | {kwargs.get('variant', 'default')} | {side} |"
+        name = entry.alias if stage is None else f"{entry.alias} ({stage})"
+        label = f"| {name} | {kwargs.get('variant', 'default')} | {side} |"
         if ctx.left_s() < 5:
             rows.add(f"{label} skipped: the section's time was spent | | | | |")
             continue
         try:
-            rows.add(f"{label} {family_step(entry, kwargs, side, ctx.device)} |")
+            step = family_step(entry, kwargs, side, ctx.device, stage=stage)
+            rows.add(
+                f"{label} {step.parameters / 1e6:.1f} M | {step.held_gib:.2f} | "
+                f"{step.peak_gib:.2f} | {step.step_ms:.0f} | {step.loss:.4g} |"
+            )
         except Exception as error:
             oom = isinstance(error, torch.OutOfMemoryError)
             why = "out of memory" if oom else f"{type(error).__name__}: {error}"
@@ -185,68 +161,53 @@ def train_step(ctx: Context, rows: Rows) -> None:
             torch.cuda.empty_cache()
 
 
-def family_step(entry, kwargs: dict, side: int, device: str) -> str:
-    """The table cells of one family's step: parameters, the memory held between steps (after
-    the warm-up: weights, gradients, AdamW's moments, the batch) and the step's peak above it
-    (CUDA: allocated; CPU: resident), the step's time after the warm-up, its loss."""
-    from timing import timed
-
-    from mattekit.pipelines.benchmark.measure import PeakMemory, resident_bytes
-
-    module = build_module(entry, kwargs, device).train()
-    batch = synthetic_batch(side).to(device)
-    optimizer = torch.optim.AdamW(module.parameter_groups())
-    parameters = sum(p.numel() for p in module.parameters())
-
-    def step() -> torch.Tensor:
-        with torch.autocast(device, dtype=torch.bfloat16):
-            loss = module.training_step(batch, 0)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss
-
-    step()  # the warm-up also allocates AdamW's moments
-    start = (torch.cuda.memory_allocated() if device == "cuda" else resident_bytes()) / GIB
-    meter = PeakMemory(device).start()
-    losses = []
-    step_ms = timed(lambda: losses.append(step()), device) * 1e3
-    loss = losses[0]
-    peak = meter.stop() / GIB
-    return (
-        f"{parameters / 1e6:.1f} M | {start:.2f} | {peak:.2f} | {step_ms:.0f} | {float(loss):.4g}"
-    )
-
-
-def ddp(ctx: Context, rows: Rows) -> None:
-    """``mattekit fit`` with ``strategy=ddp`` and one process: NCCL on a GPU, gloo on the CPU."""
+def fit_three_steps(ctx: Context, model: list[str], trainer: list[str]) -> tuple[str, str]:
+    """``mattekit fit`` of a tiny model for 3 bf16 steps with one process (``trainer``: the
+    strategy's arguments): the flags as run, and what came of it."""
     import tempfile
 
     accelerator = "cpu" if ctx.device == "cpu" else "gpu"
     side = 32 if ctx.dry_run else 128
-    with tempfile.TemporaryDirectory(prefix="gpu_check_ddp_") as folder:
+    flags = [*model, *trainer, "--trainer.devices=1", "--trainer.precision=bf16-mixed",
+             "--trainer.max_steps=3"]  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="gpu_check_fit_") as folder:
         command = [
-            sys.executable, "-m", "mattekit.cli", "fit", "--model", "zim",
-            "--model.variant=tiny", f"--data.image_size={side}", "--data.batch_size=2",
-            "--data.num_workers=0", "--data.synthetic_train_samples=8",
+            sys.executable, "-m", "mattekit.cli", "fit", *flags, f"--data.image_size={side}",
+            "--data.batch_size=2", "--data.num_workers=0", "--data.synthetic_train_samples=8",
             "--data.synthetic_eval_samples=2", f"--trainer.accelerator={accelerator}",
-            "--trainer.devices=1", "--trainer.strategy=ddp", "--trainer.precision=bf16-mixed",
-            "--trainer.max_steps=3", "--trainer.enable_progress_bar=false",
-            f"--trainer.default_root_dir={folder}",
+            "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={folder}",
         ]  # fmt: skip
         began = time.perf_counter()
         done = subprocess.run(
-            command, cwd=folder, capture_output=True, text=True, timeout=ctx.left_s()
+            command, cwd=REPOSITORY, capture_output=True, text=True, timeout=ctx.left_s()
         )
         seconds = time.perf_counter() - began
         last = Path(folder) / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
         step = torch.load(last, weights_only=True)["global_step"] if last.exists() else None
     error = "" if done.returncode == 0 else f", {one_line(done.stderr.strip()[-400:])}"
-    rows.add(
-        f"zim tiny at {side} px, `--trainer.strategy ddp --trainer.devices 1 "
-        f"--trainer.precision bf16-mixed --trainer.max_steps 3` ({accelerator}): return code "
-        f"{done.returncode}, global_step in last.ckpt {step}, {seconds:.0f} s{error}"
+    outcome = (
+        f"at {side} px ({accelerator}): return code {done.returncode}, global_step in "
+        f"last.ckpt {step}, {seconds:.0f} s{error}"
     )
+    return " ".join(flags), outcome
+
+
+def ddp(ctx: Context, rows: Rows) -> None:
+    """``mattekit fit`` with ``strategy=ddp`` and one process: NCCL on a GPU, gloo on the CPU."""
+    flags, outcome = fit_three_steps(ctx, ["--model=zim", "--model.variant=tiny"],
+                                     ["--trainer.strategy=ddp"])  # fmt: skip
+    rows.add(f"zim tiny, `{flags}` {outcome}")
+
+
+def fsdp(ctx: Context, rows: Rows) -> None:
+    """``mattekit fit`` under ``configs/trainer/fsdp.yaml`` (:class:`MattingFSDPStrategy`) with
+    one process, SDMatte tiny: the GPU path that ``tests/integration/test_fsdp.py`` runs on
+    CPU processes only."""
+    config = "configs/trainer/fsdp_cpu.yaml" if ctx.dry_run else "configs/trainer/fsdp.yaml"
+    flags, outcome = fit_three_steps(
+        ctx, ["--model=sdmatte", "--model.variant=tiny"], [f"--config={config}"]
+    )
+    rows.add(f"sdmatte tiny, `{flags}` {outcome}")
 
 
 def sdmatte_attention(ctx: Context, rows: Rows) -> None:
@@ -260,6 +221,8 @@ def sdmatte_attention(ctx: Context, rows: Rows) -> None:
 
     side = DRY_SIDE if ctx.dry_run else 1024
     args = SimpleNamespace(variant="tiny" if ctx.dry_run else "sd2", dtype="bf16")
+    from family_step import on_device
+
     net = on_device(lambda: sdmatte.build(args), ctx.device).to(ctx.device)
     captured = {}
 
@@ -359,6 +322,8 @@ def teachmatte(ctx: Context, rows: Rows) -> None:
     from timing import paired
 
     variant, side, runs = ("tiny", DRY_SIDE, 2) if ctx.dry_run else ("sd21", 512, 10)
+    from family_step import on_device
+
     teacher, student = on_device(lambda: bench.networks(variant), ctx.device)
     teacher, student = teacher.to(ctx.device), student.to(ctx.device)
     image, _, ids = bench.inputs(side, 1)
@@ -384,7 +349,8 @@ def teachmatte(ctx: Context, rows: Rows) -> None:
 SECTIONS: dict[str, tuple[Callable[[Context, Rows], None], str, float]] = {
     "cuda_tests": (cuda_tests, "CUDA-only tests", 60),
     "train_step": (train_step, "One bf16 training step per family at paper size", 210),
-    "ddp": (ddp, "DDP with one process", 75),
+    "ddp": (ddp, "DDP with one process", 60),
+    "fsdp": (fsdp, "FSDP with one process", 60),
     "sdmatte_attention": (sdmatte_attention, "SDMatte attention at 1024: SDPA vs classic", 50),
     "zim_vs_sam": (zim_vs_sam, "ZIM vs SAM, whole forward", 40),
     "teachmatte": (teachmatte, "TeachMatte student / teacher at 512", 60),

@@ -1,5 +1,6 @@
 """Test-session settings and helpers shared by every test."""
 
+import os
 from pathlib import Path
 
 import cv2
@@ -7,19 +8,35 @@ import numpy as np
 import pytest
 import torch
 
-from mattekit.data.datamodule import MattingDataModule
-from mattekit.data.sample import MattingBatch, collate_samples
+from mattekit.data.datamodule import MattingDataModule, synthetic_batch
+from mattekit.data.sample import MattingBatch
+from mattekit.models.saving import save_module_checkpoint
 
 # `pytest -n 2` runs two worker processes on a 2-core machine: with torch's default of one
 # thread per core each, the workers oversubscribe the CPU and tiny matmuls take milliseconds.
 torch.set_num_threads(1)
 
+#: What a distributed launcher leaves in the environment. Lightning's in-process launch (one
+#: process under strategy="ddp" or FSDP) sets LOCAL_RANK and NODE_RANK; a later test's
+#: `mattekit fit --trainer.devices 2` subprocess then takes itself for a launched rank, starts
+#: no second process and waits for it until its timeout.
+LAUNCHER_VARIABLES = ("LOCAL_RANK", "NODE_RANK", "RANK", "WORLD_SIZE", "GROUP_RANK",
+                      "MASTER_ADDR", "MASTER_PORT")  # fmt: skip
 
-def make_synthetic_batch(size: int, count: int, stage: str = "val") -> MattingBatch:
-    """``count`` seeded synthetic samples at ``size`` px through the shared pipeline."""
-    data = MattingDataModule(image_size=size, num_workers=0, synthetic_eval_samples=count)
-    dataset = data.dataset(stage)
-    return collate_samples([dataset[i] for i in range(count)])
+
+@pytest.fixture(autouse=True)
+def _launcher_environment_restored():
+    """After each test: the launcher's variables as before, and no process group left open
+    (a later in-process run would join it instead of starting its own)."""
+    saved = {name: os.environ.get(name) for name in LAUNCHER_VARIABLES}
+    yield
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def train_on_batch(module, batch: MattingBatch, steps: int) -> list[float]:
@@ -33,17 +50,6 @@ def train_on_batch(module, batch: MattingBatch, steps: int) -> list[float]:
         optimizer.step()
         losses.append(loss.item())
     return losses
-
-
-def save_module_checkpoint(module, path: Path, drop: tuple[str, ...] = ()) -> Path:
-    """``module`` saved as Lightning saves it, to ``path``; ``drop``: hyperparameters left out,
-    as a checkpoint written by an older mattekit lacks them."""
-    hparams = {k: v for k, v in dict(module.hparams).items() if k not in drop}
-    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": hparams}
-    checkpoint["pytorch-lightning_version"] = "2.6.0"
-    module.on_save_checkpoint(checkpoint)
-    torch.save(checkpoint, path)
-    return Path(path)
 
 
 def save_tiny_checkpoint(alias: str, folder: Path) -> Path:
@@ -131,10 +137,10 @@ def save_module_fixture():
     return save_module_checkpoint
 
 
-def fit_on_synthetic(module, folder: Path, steps: int = 3, **trainer_args):
+def fit_on_synthetic(module, folder: Path, steps: int = 3, ckpt_path=None, **trainer_args):
     """``module`` trained ``steps`` steps by a one-process CPU Trainer on 8 synthetic 32 px
-    scenes (batch 2), no logger or progress bar; ``trainer_args`` add to or replace the
-    Trainer's. Returns the Trainer."""
+    scenes (batch 2), no logger or progress bar, resumed from ``ckpt_path`` if given;
+    ``trainer_args`` add to or replace the Trainer's. Returns the Trainer."""
     import lightning as L
 
     data = MattingDataModule(
@@ -146,7 +152,7 @@ def fit_on_synthetic(module, folder: Path, steps: int = 3, **trainer_args):
         "enable_model_summary": False, "default_root_dir": folder, "num_sanity_val_steps": 0,
     }  # fmt: skip
     trainer = L.Trainer(**{**settings, **trainer_args})
-    trainer.fit(module, data)
+    trainer.fit(module, data, ckpt_path=ckpt_path)
     return trainer
 
 
@@ -185,7 +191,8 @@ def staged_fixture(tmp_path_factory):
 
 @pytest.fixture(name="synthetic_batch")
 def synthetic_batch_fixture():
-    return make_synthetic_batch
+    """:func:`mattekit.data.datamodule.synthetic_batch`: seeded scenes through the pipeline."""
+    return synthetic_batch
 
 
 @pytest.fixture(name="train_on_batch")

@@ -17,13 +17,11 @@ torchrun set up). The first process rewrites ``OUT_DIR/results.json`` after each
 case is ``{"error": "..."}`` and ends the launch (the other process would wait in a collective).
 """
 
-import json
-import os
 import sys
-import traceback
 from pathlib import Path
 
 import torch
+from two_processes import recording
 
 from mattekit.matting_cli import MattingCLI, resolve_model_aliases
 from mattekit.models import list_models
@@ -99,7 +97,6 @@ def fit_resume_test(alias: str, args: list[str], root: Path) -> tuple[dict, Path
 
 
 def main(out: Path, pattern: str = "*") -> None:
-    first_process = int(os.environ.get("RANK", "0")) == 0
     results: dict[str, dict] = {}
     last_stage: dict[str, Path] = {}
     for name, alias, args, stage in cases(pattern):
@@ -107,14 +104,8 @@ def main(out: Path, pattern: str = "*") -> None:
             args = [*args, f"--model.stage={stage}"]
             if alias in last_stage:
                 args.append(f"--model.previous_stage={last_stage[alias]}")
-        try:
+        with recording(results, name, out):
             results[name], last_stage[alias] = fit_resume_test(alias, args, out / name)
-        except Exception:
-            results[name] = {"error": traceback.format_exc()[-3000:]}
-            raise
-        finally:
-            if first_process:
-                (out / "results.json").write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

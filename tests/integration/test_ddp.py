@@ -127,3 +127,22 @@ def test_ddp_resumes_from_its_checkpoint(tmp_path: Path):
     resumed = tmp_path / "lightning_logs" / "version_1"
     assert torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
     assert "SAD" in (resumed / "metrics_val.md").read_text()
+
+
+def test_one_process_ddp_run_resumes(tmp_path: Path, fit_on_synthetic):
+    """``--trainer.strategy ddp --trainer.devices 1`` (a one-GPU rehearsal of a multi-GPU
+    recipe): Lightning would wrap the draw sampler in its own distributed one, whose order the
+    resume point cannot follow; the draws' own share is used from one process on."""
+    from mattekit.callbacks import FamilyCheckpoint
+    from mattekit.models.baseline.lightning_model import Baseline
+
+    def settings():
+        checkpoint = FamilyCheckpoint(save_last=True, dirpath=tmp_path / "checkpoints")
+        return dict(strategy="ddp", devices=1, limit_val_batches=0, callbacks=[checkpoint])
+
+    torch.manual_seed(0)
+    fit_on_synthetic(Baseline(base_channels=8, depth=2), tmp_path, steps=2, **settings())
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    resumed = Baseline(base_channels=8, depth=2)
+    trainer = fit_on_synthetic(resumed, tmp_path, steps=4, ckpt_path=last, **settings())
+    assert trainer.global_step == 4

@@ -2,11 +2,10 @@
 launch of ``ddp_registry_script.py`` over the whole registry (issue 26: one launch, not one per
 family). A new family is covered by registering itself."""
 
-import json
 import math
-import subprocess
-import sys
 from pathlib import Path
+
+from two_processes import launch
 
 from mattekit.models import list_models
 
@@ -25,16 +24,7 @@ def expected_cases() -> list[str]:
 
 
 def test_every_family_fits_resumes_and_tests_under_ddp(tmp_path: Path):
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        str(SCRIPT), str(tmp_path),
-    ]  # fmt: skip
-    # A deadlock (a collective on one process only) hangs: the timeout turns it into a failure.
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
-    records = tmp_path / "results.json"
-    results = json.loads(records.read_text()) if records.exists() else {}
-    errors = {name: record["error"] for name, record in results.items() if "error" in record}
-    assert result.returncode == 0 and not errors, (errors, result.stderr[-3000:])
+    results = launch(SCRIPT, tmp_path, timeout=900)
     assert sorted(results) == sorted(expected_cases())
     for name, record in results.items():
         assert record["global_step"] == 2, name

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).parents[2] / "benchmarks" / "gpu_check.py"
-SECTIONS = ("cuda_tests", "train_step", "ddp", "sdmatte_attention", "zim_vs_sam", "teachmatte")
+SECTIONS = (
+    "cuda_tests", "train_step", "ddp", "fsdp", "sdmatte_attention", "zim_vs_sam", "teachmatte",
+)  # fmt: skip
 
 
 def run_check(*args: str, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
@@ -46,7 +48,9 @@ def test_dry_run_runs_every_section_and_writes_the_table(tmp_path: Path):
     # Every family got a training-step row with numbers, not an error.
     assert "failed" not in text.split("(`train_step`)")[1].split("## ")[0], text
     assert "**" in text.split("(`cuda_tests`)")[1], text  # pytest's summary line
-    assert "global_step in last.ckpt 3" in text
+    assert "global_step in last.ckpt 3" in text.split("(`ddp`)")[1].split("## ")[0], text
+    assert "global_step in last.ckpt 3" in text.split("(`fsdp`)")[1].split("## ")[0], text
+    assert "| teachmatte (decoder) | tiny | 64 |" in text
     assert "| peak sdpa / classic (goal <= 0.1) |" in text
     assert "| forward (image encoder + decoder) |" in text
     assert "| student / teacher |" in text

@@ -16,11 +16,16 @@ from torch.utils.data import DataLoader
 from mattekit.data.convention import InputConvention
 from mattekit.data.dataset import MattingDataset
 from mattekit.data.draws import DrawConcat
-from mattekit.data.mixing import DrawShare, ScheduledBatchSampler, WeightedSourceSampler
+from mattekit.data.mixing import (
+    DrawShare,
+    ScheduledBatchSampler,
+    ScheduledDraws,
+    WeightedSourceSampler,
+)
 from mattekit.data.predict_sets import SkipUnreadable, collate_readable, without_predicted
 from mattekit.data.prompts import PromptConfig, PromptSampler
 from mattekit.data.resumable import ResumableLoader
-from mattekit.data.sample import collate_samples
+from mattekit.data.sample import MattingBatch, collate_samples
 from mattekit.data.source import MattingSource
 from mattekit.data.synthetic import SyntheticSource
 from mattekit.data.transforms import AugmentConfig, MattingTransform
@@ -229,40 +234,53 @@ class MattingDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> ResumableLoader:
         """Draws seeded by the run's seed (``seed_everything``'s: ``torch.initial_seed()``), the
-        epoch and the position in it (:mod:`mattekit.data.draws`)."""
-        run_seed = torch.initial_seed()
-        resumable = {"loader": ResumableLoader, "progress": self._training_progress}
-        sizes = [len(source) for source in self.sources["train"]]
-        names = [source.name for source in self.sources["train"]]
-        if self.schedule is not None:
-            groups = [entry.split("|") for entry in self.schedule]
-            unknown = sorted({n for group in groups for n in group} - set(names))
-            if unknown:
-                raise ValueError(f"schedule names unknown sources {unknown}; known: {names}")
-            batches = ScheduledBatchSampler(
-                sizes,
-                [tuple(names.index(n) for n in group) for group in groups],
-                self.batch_size,
-                self.steps_per_epoch,
-                seed=run_seed,
-            )
-            return self._loader("train", batch_sampler=batches, draws=batches, **resumable)
-        num_samples = self.steps_per_epoch * self.batch_size if self.steps_per_epoch else None
-        sampler = WeightedSourceSampler(sizes, self.weights or sizes, num_samples, seed=run_seed)
+        epoch and the position in it (:mod:`mattekit.data.draws`); each of the trainer's
+        processes trains its own share of them (:class:`~mattekit.data.mixing.DrawShare`, also
+        under a one-process DDP, where Lightning's sampler would reorder them)."""
         trainer = self.trainer
-        share = (
-            DrawShare(sampler, trainer.world_size, trainer.global_rank)
-            if trainer is not None and trainer.world_size > 1
-            else sampler
-        )
+        on_trainer = trainer is not None
+        processes, rank = (trainer.world_size, trainer.global_rank) if on_trainer else (1, 0)
+        sizes = [len(source) for source in self.sources["train"]]
+        if self.schedule is not None:
+            draws = self._scheduled_draws(sizes, processes)
+        else:
+            per_epoch = self.steps_per_epoch * self.batch_size if self.steps_per_epoch else None
+            weights = self.weights or sizes
+            draws = WeightedSourceSampler(sizes, weights, per_epoch, seed=torch.initial_seed())
         return self._loader(
             "train",
             batch_size=self.batch_size,
-            sampler=share,
+            sampler=DrawShare(draws, processes, rank),
             drop_last=True,
-            draws=sampler,
-            **resumable,
+            loader=ResumableLoader,
+            draws=draws,
+            progress=self._training_progress,
         )
+
+    def _scheduled_draws(self, sizes: list[int], processes: int) -> ScheduledDraws:
+        """The schedule over all processes: global batch ``i`` (``batch_size`` draws of each
+        process) comes from ``schedule[i % len(schedule)]``, as in one process with
+        ``processes * batch_size``. An epoch has ``steps_per_epoch * batch_size`` draws however
+        many processes share it, as the weighted draws do."""
+        names = [source.name for source in self.sources["train"]]
+        groups = [entry.split("|") for entry in self.schedule]
+        unknown = sorted({n for group in groups for n in group} - set(names))
+        if unknown:
+            raise ValueError(f"schedule names unknown sources {unknown}; known: {names}")
+        steps = self.steps_per_epoch // processes if self.steps_per_epoch else None
+        if steps == 0:
+            raise ValueError(
+                f"--data.steps_per_epoch={self.steps_per_epoch} leaves no step to each of "
+                f"{processes} processes: give at least {processes}"
+            )
+        batches = ScheduledBatchSampler(
+            sizes,
+            [tuple(names.index(n) for n in group) for group in groups],
+            self.batch_size * processes,
+            steps,
+            seed=torch.initial_seed(),
+        )
+        return ScheduledDraws(batches)
 
     def _evaluation_loader(self, stage: str) -> DataLoader:
         """Every sample once, whatever the process count.
@@ -300,3 +318,12 @@ class MattingDataModule(L.LightningDataModule):
             batch_size=self.eval_batch_size,
             collate_fn=collate_readable,
         )
+
+
+def synthetic_batch(image_size: int, count: int, stage: str = "val") -> MattingBatch:
+    """Samples ``0 .. count-1`` of the default synthetic scenes of ``stage`` at ``image_size`` px,
+    through the whole training or evaluation pipeline, collated (tests and benchmarks use it:
+    scenes are seeded per index, so a sample is the same whatever ``count``)."""
+    data = MattingDataModule(image_size=image_size, num_workers=0, synthetic_eval_samples=count)
+    dataset = data.dataset(stage)
+    return collate_samples([dataset[index] for index in range(count)])

@@ -89,22 +89,28 @@ class WeightedSourceSampler(EpochDraws, Sampler[Draw]):
 
 
 class DrawShare(DistributedSampler):
-    """One process's share of a :class:`WeightedSourceSampler`'s epoch under several processes.
+    """One process's share of an epoch's draws (weighted or scheduled) under several processes.
 
     Process ``rank`` of ``num_replicas`` takes the positions ``rank, rank + num_replicas, ...``
     in order, up to the largest multiple of ``num_replicas`` (the last draws, fewer than
     ``num_replicas``, are trained by no one): every process gets as many draws and none is
-    trained twice. Lightning's own wrapper pads the last share by repeating draws and shuffles
-    positions across processes, which the resume point (a count of draws from the epoch's start,
-    :class:`~mattekit.data.resumable.ResumableLoader`) cannot follow; being a
-    ``DistributedSampler``, this one is left as it is.
+    trained twice. Batched by ``b`` per process, step ``i`` of every process covers the
+    positions ``i * b * num_replicas`` up to ``(i + 1) * b * num_replicas``: together the
+    processes train the one-process batch of ``b * num_replicas`` draws (for a schedule,
+    :class:`ScheduledDraws`, that batch's single source). Lightning's own wrapper pads the last
+    share by repeating draws and shuffles positions across processes, which the resume point (a
+    count of draws from the epoch's start, :class:`~mattekit.data.resumable.ResumableLoader`)
+    cannot follow; being a ``DistributedSampler``, this one is left as it is. With one process
+    it yields the draws unchanged.
 
     Args:
         draws: the epoch's draws for all processes.
         num_replicas: number of processes; rank: this one's.
     """
 
-    def __init__(self, draws: WeightedSourceSampler, num_replicas: int, rank: int) -> None:
+    def __init__(
+        self, draws: WeightedSourceSampler | ScheduledDraws, num_replicas: int, rank: int
+    ) -> None:
         super().__init__(range(len(draws)), num_replicas, rank, shuffle=False, drop_last=True)
         self.draws = draws
 
@@ -177,3 +183,35 @@ class ScheduledBatchSampler(EpochDraws, Sampler[list[Draw]]):
                 indices = (within + offsets[source]).tolist()
                 key = (self.seed, self.epoch)
                 yield [Draw(i, (*key, step * size + j)) for j, i in enumerate(indices)]
+
+
+class ScheduledDraws(Sampler[Draw]):
+    """A :class:`ScheduledBatchSampler`'s batches, one draw after another, for a DataLoader that
+    batches them again (directly, or each process its :class:`DrawShare` of them).
+
+    Under ``N`` processes of ``b`` samples each, the schedule is built with ``b * N`` samples
+    per batch: global batch ``i`` comes from ``schedule[i % len(schedule)]`` as in one process,
+    and each process trains ``b`` of its draws.
+
+    Args:
+        batches: the schedule, with the batch size of all processes together.
+    """
+
+    def __init__(self, batches: ScheduledBatchSampler) -> None:
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches) * self.batches.batch_size
+
+    def __iter__(self) -> Iterator[Draw]:
+        for batch in self.batches:
+            yield from batch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batches.set_epoch(epoch)
+
+    def resume(self, epoch: int, position: int) -> None:
+        """Continue ``epoch`` from draw ``position``: the global batches before it are skipped
+        (a resume point counts whole steps of every process, so under the same process count it
+        falls on a batch's start; under another, the batch size and so the draws differ)."""
+        self.batches.resume(epoch, position // self.batches.batch_size)

@@ -14,23 +14,25 @@ from collections.abc import Callable
 import lightning as L
 from torch.utils.data import DataLoader
 
-from mattekit.data.mixing import EpochDraws
+from mattekit.data.mixing import ScheduledDraws, WeightedSourceSampler
 
 # () -> (epoch, batches of it trained on by each process, number of processes)
 Progress = Callable[[], tuple[int, int, int]]
 
 
 class ResumableLoader(DataLoader):
-    """``DataLoader`` over an :class:`~mattekit.data.mixing.EpochDraws` sampler (or batch
-    sampler) that resumes mid-epoch.
+    """``DataLoader`` over an epoch's draws (:mod:`mattekit.data.mixing`) that resumes
+    mid-epoch.
 
     Args:
-        draws: the sampler given as ``sampler`` or ``batch_sampler``.
+        draws: the epoch's draws for all processes (``sampler`` is this process's share).
         progress: where training stands (see ``Progress``), read when a checkpoint is saved.
         *args, **kwargs: ``DataLoader``'s.
     """
 
-    def __init__(self, *args, draws: EpochDraws, progress: Progress, **kwargs) -> None:
+    def __init__(
+        self, *args, draws: WeightedSourceSampler | ScheduledDraws, progress: Progress, **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.draws = draws
         self.progress = progress
@@ -40,10 +42,9 @@ class ResumableLoader(DataLoader):
         return {"epoch": epoch, "batches_done": batches_done, "processes": processes}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        # The sampler counts samples, the batch sampler batches; every process trained
-        # ``batches_done`` batches of its share.
-        per_batch = 1 if self.draws is self.batch_sampler else self.batch_size
-        position = state["batches_done"] * state["processes"] * per_batch
+        # Every process trained ``batches_done`` batches of its share: the draws before
+        # ``position`` are done (a schedule's global batch is every process's batch together).
+        position = state["batches_done"] * state["processes"] * self.batch_size
         epoch = state["epoch"]
         if position >= len(self.draws):
             epoch, position = epoch + 1, 0

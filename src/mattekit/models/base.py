@@ -128,6 +128,12 @@ def is_restoring() -> bool:
     return _RESTORING.get()
 
 
+def zero_through(parameters: list[nn.Parameter]) -> Tensor:
+    """A 0 whose backward reaches each of ``parameters`` (with a zero gradient): it keeps them
+    in the graph of a step that does not use them, as DDP's reducer needs (no extra forward)."""
+    return torch.stack([p.sum() for p in parameters]).sum() * 0
+
+
 class MattingModule(L.LightningModule):
     """Shared Lightning logic for every matting family.
 
@@ -502,9 +508,16 @@ class MattingModule(L.LightningModule):
     def _on_every_process(self, decision: bool) -> bool:
         """``decision`` and-ed over the processes: each must take the same branch, since a
         skip on one rank alone would leave the others waiting in the gradient all-reduce."""
-        if self._trainer is None:
-            return decision
-        return self.trainer.strategy.reduce_boolean_decision(decision, all=True)
+        return self._each_on_every_process([decision])[0]
+
+    def _each_on_every_process(self, decisions: list[bool]) -> list[bool]:
+        """Each of ``decisions`` and-ed over the processes, in one collective."""
+        if self._trainer is None or self.trainer.world_size == 1:
+            return list(decisions)
+        strategy = self.trainer.strategy
+        votes = torch.tensor([int(d) for d in decisions], device=strategy.root_device)
+        votes = strategy.reduce(votes, reduce_op="sum")
+        return [bool(v == self.trainer.world_size) for v in votes.tolist()]
 
     def _nonfinite_step(
         self, batch: MattingBatch, outputs: dict, loss: Tensor, terms: dict, finite_here: bool
@@ -539,15 +552,18 @@ class MattingModule(L.LightningModule):
     def _zero_loss(self) -> Tensor:
         """A 0 that reaches every trainable parameter, so every process's backward (and the
         gradient all-reduce) runs as usual; the step is then dropped."""
-        trainable = [p for p in self.parameters() if p.requires_grad]
-        return torch.stack([p.sum() * 0 for p in trainable]).sum()
+        return zero_through([p for p in self.parameters() if p.requires_grad])
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         skip = self._skip_optimizer_step
-        # A mixed-precision grad scaler finds and skips non-finite gradients itself. Gradients
-        # are already all-reduced here: every process takes the same decision.
+        # A mixed-precision grad scaler finds and skips non-finite gradients itself. Under
+        # FSDP each process sees its own shard of the gradients: the decision is and-ed.
         scaler = getattr(getattr(self._trainer, "precision_plugin", None), "scaler", None)
-        if not skip and scaler is None and not gradients_finite(self.parameters()):
+        if (
+            not skip
+            and scaler is None
+            and not self._on_every_process(gradients_finite(self.parameters()))
+        ):
             message = f"non-finite gradients at step {self.global_step}"
             logger.warning("%s; skipping this optimiser step", message)
             self.nonfinite.add(SkippedStep(self.global_step, message, [], True))

@@ -135,8 +135,7 @@ def test_a_schedule_entry_may_draw_among_sources():
         train=sources, schedule=["a", "b|c"], batch_size=2, steps_per_epoch=4, num_workers=0
     )
     data.setup("fit")
-    sampler = data.train_dataloader().draws
-    assert sampler.schedule == [(0,), (1, 2)]
+    assert data.train_dataloader().draws.batches.schedule == [(0,), (1, 2)]
     bad = MattingDataModule(train=sources, schedule=["a|z"], num_workers=0)
     bad.setup("fit")
     with pytest.raises(ValueError, match=r"unknown sources \['z'\]"):

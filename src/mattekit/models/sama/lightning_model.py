@@ -16,7 +16,7 @@ from mattekit.export.graphs import ExportGraph
 from mattekit.losses import BCELoss, GradientLoss, IoULoss, L1Loss, LaplacianLoss, SSIMLoss
 from mattekit.metrics import segmentation_metrics
 from mattekit.metrics.presets import PresetName
-from mattekit.models.base import MattingModule
+from mattekit.models.base import MattingModule, zero_through
 from mattekit.models.evaluation import OutputMetrics
 from mattekit.models.frozen import FrozenPart
 from mattekit.models.loss_terms import LossTerm
@@ -208,7 +208,7 @@ class SAMA(MattingModule):
         # DDP's reducer (without find_unused_parameters) waits for a gradient of every trainable
         # parameter at every backward: the idle head joins the graph with a zero weight (no
         # extra forward), and its gradient is dropped again in on_before_optimizer_step.
-        return loss + torch.stack([p.sum() for p in idle]).sum() * 0
+        return loss + zero_through(idle)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Under DDP, the heads no process used since the last optimiser step lose their (zero)
@@ -216,10 +216,11 @@ class SAMA(MattingModule):
         super().on_before_optimizer_step(optimizer)
         if self._under_ddp():
             used = self._tasks_since_optimizer_step
-            for task in self.trained_tasks:  # the same order on every process (a collective)
-                if self._on_every_process(task not in used):
-                    for parameter in self._head_parameters({task}):
-                        parameter.grad = None
+            tasks = self.trained_tasks  # the same order on every process (one collective)
+            idle = self._each_on_every_process([task not in used for task in tasks])
+            unused = {task for task, no_one in zip(tasks, idle, strict=True) if no_one}
+            for parameter in self._head_parameters(unused):
+                parameter.grad = None
         self._tasks_since_optimizer_step = set()
 
     def _under_ddp(self) -> bool:
