@@ -71,12 +71,16 @@ def build_family(
 
     A later ``stage`` of a staged family starts, as a run does, from the checkpoint of the stage
     before: each earlier stage is built (random weights) and saved under ``work_dir`` (default: a
-    temporary folder) first. LiteSDMatte gets a random SDMatte of its size as its distillation
+    temporary folder, removed once the family is built: a new run reads those files while it is
+    built) first. LiteSDMatte gets a random SDMatte of its size as its distillation
     teacher (``teacher=True`` in ``settings``), as the release trains it.
     """
+    if work_dir is None:  # the earlier stages' files (GBs at paper size) go when it is built
+        with tempfile.TemporaryDirectory(prefix="family_step_") as folder:
+            return build_family(entry, kwargs, device, stage, folder, **settings)
     extra = dict(settings)
     teacher = extra.pop("teacher", False)
-    folder = Path(work_dir or tempfile.mkdtemp(prefix="family_step_"))
+    folder = Path(work_dir)
     if stage is not None and entry.stages.index(stage) > 0:
         previous = entry.stages[entry.stages.index(stage) - 1]
         earlier = build_family(entry, kwargs, "cpu", previous, folder)
