@@ -25,9 +25,9 @@ from mattekit.models.teachmatte.configs import (
 )
 from mattekit.models.teachmatte.decoder import DetailDecoder
 from mattekit.models.teachmatte.heads import SoftGroundingHead
-from mattekit.nn.narrow_conv import guard_narrow_strided_convs
 from mattekit.models.teachmatte.refiner import SparseRefiner
 from mattekit.models.teachmatte.text_encoder import OpenCLIPTextEncoder, TextAdapter
+from mattekit.nn.narrow_conv import guard_narrow_strided_convs
 from mattekit.nn.token_grid import level_grid
 from mattekit.nn.unet_features import captured_outputs, captured_stage_features, unet_stages
 from mattekit.nn.unet_pruning import prune_unet, pruned_config
