@@ -63,6 +63,14 @@ def test_spec_reads_yaml_and_command_line_overrides(tmp_path):
     assert spec.output_dir(config) == tmp_path / "results" / "tiny"
 
 
+def test_the_config_flag_writes_beside_the_config_as_the_positional_form_does(tmp_path):
+    path = write_spec(tmp_path)
+    spec, config = parse_benchmark(["--config", str(path)])
+    assert spec.output_dir(config) == tmp_path / "results" / "tiny"
+    spec, config = parse_benchmark([f"--config={path}", "--output", str(tmp_path / "elsewhere")])
+    assert spec.output_dir(config) == tmp_path / "elsewhere"
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

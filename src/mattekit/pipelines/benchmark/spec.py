@@ -242,16 +242,16 @@ def parse_benchmark(argv: list[str]) -> tuple[BenchmarkSpec, Path | None]:
         ValueError: a bad argument or config value (the message names it).
         FileNotFoundError: the config does not exist.
     """
-    config_path = None
     if argv and not argv[0].startswith("-"):
-        config_path = Path(argv[0])
-        if not config_path.is_file():
-            raise FileNotFoundError(f"benchmark config not found: {config_path}")
+        if not Path(argv[0]).is_file():
+            raise FileNotFoundError(f"benchmark config not found: {argv[0]}")
         argv = ["--config", argv[0], *argv[1:]]
     parser = benchmark_parser()
     try:
         config = parser.parse_args(argv)
-        config.pop("config", None)
+        # `X.yaml` and `--config X.yaml` are one command: both write beside the (last) config.
+        configs = config.pop("config", None)
+        config_path = Path(str(configs[-1])) if configs else None
         source_configs = [dataset.source.as_dict() for dataset in config.datasets]
         instantiated = parser.instantiate_classes(config)
     except ArgumentError as error:
