@@ -10,6 +10,7 @@ only after the parity check passes, so a failed export never leaves a file that 
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import os
@@ -158,6 +159,12 @@ def onnx_outputs(path: Path, inputs: dict[str, Tensor]) -> list[np.ndarray]:
     Raises:
         FileNotFoundError: a side file the graph names is missing; the message names it.
     """
+    return onnx_runs(path, [inputs])[0]
+
+
+def onnx_runs(path: Path, inputs: list[dict[str, Tensor]]) -> list[list[np.ndarray]]:
+    """:func:`onnx_outputs` on each of ``inputs`` in turn, from one onnxruntime session, which
+    is released before returning (at paper size a session holds its weights once more)."""
     import onnxruntime
 
     for name in external_data_files(path):
@@ -167,8 +174,14 @@ def onnx_outputs(path: Path, inputs: dict[str, Tensor]) -> list[np.ndarray]:
                 "copy the export folder whole"
             )
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    feeds = {item.name: inputs[item.name].cpu().numpy() for item in session.get_inputs()}
-    return session.run(None, feeds)
+    declared = [item.name for item in session.get_inputs()]
+    try:
+        return [
+            session.run(None, {name: one[name].cpu().numpy() for name in declared})
+            for one in inputs
+        ]
+    finally:
+        del session
 
 
 def _differences(graph: ExportGraph, exported: list, expected: tuple[Tensor, ...]) -> dict:
@@ -212,6 +225,11 @@ def export_graph(
     folder.mkdir(parents=True, exist_ok=True)
     graph.module.eval()
     stem = f"{prefix}_{graph.name}"
+    # PyTorch's outputs first, so that the network's activations are gone before the exporter
+    # and onnxruntime take their share of memory (a paper-size SAMA needs every GiB).
+    examples = [graph.inputs, *graph.checks]
+    expected = [torch_outputs(graph, inputs) for inputs in examples]
+    gc.collect()
     # The files get their final names in a private folder: an ONNX file names its side file
     # relative to itself, so both move out unchanged once the check passes.
     work = folder / f".{stem}.{os.getpid()}.tmp"
@@ -222,11 +240,8 @@ def export_graph(
         try:
             path = work / f"{stem}.onnx"
             _write_onnx(graph, path, external_data_threshold)
+            gc.collect()  # the exporter's program holds a copy of the weights in cycles
             data_files = tuple(external_data_files(path))
-
-            def run(inputs: dict[str, Tensor]) -> list:
-                return onnx_outputs(path, inputs)
-
             kind = "onnx"
         except Exception as error:
             fallback = str(error).splitlines()[0][:300]
@@ -238,15 +253,15 @@ def export_graph(
                 traced = torch.jit.trace(graph.module, tuple(graph.inputs.values()), strict=False)
             torch.jit.save(traced, str(path))
             loaded = torch.jit.load(str(path))
-
-            def run(inputs: dict[str, Tensor]) -> list:
-                with torch.no_grad():
-                    return list(_as_tuple(loaded(*inputs.values())))
-
+            with torch.no_grad():
+                exported_outputs = [list(_as_tuple(loaded(*one.values()))) for one in examples]
+            del traced, loaded
             kind = "torchscript"
+        if kind == "onnx":
+            exported_outputs = onnx_runs(path, examples)
         differences: dict[str, float] = {}
-        for inputs in [graph.inputs, *graph.checks]:
-            found = _differences(graph, run(inputs), torch_outputs(graph, inputs))
+        for ours, reference in zip(exported_outputs, expected, strict=True):
+            found = _differences(graph, ours, reference)
             # NaN (a non-finite output) is kept as the worst difference: it never passes.
             differences = {k: _worse(v, differences.get(k, 0.0)) for k, v in found.items()}
         failing = [name for name, value in differences.items() if not value <= tolerance]

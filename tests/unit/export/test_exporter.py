@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from mattekit.export import exporter
 from mattekit.export.exporter import ExportParityError, export_graph, onnx_outputs
 from mattekit.export.graphs import ExportGraph
 from mattekit.models.sam.export import flatten_features, unflatten_features
@@ -114,3 +115,39 @@ def test_image_features_flatten_to_named_tensors_and_back():
     again = unflatten_features(features, tuple(flat.values()))
     assert again.embedding is features.embedding and again.pyramid[1] is features.pyramid[1]
     assert again.local is None
+
+
+def test_pytorch_runs_before_the_export_and_one_onnxruntime_session_checks_every_input_set(
+    tmp_path, monkeypatch
+):
+    """At paper size the network's activations and a second copy of the weights in each
+    onnxruntime session do not fit together: PyTorch's outputs are computed and cached first,
+    then a single session runs every input set."""
+    import onnxruntime
+
+    events = []
+    real_session = onnxruntime.InferenceSession
+
+    def counted_session(*args, **kwargs):
+        events.append("session")
+        return real_session(*args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", counted_session)
+    torch.manual_seed(0)
+    module = Scale()
+    graph = ExportGraph(
+        "model", module, inputs(0), ("alpha", "logits"),
+        dynamic={"image": {2: "height", 3: "width"}}, checks=[inputs(1, 12), inputs(2, 10)],
+    )  # fmt: skip
+    module.register_forward_hook(lambda *_: events.append("pytorch"))  # tracing calls it too
+    write_onnx = exporter._write_onnx
+
+    def recorded_write(*args, **kwargs):
+        events.append("write")
+        return write_onnx(*args, **kwargs)
+
+    monkeypatch.setattr(exporter, "_write_onnx", recorded_write)
+    done = export_graph(graph, tmp_path, "scale", tolerance=1e-5)
+    assert done.format == "onnx" and max(done.max_abs_diff.values()) < 1e-5
+    assert events[: events.index("write")] == ["pytorch"] * 3  # every input set, first
+    assert events.count("session") == 1
