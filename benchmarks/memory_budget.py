@@ -29,13 +29,12 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-GIB = 2**30
+from peak_rss import GIB, run_watched
+
 REPOSITORY = Path(__file__).resolve().parents[1]
 GPU_SIZES_GB = (24, 48, 80)
 #: A GPU's usable share: 90 % of its memory less a CUDA context and allocator reserve (GiB).
@@ -93,18 +92,24 @@ def parse_settings(text: str) -> list[tuple[str, bool]]:
     return settings
 
 
+def setting_key(case: Case, precision: str, checkpointing: bool, batch: int) -> str:
+    return f"{case.name}/{precision}/{'ckpt' if checkpointing else 'plain'}/b{batch}"
+
+
 def key(case: Case, precision: str, checkpointing: bool, batch: int, side: int) -> str:
-    return f"{case.name}/{precision}/{'ckpt' if checkpointing else 'plain'}/b{batch}/{side}px"
+    """A measurement's name in the results: its setting and the side it ran at."""
+    return f"{setting_key(case, precision, checkpointing, batch)}/{side}px"
+
+
+def tried(case: Case, precision: str, checkpointing: bool, batch: int, results: dict) -> list:
+    """Every measurement of one setting, at whichever sides were tried, in the order made."""
+    wanted = setting_key(case, precision, checkpointing, batch)
+    return [result for name, result in results.items() if name.rpartition("/")[0] == wanted]
 
 
 def batch_one(case: Case, precision: str, checkpointing: bool, results: dict) -> dict:
     """The batch-1 result at the largest side measured that fitted ({} if none did)."""
-    fitted = [
-        result
-        for name, result in results.items()
-        if name.startswith(f"{key(case, precision, checkpointing, 1, 0)[:-3]}")
-        and result.get("status") == "ok"
-    ]
+    fitted = [r for r in tried(case, precision, checkpointing, 1, results) if r["status"] == "ok"]
     return max(fitted, key=lambda result: result["side"], default={})
 
 
@@ -141,28 +146,12 @@ def watch(spec: dict, cap_gib: float, work: Path) -> dict:
     result = work / "child.json"
     result.unlink(missing_ok=True)
     command = [sys.executable, __file__, "--child", json.dumps(spec), "--child_result", str(result)]
-    began, peak = time.monotonic(), 0
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    while process.poll() is None:
-        peak = max(peak, rss_bytes(process.pid))
-        if peak > cap_gib * GIB:
-            process.kill()
-            process.wait()
-            return {"status": f"over the {cap_gib:g} GiB cap", "seconds": time.monotonic() - began}
-        time.sleep(0.1)
-    seconds = time.monotonic() - began
-    if process.returncode or not result.exists():
-        error = process.stderr.read().decode(errors="replace").strip().splitlines()
-        return {"status": f"failed: {error[-1] if error else process.returncode}"}
-    return {**json.loads(result.read_text()), "rss_peak_gib": peak / GIB, "seconds": seconds}
-
-
-def rss_bytes(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/statm", encoding="ascii") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (FileNotFoundError, ProcessLookupError):
-        return 0
+    run = run_watched(command, cap_gib)
+    if run.over_cap:
+        return {"status": f"over the {cap_gib:g} GiB cap", "seconds": run.seconds}
+    if run.returncode or not result.exists():
+        return {"status": f"failed: {run.error or run.returncode}"}
+    return {**json.loads(result.read_text()), "rss_peak_gib": run.peak_gib, "seconds": run.seconds}
 
 
 def sides_to_try(case: Case, dry_run: bool) -> list[int]:
@@ -341,12 +330,13 @@ def settings_table(cases: list[Case], results: dict) -> list[str]:
         cells = []
         for precision, checkpointing in SETTINGS:
             one = batch_one(case, precision, checkpointing, results)
-            tried = [r["status"] for n, r in results.items() if n.startswith(
-                key(case, precision, checkpointing, 1, 0)[:-3])]  # fmt: skip
+            attempts = tried(case, precision, checkpointing, 1, results)
             if one:
                 cells.append(f"{one['peak_gib']:.2f} at {one['side']}")
+            elif attempts:
+                cells.append(f"none fitted ({attempts[-1]['status']})")
             else:
-                cells.append(f"none fitted ({tried[-1]})" if tried else "not measured")
+                cells.append("not measured")
         lines.append(f"| {case.name} | " + " | ".join(cells) + " |")
     return lines
 

@@ -7,8 +7,9 @@ import statistics
 import time
 from collections.abc import Callable
 
-import torch
 from tqdm import tqdm
+
+from mattekit.pipelines.benchmark import measure
 
 #: ``--clock`` choices: wall-clock time, or this process's CPU time (steadier on a shared
 #: machine; with one thread the two agree on an idle one).
@@ -17,13 +18,7 @@ CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time
 
 def timed(function, device: str, clock: Callable[[], float] = time.perf_counter) -> float:
     """Seconds of one call by ``clock`` (CUDA work included: synchronised around it)."""
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = clock()
-    function()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return clock() - start
+    return measure.timed(function, device, clock)[1]
 
 
 def paired(

@@ -23,22 +23,31 @@ _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 T = TypeVar("T")
 
 
-def resident_bytes() -> int:
-    """This process's resident memory (Linux ``/proc/self/statm``)."""
-    with open("/proc/self/statm", encoding="ascii") as statm:
-        return int(statm.read().split()[1]) * _PAGE_BYTES
+def resident_bytes(pid: int | None = None) -> int:
+    """The resident memory of process ``pid`` (default: this one; 0 once it has ended), from
+    Linux's ``/proc/<pid>/statm``."""
+    try:
+        with open(f"/proc/{pid or 'self'}/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[1]) * _PAGE_BYTES
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
 
 
-def timed(call: Callable[[], T], device: torch.device | str = "cpu") -> tuple[T, float]:
-    """``call()`` and its wall-clock seconds (CUDA work included: synchronised around it)."""
+def timed(
+    call: Callable[[], T],
+    device: torch.device | str = "cpu",
+    clock: Callable[[], float] = time.perf_counter,
+) -> tuple[T, float]:
+    """``call()`` and its seconds by ``clock`` (wall by default; CUDA work included:
+    synchronised around it)."""
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    start = time.perf_counter()
+    start = clock()
     result = call()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return result, time.perf_counter() - start
+    return result, clock() - start
 
 
 class WarmTimer:
