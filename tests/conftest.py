@@ -10,7 +10,7 @@ import torch
 
 from mattekit.data.datamodule import MattingDataModule, synthetic_batch
 from mattekit.data.sample import MattingBatch
-from mattekit.models.saving import save_module_checkpoint
+from mattekit.models.saving import save_fit_checkpoint, save_module_checkpoint
 
 # `pytest -n 2` runs two worker processes on a 2-core machine: with torch's default of one
 # thread per core each, the workers oversubscribe the CPU and tiny matmuls take milliseconds.
@@ -59,10 +59,7 @@ def save_tiny_checkpoint(alias: str, folder: Path) -> Path:
 
     entry = MODELS[alias]
     torch.manual_seed(0)
-    module = entry.cls(**entry.tiny)
-    module.hparams["_class_path"] = entry.class_path
-    module.hparams["_instantiator"] = "lightning.pytorch.cli.instantiate_module"
-    return save_module_checkpoint(module, Path(folder) / f"{alias}.ckpt")
+    return save_fit_checkpoint(entry.cls(**entry.tiny), Path(folder) / f"{alias}.ckpt")
 
 
 def user_prompt(kind: str, folder: Path, size: tuple[int, int]):

@@ -33,3 +33,16 @@ def save_module_checkpoint(module, path: str | Path, drop: tuple[str, ...] = ())
     finally:
         partial.unlink(missing_ok=True)
     return path
+
+
+def save_fit_checkpoint(module, path: str | Path) -> Path:
+    """``module`` saved as ``mattekit fit`` saves it: its hyperparameters also name its class and
+    instantiator, which ``mattekit export`` / ``test`` / ``predict`` read to rebuild it."""
+    from mattekit.models.registry import MODELS
+
+    entry = next((e for e in MODELS.values() if e.cls is type(module)), None)
+    if entry is None:
+        raise ValueError(f"{type(module).__name__} is not a registered mattekit model")
+    module.hparams["_class_path"] = entry.class_path
+    module.hparams["_instantiator"] = "lightning.pytorch.cli.instantiate_module"
+    return save_module_checkpoint(module, path)
