@@ -21,14 +21,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+from memory_budget import paper_side
 from peak_rss import GIB, run_watched
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 RESULTS = REPOSITORY / "experiments" / "results" / "export_memory.json"
-#: The side each family is exported at, where it is the user's to choose (the paper's training
-#: side; tiny variants take 64). SAM's families take their encoder's (1024 at paper size).
-SIDES = {"zim_converter": 1024}
-DEFAULT_SIDE = 512
+#: SAM's families take their encoder's side (1024 at paper size), not a user's.
 SIDE_OF_THE_ENCODER = ("sama", "zim")
 
 
@@ -50,7 +48,7 @@ def side_of(alias: str, dry_run: bool) -> int | None:
     """The ``--image_size`` to export ``alias`` at; None where the network fixes it."""
     if alias in SIDE_OF_THE_ENCODER:
         return None
-    return 64 if dry_run else SIDES.get(alias, DEFAULT_SIDE)
+    return 64 if dry_run else paper_side(alias)
 
 
 def measure(alias: str, cap_gib: float, dry_run: bool, work: Path) -> dict:

@@ -10,8 +10,10 @@ section only; its error is recorded and the check goes on):
 - ``cuda_tests``: the tests that skip without CUDA (``torch.cuda.is_available()`` in their
   file, ``cuda`` in their name), pytest's summary line;
 - ``train_step``: one bf16 (autocast) training step per registered family (each stage of a
-  staged one) at paper size, random weights, batch 1 at the paper's side (``family_step.py``):
-  the memory held between steps, the step's peak above it and its time after one warm-up step;
+  staged one) at paper size, random weights, batch 1 at the paper's training side (the memory
+  budget's, ``memory_budget.paper_side``; LiteSDMatte with its SDMatte teacher, as the
+  release trains it; ``family_step.py``): the memory held between steps, the step's peak
+  above it and its time after one warm-up step;
 - ``ddp``: ``mattekit fit`` under ``strategy=ddp`` with one process (NCCL), bf16, 3 steps;
 - ``fsdp``: the same under ``configs/trainer/fsdp.yaml`` (``MattingFSDPStrategy``), SDMatte
   tiny (its CPU twin runs in ``tests/integration/test_fsdp.py``);
@@ -57,19 +59,6 @@ GPU_BUDGET_S = 450.0
 #: A dry run's, generous: a shared CPU runs it in seconds or minutes of wall clock.
 DRY_BUDGET_S = 900.0
 
-#: Training side per family, batch 1: the paper's training resolution where it states one.
-#: SDMatte / LiteSDMatte train at 512 and test at 1024; issue 26 sizes their budget at 1024.
-PAPER_SIDES = {
-    "baseline": 512,
-    "zim": 1024,  # ZIM §4: SAM's 1024 x 1024 input
-    "sama": 1024,  # SAMA: SAM ViT-B at 1024
-    "sdmatte": 1024,
-    "litesdmatte": 1024,
-    "teachmatte": 512,  # TeachDiffusionMatting: 512 x 512
-    "vitmatte": 512,  # ViTMatte: 512 x 512 crops
-    "zim_converter": 1024,  # ZIM §5.1: 1024 x 1024
-}
-DEFAULT_SIDE = 512
 #: Every side in a dry run (the tiny variants run at any multiple of 32).
 DRY_SIDE = 64
 #: The paper's TeachMatte forward times on an RTX 3090 (ms).
@@ -130,6 +119,7 @@ def train_step(ctx: Context, rows: Rows) -> None:
     """One bf16 training step per family (autocast, as Lightning's ``bf16-mixed``), batch 1
     (``family_step.py``: the memory held between steps, the step's peak above it, its time)."""
     from family_step import family_step
+    from memory_budget import paper_side
 
     from mattekit.models.registry import list_models
 
@@ -141,14 +131,14 @@ def train_step(ctx: Context, rows: Rows) -> None:
     cases = [(entry, stage) for entry in list_models() for stage in entry.stages or [None]]
     for entry, stage in cases:
         kwargs = entry.tiny if ctx.dry_run else entry.paper_size
-        side = DRY_SIDE if ctx.dry_run else PAPER_SIDES.get(entry.alias, DEFAULT_SIDE)
+        side = DRY_SIDE if ctx.dry_run else paper_side(entry.alias)
         name = entry.alias if stage is None else f"{entry.alias} ({stage})"
         label = f"| {name} | {kwargs.get('variant', 'default')} | {side} |"
         if ctx.left_s() < 5:
             rows.add(f"{label} skipped: the section's time was spent | | | | |")
             continue
         try:
-            step = family_step(entry, kwargs, side, ctx.device, stage=stage)
+            step = family_step(entry, kwargs, side, ctx.device, stage=stage, teacher=True)
             rows.add(
                 f"{label} {step.parameters / 1e6:.1f} M | {step.held_gib:.2f} | "
                 f"{step.peak_gib:.2f} | {step.step_ms:.0f} | {step.loss:.4g} |"

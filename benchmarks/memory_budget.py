@@ -30,6 +30,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +78,16 @@ CASES = [
     Case("teachmatte", "student", 512, 32, 2, "TeachMatte Table 4: 512 px, 32 on 2 A100"),
     Case("teachmatte", "decoder", 512, 16, 1, "TeachMatte Table 4: 512 px, 16 on 1 A100"),
 ]
+#: The side of a family not in :data:`CASES` (the baseline: it has no paper).
+DEFAULT_SIDE = 512
+
+
+def paper_side(alias: str) -> int:
+    """The side ``alias`` trains at in its paper or release (the GPU check's and the export
+    benchmark's side too)."""
+    return next((case.side for case in CASES if case.alias == alias), DEFAULT_SIDE)
+
+
 #: Where the paper does not state a global batch: ZIM's 16 (the same SAM backbone).
 DEFAULT_GLOBAL_BATCH, DEFAULT_GPUS = 16, 8
 
@@ -141,17 +152,18 @@ def child(spec: dict, result: Path) -> None:
     result.write_text(json.dumps({"status": "ok", **vars(step), "state_gib": step.state_gib}))
 
 
-def watch(spec: dict, cap_gib: float, work: Path) -> dict:
+def watch(spec: dict, cap_gib: float) -> dict:
     """Run :func:`child` on ``spec``, stopped if its resident memory passes ``cap_gib``."""
-    result = work / "child.json"
-    result.unlink(missing_ok=True)
-    command = [sys.executable, __file__, "--child", json.dumps(spec), "--child_result", str(result)]
-    run = run_watched(command, cap_gib)
-    if run.over_cap:
-        return {"status": f"over the {cap_gib:g} GiB cap", "seconds": run.seconds}
-    if run.returncode or not result.exists():
-        return {"status": f"failed: {run.error or run.returncode}"}
-    return {**json.loads(result.read_text()), "rss_peak_gib": run.peak_gib, "seconds": run.seconds}
+    with tempfile.TemporaryDirectory(prefix="memory_budget_") as folder:
+        result = Path(folder) / "child.json"
+        command = [sys.executable, __file__, "--child", json.dumps(spec)]
+        run = run_watched([*command, "--child_result", str(result)], cap_gib)
+        if run.over_cap:
+            return {"status": f"over the {cap_gib:g} GiB cap", "seconds": run.seconds}
+        if run.returncode or not result.exists():
+            return {"status": f"failed: {run.error or run.returncode}"}
+        measured = json.loads(result.read_text())
+    return {**measured, "rss_peak_gib": run.peak_gib, "seconds": run.seconds}
 
 
 def sides_to_try(case: Case, dry_run: bool) -> list[int]:
@@ -164,7 +176,6 @@ def sides_to_try(case: Case, dry_run: bool) -> list[int]:
 def measure(cases: list[Case], args: argparse.Namespace) -> dict:
     """Every case x setting x batch 1, 2, at the largest side that fits (results resumed)."""
     results = json.loads(args.results.read_text()) if args.results.exists() else {}
-    work = Path(args.results).parent
     for case in cases:
         for precision, checkpointing in args.settings:
             for side in sides_to_try(case, args.dry_run):
@@ -177,7 +188,7 @@ def measure(cases: list[Case], args: argparse.Namespace) -> dict:
                         spec |= dict(precision=precision, checkpointing=checkpointing)
                         spec["dry_run"] = args.dry_run
                         print(f"memory_budget: {name} at {side} px ...", file=sys.stderr)
-                        results[name] = {**watch(spec, args.cap_gib, work), "side": side}
+                        results[name] = {**watch(spec, args.cap_gib), "side": side}
                         write_json(args.results, results)
                     outcome[batch] = results[name]["status"]
                     if outcome[batch] != "ok":
