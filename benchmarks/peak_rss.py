@@ -21,7 +21,8 @@ class Watched:
         returncode: its exit status (None when it was stopped at the cap).
         peak_gib: the largest resident memory sampled (GiB).
         seconds: wall time from start to end.
-        error: the last line of its standard error ('' when it wrote none).
+        error: the last line of its standard error ('' when it wrote none), or the signal that
+            killed it.
     """
 
     returncode: int | None
@@ -54,4 +55,6 @@ def run_watched(command: list[str], cap_gib: float, interval_s: float = 0.1) -> 
     drain.join()
     text = b"".join(lines).decode(errors="replace").strip().splitlines()
     last = text[-1] if text else ""
+    if process.returncode < 0:  # SIGKILL without a word is how the kernel's OOM killer ends one
+        last = f"killed by signal {-process.returncode} (last line: {last or 'none'})"
     return Watched(process.returncode, peak / GIB, time.monotonic() - began, last)

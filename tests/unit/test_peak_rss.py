@@ -30,6 +30,8 @@ def test_a_child_past_the_cap_is_stopped_and_its_error_line_is_kept():
     assert stopped.over_cap and stopped.returncode is None and stopped.peak_gib > 0.25
     failed = run_watched([sys.executable, "-c", "raise SystemExit('no such file: x.ckpt')"], 4)
     assert failed.returncode == 1 and failed.error == "no such file: x.ckpt"
+    killed = run_watched([sys.executable, "-c", "import os; os.kill(os.getpid(), 9)"], 4)
+    assert killed.returncode == -9 and killed.error.startswith("killed by signal 9")
 
 
 @pytest.mark.slow

@@ -90,6 +90,26 @@ def test_early_features_are_the_chosen_blocks_output():
     assert torch.allclose(embedding, encoder(images), atol=1e-6)
 
 
+def test_the_vit_takes_one_image_a_pass_with_the_values_of_one_batch():
+    """Five views at 1024 px in one ViT batch hold five global attentions at once (the 12 GiB
+    of a paper-size SAMA encode); one image a pass gives the same features."""
+    torch.manual_seed(0)
+    encoder = build_sama("tiny").sam.image_encoder.eval()
+    images = torch.randn(5, 3, 128, 128)
+    batch_sizes = []
+    handle = encoder.blocks[0].register_forward_hook(
+        lambda m, i, o: batch_sizes.append(i[0].shape[0])
+    )
+    with torch.no_grad():
+        one_a_pass, early = encode_with_early(encoder, images, 1)
+        together, early_together = encode_with_early(encoder, images, 1, images_per_pass=5)
+    handle.remove()
+    assert batch_sizes == [1] * 5 + [5]
+    assert one_a_pass.shape == together.shape == (5, 32, 16, 16)
+    assert torch.allclose(one_a_pass, together, atol=1e-5)
+    assert torch.allclose(early, early_together, atol=1e-5)
+
+
 def test_pool_kernels_scale_with_the_grid():
     assert scaled_pool_kernels(64) == (4, 8, 16)
     assert scaled_pool_kernels(16) == (1, 2, 4)
