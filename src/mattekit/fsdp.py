@@ -27,6 +27,12 @@ fitted to the family contract:
   weights-only like every checkpoint mattekit reads; frozen parts kept out of checkpoints are
   filled from the module, as :meth:`~mattekit.models.base.MattingModule.load_state_dict` does;
   the optimiser state is keyed by parameter name (:meth:`MattingFSDPStrategy.optimizer_state`).
+- **Private APIs**: four of Lightning's private helpers (the full-state-dict context, moving
+  torchmetrics, activation checkpointing, loading a raw state) and torch's
+  ``clean_tensor_name`` are reused rather than rewritten, since their behaviour is what
+  Lightning's own FSDP does. They are imported at module load, so a Lightning release that
+  moves one fails ``import mattekit.fsdp`` (and ``tests/unit/test_fsdp_strategy.py``) at once,
+  never mid-run; ``lightning`` is pinned below its next major version for that reason.
 """
 
 from __future__ import annotations
