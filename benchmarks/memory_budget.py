@@ -40,6 +40,10 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 GPU_SIZES_GB = (24, 48, 80)
 #: A GPU's usable share: 90 % of its memory less a CUDA context and allocator reserve (GiB).
 USABLE_FRACTION, RESERVE_GIB = 0.9, 1.5
+#: The smallest growth of resident memory a step is trusted to show (GiB): a smaller one (a
+#: frozen network's step, whose activations fit in memory the allocator already holds) is taken
+#: as this much, so its per-GPU batch is a lower bound (the table writes it ">= N").
+RESOLUTION_GIB = 0.05
 RESULTS = REPOSITORY / "experiments" / "results" / "memory_budget.json"
 SETTINGS = [(p, c) for p in ("bf16", "fp32") for c in (False, True)]
 
@@ -217,6 +221,9 @@ class Budget:
     per_sample_gib: float
     parameters: int
     trainable: int
+    #: the per-sample memory is :data:`RESOLUTION_GIB`, not a measured growth (a lower bound
+    #: on the batch)
+    resolution_bound: bool = False
 
     def need_gib(self, batch: int) -> float:
         return self.state_gib + self.fixed_gib + batch * self.per_sample_gib
@@ -235,7 +242,7 @@ def budget(case: Case, precision: str, checkpointing: bool, results: dict) -> Bu
         return None
     two = results.get(key(case, precision, checkpointing, 2, one["side"]), {})
     growth = two["peak_gib"] - one["peak_gib"] if two.get("status") == "ok" else one["peak_gib"]
-    per_sample = max(growth, 1e-3) * (case.side / one["side"]) ** 2
+    per_sample = max(growth, RESOLUTION_GIB) * (case.side / one["side"]) ** 2
     return Budget(
         side=one["side"],
         state_gib=one["state_gib"],
@@ -243,6 +250,7 @@ def budget(case: Case, precision: str, checkpointing: bool, results: dict) -> Bu
         per_sample_gib=per_sample,
         parameters=one["parameters"],
         trainable=one["trainable"],
+        resolution_bound=growth < RESOLUTION_GIB,
     )
 
 
@@ -319,7 +327,8 @@ def table(cases: list[Case], results: dict) -> list[str]:
             lines.append(f"| {case.name} | not measured yet | | | | | | |")
             continue
         _, checkpointing, b = chosen
-        batches = " / ".join(str(b.batch_on(g)) for g in GPU_SIZES_GB)
+        bound = ">= " if b.resolution_bound else ""
+        batches = " / ".join(f"{bound}{b.batch_on(g)}" for g in GPU_SIZES_GB)
         setting = "bf16" + (", recomputed" if checkpointing else "")
         gpus = case.gpus or DEFAULT_GPUS
         lines.append(

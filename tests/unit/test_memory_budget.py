@@ -117,3 +117,20 @@ def test_the_batch_split_is_exact_with_the_fewest_accumulations():
     assert mb.batch_split(18, 2, 6) == (3, 3)  # 9 per GPU does not fit, 4.5 is no batch
     assert mb.batch_split(17, 2, 4) == (3, 3)  # no exact split: at least 17 (18)
     assert mb.batch_split(16, 8, 0) is None
+
+
+def test_a_growth_below_the_resolution_gives_a_lower_bound_on_the_batch():
+    """A frozen network's step can grow resident memory by nothing (the allocator already
+    holds what it needs): its per-sample memory is taken as the resolution, and the table says
+    the batch is a lower bound rather than printing tens of thousands."""
+    decoder = mb.Case("teachmatte", "decoder", 512, 16, 1, "test")
+    results = results_for(decoder, 512, 0.030, 0.031)
+    b = mb.budget(decoder, "bf16", False, results)
+    assert b.resolution_bound and b.per_sample_gib == mb.RESOLUTION_GIB
+    usable = 80e9 / 2**30 * 0.9 - 1.5
+    assert b.batch_on(80) == int((usable - 13.0 - b.fixed_gib) / mb.RESOLUTION_GIB)
+    assert b.fixed_gib == pytest.approx(0.029)  # the batch-1 peak less one sample
+    row = [line for line in mb.table([decoder], results) if line.startswith("| teachmatte_dec")]
+    assert f">= {b.batch_on(24)} / >= {b.batch_on(48)} / >= {b.batch_on(80)}" in row[0]
+    measured = mb.budget(SD, "bf16", False, results_for(SD, 512, 2.0, 3.5))
+    assert not measured.resolution_bound and measured.per_sample_gib == 1.5
