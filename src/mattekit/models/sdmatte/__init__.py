@@ -10,7 +10,9 @@ register_model(
         "SDMatte: Stable Diffusion 2 grafted for interactive matting, visual-prompt "
         "cross-attention + masked self-attention (ICCV 2025)",
         tiny={"variant": "tiny"},
-        paper_size={"variant": "sd2"},
+        # As the release trains it: from SD 2's weights, the autoencoder frozen (random weights
+        # alone would train it, 84 M parameters and the encoder's activations more).
+        paper_size={"variant": "sd2", "train_vae": False},
     )
 )
 register_model(
@@ -19,6 +21,6 @@ register_model(
         LiteSDMatte,
         "LiteSDMatte: BK-SDM-pruned UNet + tiny autoencoder, distilled from SDMatte (ICCV 2025)",
         tiny={"variant": "tiny"},
-        paper_size={"variant": "sd2"},
+        paper_size={"variant": "sd2", "train_vae": False},
     )
 )
