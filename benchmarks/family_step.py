@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import torch
+from memory_budget import state_gib
 from timing import timed
 
 from mattekit.data.datamodule import synthetic_batch
@@ -43,9 +44,11 @@ class StepMeasure:
 
     @property
     def state_gib(self) -> float:
-        """Weights (fp32), gradients and AdamW's two moments of the trainable ones: what a GPU
-        holds at the step's end whatever the allocator (counted, not measured)."""
-        return (4 * self.parameters + 12 * self.trainable) / GIB
+        """Weights (fp32) and AdamW's two moments of the trainable ones: what a run holds
+        between steps whatever the allocator (counted, not measured). Gradients are not in it:
+        they are set to None after each step, so the step's peak above the held memory holds
+        them."""
+        return state_gib(self.parameters, self.trainable)
 
 
 def on_device(build: Callable[[], T], device: str) -> T:

@@ -15,12 +15,13 @@ each figure comes from). The results are written to ``--results`` after every ch
 interrupted run resumes where it stopped.
 
 From the results (:func:`budget`): a step needs ``state + a + b * s`` at batch ``b``, with
-``state`` the fp32 weights, gradients and AdamW moments counted from the parameters (as
+``state`` the fp32 weights and AdamW moments counted from the parameters (as
 ``bf16-mixed`` keeps them), ``s`` the measured growth of the step's peak from batch 1 to 2 (the
 batch-1 peak when batch 2 did not fit) scaled to the paper's side by pixels, ``a`` the rest of
-the batch-1 peak. A GPU of ``G`` GB offers ``0.9 G - 1.5`` GiB (CUDA context and allocator
-slack), an assumption the GPU check's measured peaks are there to correct. CPU kernels are not
-CUDA's: these are estimates, to be replaced by the GPU check's figures where it has run.
+the batch-1 peak (the gradients are in it: they exist only during a step). A GPU of ``G`` GB
+offers ``0.9 G - 1.5`` GiB (CUDA context and allocator slack), an assumption the GPU check's
+measured peaks are there to correct. CPU kernels are not CUDA's: these are estimates, to be
+replaced by the GPU check's figures where it has run.
 """
 
 from __future__ import annotations
@@ -96,6 +97,13 @@ def paper_side(alias: str) -> int:
 DEFAULT_GLOBAL_BATCH, DEFAULT_GPUS = 16, 8
 
 
+def state_gib(parameters: int, trainable: int) -> float:
+    """What a run holds between steps, counted (GiB): fp32 weights and AdamW's two moments of
+    the trainable ones. Gradients are set to None after each step, so a step's measured peak
+    holds them."""
+    return (4 * parameters + 8 * trainable) / GIB
+
+
 def parse_settings(text: str) -> list[tuple[str, bool]]:
     """``"bf16,fp32+ckpt"`` -> ``[("bf16", False), ("fp32", True)]``."""
     settings = []
@@ -153,7 +161,7 @@ def child(spec: dict, result: Path) -> None:
         return
     batch = synthetic_batch(spec["side"], spec["batch"], stage="train")
     step = measure_step(module, batch, "cpu", spec["precision"], warm_up=0)
-    result.write_text(json.dumps({"status": "ok", **vars(step), "state_gib": step.state_gib}))
+    result.write_text(json.dumps({"status": "ok", **vars(step)}))
 
 
 def watch(spec: dict, cap_gib: float) -> dict:
@@ -245,7 +253,7 @@ def budget(case: Case, precision: str, checkpointing: bool, results: dict) -> Bu
     per_sample = max(growth, RESOLUTION_GIB) * (case.side / one["side"]) ** 2
     return Budget(
         side=one["side"],
-        state_gib=one["state_gib"],
+        state_gib=state_gib(one["parameters"], one["trainable"]),
         fixed_gib=max(one["peak_gib"] - growth, 0.0),
         per_sample_gib=per_sample,
         parameters=one["parameters"],
@@ -316,7 +324,7 @@ def scale_config(case: Case, gpus: int, checkpointing: bool, chosen: Budget) -> 
 def table(cases: list[Case], results: dict) -> list[str]:
     """The README's table: one row per case, the shipped setting's figures."""
     lines = [
-        "| family | params trainable / total | held: weights + grads + AdamW (GiB) "
+        "| family | params trainable / total | held between steps: weights + AdamW (GiB) "
         "| step, batch 1 / per extra sample (GiB) | measured at | per-GPU batch on 24 / 48 / 80 GB "
         "| paper's global batch | config |",
         "| --- | ---: | ---: | ---: | --- | ---: | ---: | --- |",

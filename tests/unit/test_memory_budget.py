@@ -18,9 +18,11 @@ import memory_budget as mb  # noqa: E402
 SD = mb.Case("sdmatte", None, 512, 18, 2, "test")
 
 
-def step(side: int, peak: float, state: float = 13.0) -> dict:
-    return {"status": "ok", "side": side, "peak_gib": peak, "state_gib": state,
-            "parameters": 1_000_000, "trainable": 800_000}  # fmt: skip
+def step(side: int, peak: float, state: float = 13.0, trainable: int = 800_000) -> dict:
+    """A measured step whose counted state (fp32 weights + AdamW's moments) is ``state`` GiB."""
+    parameters = round((state * 2**30 - 8 * trainable) / 4)
+    return {"status": "ok", "side": side, "peak_gib": peak,
+            "parameters": parameters, "trainable": trainable}  # fmt: skip
 
 
 def results_for(case, side, one, two, checkpointing=False) -> dict:
@@ -77,7 +79,8 @@ def test_shipped_config_reaches_the_paper_batch_and_parses(tmp_path: Path, capsy
     assert config["model"]["init_args"]["activation_checkpointing"] is True
     one = yaml.safe_load((tmp_path / "sdmatte_1.yaml").read_text())
     assert (one["data"]["batch_size"], one["trainer"]["accumulate_grad_batches"]) == (6, 3)
-    assert "| sdmatte | 0.8 M / 1.0 M | 13.0 |" in "\n".join(markdown)
+    parameters = (13.0 * 2**30 - 8 * 800_000) / 4  # 13 GiB of weights and moments
+    assert f"| sdmatte | 0.8 M / {parameters / 1e6:.1f} M | 13.0 |" in "\n".join(markdown)
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["fit", "--config", str(tmp_path / "sdmatte_2.yaml"), "--print_config"])
     assert exit_info.value.code in (0, None)
@@ -134,3 +137,10 @@ def test_a_growth_below_the_resolution_gives_a_lower_bound_on_the_batch():
     assert f">= {b.batch_on(24)} / >= {b.batch_on(48)} / >= {b.batch_on(80)}" in row[0]
     measured = mb.budget(SD, "bf16", False, results_for(SD, 512, 2.0, 3.5))
     assert not measured.resolution_bound and measured.per_sample_gib == 1.5
+
+
+def test_the_held_state_counts_weights_and_moments_not_gradients():
+    """Gradients are set to None after each step, so a step's measured peak holds them: the
+    counted state must not hold them again (SDMatte's 873 M trained: 3.3 GiB counted twice)."""
+    assert mb.state_gib(1_000_000, 500_000) == (4 * 1_000_000 + 8 * 500_000) / 2**30
+    assert round(mb.state_gib(956_684_715, 873_030_852), 1) == 9.1  # SDMatte at paper size
