@@ -362,7 +362,7 @@ def settings_table(cases: list[Case], results: dict) -> list[str]:
             if one:
                 cells.append(f"{one['peak_gib']:.2f} at {one['side']}")
             elif attempts:
-                cells.append(f"none fitted ({attempts[-1]['status']})")
+                cells.append(f"none fitted ({attempts[-1]['status'].split(' (')[0]})")
             else:
                 cells.append("not measured")
         lines.append(f"| {case.name} | " + " | ".join(cells) + " |")
