@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -84,6 +83,7 @@ def measure(alias: str, cap_gib: float, dry_run: bool, work: Path) -> dict:
 
 
 def table(results: dict) -> list[str]:
+    """The markdown table of ``results``, one row per family."""
     lines = [
         "| family | side | status | export peak RSS (GiB) | time (s) | checkpoint (GiB) "
         "| files (GiB) | graphs | max abs diff |",
@@ -97,7 +97,7 @@ def table(results: dict) -> list[str]:
         seconds = f"{r['seconds']:.0f}" if "seconds" in r else ""
         ckpt = f"{r['checkpoint_gib']:.2f}" if "checkpoint_gib" in r else ""
         lines.append(
-            f"| {alias} | {r.get('side', '')} | {r['status']} | {peak} | {seconds} | {ckpt} "
+            f"| {alias} | {r.get('side') or ''} | {r['status']} | {peak} | {seconds} | {ckpt} "
             f"| {files} | {graphs} | {diff} |"
         )
     return lines
@@ -124,11 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     results = json.loads(args.results.read_text()) if args.results.exists() else {}
     for alias in families:
         print(f"export_memory: {alias} ...", file=sys.stderr)
-        work = Path(tempfile.mkdtemp(prefix=f"export_memory_{alias}_"))
-        try:  # GBs per family at paper size: each family's files go before the next
-            results[alias] = measure(alias, args.cap_gib, args.dry_run, work)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        # GBs per family at paper size: each family's files go before the next is made
+        with tempfile.TemporaryDirectory(prefix=f"export_memory_{alias}_") as work:
+            results[alias] = measure(alias, args.cap_gib, args.dry_run, Path(work))
         args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     print("\n".join(table(results)))
