@@ -163,8 +163,8 @@ def onnx_outputs(path: Path, inputs: dict[str, Tensor]) -> list[np.ndarray]:
 
 
 def onnx_runs(path: Path, inputs: list[dict[str, Tensor]]) -> list[list[np.ndarray]]:
-    """:func:`onnx_outputs` on each of ``inputs`` in turn, from one onnxruntime session, which
-    is released before returning (at paper size a session holds its weights once more)."""
+    """:func:`onnx_outputs` on each of ``inputs`` in turn, from one onnxruntime session (at
+    paper size a session holds the weights once more, and its arena the activations)."""
     import onnxruntime
 
     for name in external_data_files(path):
@@ -175,13 +175,8 @@ def onnx_runs(path: Path, inputs: list[dict[str, Tensor]]) -> list[list[np.ndarr
             )
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     declared = [item.name for item in session.get_inputs()]
-    try:
-        return [
-            session.run(None, {name: one[name].cpu().numpy() for name in declared})
-            for one in inputs
-        ]
-    finally:
-        del session
+    feeds = [{name: one[name].cpu().numpy() for name in declared} for one in inputs]
+    return [session.run(None, feed) for feed in feeds]
 
 
 def _differences(graph: ExportGraph, exported: list, expected: tuple[Tensor, ...]) -> dict:
@@ -240,7 +235,7 @@ def export_graph(
         try:
             path = work / f"{stem}.onnx"
             _write_onnx(graph, path, external_data_threshold)
-            gc.collect()  # the exporter's program holds a copy of the weights in cycles
+            gc.collect()  # what the exporter left in reference cycles, before onnxruntime loads
             data_files = tuple(external_data_files(path))
             kind = "onnx"
         except Exception as error:
