@@ -5,9 +5,10 @@ export within 24 GiB), and whether each family exports at all.
     python benchmarks/export_memory.py --families sama,zim --cap_gib 22
     python benchmarks/export_memory.py --dry_run             # tiny variants, a minute
 
-Per family: a checkpoint with random weights at the registry's paper size is saved (one child
-process), then ``mattekit export`` runs on it as a user runs it (another child, with the
-family's side), its resident memory sampled by this process and stopped above ``--cap_gib``.
+Per family: a checkpoint with random weights at the registry's paper size is saved in a run
+folder whose ``config.yaml`` trains at the family's paper side (one child process), then
+``mattekit export`` runs on it as a user runs it (another child), its resident memory sampled
+by this process and stopped above ``--cap_gib``.
 Reported: the export's peak, its time, its files' sizes and its worst parity difference
 (from ``export.json``). Results go to ``--results`` (JSON) and the table to standard output.
 """
@@ -20,13 +21,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from memory_budget import paper_side
-from peak_rss import GIB, run_watched
+from paper_scale import paper_side
+from peak_rss import run_watched
+
+from mattekit.pipelines.benchmark.resident import GIB
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 RESULTS = REPOSITORY / "experiments" / "results" / "export_memory.json"
-#: SAM's families take their encoder's side (1024 at paper size), not a user's.
-SIDE_OF_THE_ENCODER = ("sama", "zim")
 
 
 def make_checkpoint(alias: str, path: Path, dry_run: bool) -> None:
@@ -43,27 +44,29 @@ def make_checkpoint(alias: str, path: Path, dry_run: bool) -> None:
     save_fit_checkpoint(module, path)
 
 
-def side_of(alias: str, dry_run: bool) -> int | None:
-    """The ``--image_size`` to export ``alias`` at; None where the network fixes it."""
-    if alias in SIDE_OF_THE_ENCODER:
-        return None
-    return 64 if dry_run else paper_side(alias)
+def make_run_folder(alias: str, work: Path, dry_run: bool) -> Path:
+    """``work/<alias>/`` laid out as ``mattekit fit`` leaves a run; returns the checkpoint's path
+    under ``checkpoints/``. Its ``config.yaml`` trains at the family's paper side (64 for
+    ``dry_run``), so the export takes its side as a user's does: the family's own input
+    convention where it has one (SAM's encoder side for ZIM and SAMA), else the run's."""
+    run = work / alias
+    (run / "checkpoints").mkdir(parents=True)
+    side = 64 if dry_run else paper_side(alias)
+    (run / "config.yaml").write_text(f"data:\n  image_size: {side}\n", encoding="utf-8")
+    return run / "checkpoints" / f"{alias}.ckpt"
 
 
 def measure(alias: str, cap_gib: float, dry_run: bool, work: Path) -> dict:
     """Save ``alias`` and export it in watched children; the figures as a dict."""
-    checkpoint, output = work / f"{alias}.ckpt", work / f"{alias}_export"
+    checkpoint, output = make_run_folder(alias, work, dry_run), work / f"{alias}_export"
     made = run_watched([sys.executable, __file__, "--make", alias, str(checkpoint)]
                        + (["--dry_run"] if dry_run else []), cap_gib)  # fmt: skip
     if made.over_cap or made.returncode:
         return {"status": f"checkpoint not made: {made.error or 'over the cap'}"}
-    side = side_of(alias, dry_run)
-    command = [
-        sys.executable, "-m", "mattekit.cli", "export", "--ckpt_path", str(checkpoint),
-        "--output_dir", str(output), *(["--image_size", str(side)] if side else []),
-    ]  # fmt: skip
+    command = [sys.executable, "-m", "mattekit.cli", "export", "--ckpt_path", str(checkpoint),
+               "--output_dir", str(output)]  # fmt: skip
     run = run_watched(command, cap_gib)
-    result = {"side": side, "peak_gib": run.peak_gib, "seconds": run.seconds}
+    result = {"peak_gib": run.peak_gib, "seconds": run.seconds}
     result["checkpoint_gib"] = checkpoint.stat().st_size / GIB
     if run.over_cap:
         return {**result, "status": f"over the {cap_gib:g} GiB cap"}

@@ -17,15 +17,15 @@ from pathlib import Path
 from typing import TypeVar
 
 import torch
-from memory_budget import state_gib
+from paper_scale import state_gib
 from timing import timed
 
 from mattekit.data.datamodule import synthetic_batch
 from mattekit.models.registry import ModelEntry, get_model_entry
 from mattekit.models.saving import save_module_checkpoint
-from mattekit.pipelines.benchmark.measure import PeakMemory, resident_bytes
+from mattekit.pipelines.benchmark.measure import PeakMemory
+from mattekit.pipelines.benchmark.resident import GIB, resident_bytes
 
-GIB = 2**30
 T = TypeVar("T")
 #: ``precision`` choices: the autocast dtype of each (None: plain fp32).
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}

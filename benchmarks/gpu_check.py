@@ -11,7 +11,7 @@ section only; its error is recorded and the check goes on):
   file, ``cuda`` in their name), pytest's summary line;
 - ``train_step``: one bf16 (autocast) training step per registered family (each stage of a
   staged one) at paper size, random weights, batch 1 at the paper's training side (the memory
-  budget's, ``memory_budget.paper_side``; LiteSDMatte with its SDMatte teacher, as the
+  budget's, ``paper_scale.paper_side``; LiteSDMatte with its SDMatte teacher, as the
   release trains it; ``family_step.py``): the memory held between steps, the step's peak
   above it and its time after one warm-up step;
 - ``ddp``: ``mattekit fit`` under ``strategy=ddp`` with one process (NCCL), bf16, 3 steps;
@@ -50,9 +50,10 @@ from types import SimpleNamespace
 
 import torch
 
+from mattekit.pipelines.benchmark.resident import GIB
+
 REPOSITORY = Path(__file__).resolve().parents[1]
 BENCHMARKS = Path(__file__).resolve().parent
-GIB = 2**30
 NO_CUDA_RC = 2
 #: The whole check's budget: 8 minutes on one H100 less a margin for the header and the table.
 GPU_BUDGET_S = 450.0
@@ -119,7 +120,7 @@ def train_step(ctx: Context, rows: Rows) -> None:
     """One bf16 training step per family (autocast, as Lightning's ``bf16-mixed``), batch 1
     (``family_step.py``: the memory held between steps, the step's peak above it, its time)."""
     from family_step import family_step
-    from memory_budget import paper_side
+    from paper_scale import paper_side
 
     from mattekit.models.registry import list_models
 

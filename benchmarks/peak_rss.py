@@ -8,9 +8,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from mattekit.pipelines.benchmark.measure import resident_bytes
-
-GIB = 2**30
+from mattekit.pipelines.benchmark.resident import GIB, resident_bytes
 
 
 @dataclass(frozen=True)

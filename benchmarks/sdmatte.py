@@ -45,13 +45,13 @@ import torch
 from timing import CLOCKS, timed
 
 from mattekit.models.sdmatte.torch_model import SDMattePrompt, build_sdmatte
-from mattekit.pipelines.benchmark.measure import PeakMemory, resident_bytes
+from mattekit.pipelines.benchmark.measure import PeakMemory
+from mattekit.pipelines.benchmark.resident import GIB, resident_bytes
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 #: processor name -> ``explicit`` flag of ``SDMatteNet.set_processors``.
 PROCESSORS = {"sdpa": False, "classic": True}
 SEED = 0
-GIB = 2**30
 # Return code of a worker whose allocation failed (a MemoryError / "can't allocate" error).
 NO_MEMORY_RC = 3
 

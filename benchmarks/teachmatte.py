@@ -44,8 +44,7 @@ from mattekit.models.teachmatte.torch_model import (
 )
 from mattekit.nn.clip_tokens import PromptTokenizer
 from mattekit.pipelines.benchmark.measure import PeakMemory
-
-GIB = 2**30
+from mattekit.pipelines.benchmark.resident import GIB
 
 
 class ExplicitRecorder(AttentionRecorder):

@@ -14,8 +14,9 @@ from mattekit.cli import main as cli_main
 BENCHMARKS = Path(__file__).parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 import memory_budget as mb  # noqa: E402
+import paper_scale  # noqa: E402
 
-SD = mb.Case("sdmatte", None, 512, 18, 2, "test")
+SD = paper_scale.Case("sdmatte", None, 512, 18, 2, "test")
 
 
 def step(side: int, peak: float, state: float = 13.0, trainable: int = 800_000) -> dict:
@@ -42,7 +43,7 @@ def test_per_gpu_batch_by_hand():
 
 
 def test_a_smaller_measured_side_scales_the_per_sample_memory_by_pixels():
-    zim = mb.Case("zim", None, 1024, 16, None, "test")
+    zim = paper_scale.Case("zim", None, 1024, 16, None, "test")
     budget = mb.budget(zim, "bf16", False, results_for(zim, 512, 1.0, 1.5, checkpointing=False))
     assert budget.per_sample_gib == pytest.approx(0.5 * 4) and budget.side == 512
 
@@ -126,7 +127,7 @@ def test_a_growth_below_the_resolution_gives_a_lower_bound_on_the_batch():
     """A frozen network's step can grow resident memory by nothing (the allocator already
     holds what it needs): its per-sample memory is taken as the resolution, and the table says
     the batch is a lower bound rather than printing tens of thousands."""
-    decoder = mb.Case("teachmatte", "decoder", 512, 16, 1, "test")
+    decoder = paper_scale.Case("teachmatte", "decoder", 512, 16, 1, "test")
     results = results_for(decoder, 512, 0.030, 0.031)
     b = mb.budget(decoder, "bf16", False, results)
     assert b.resolution_bound and b.per_sample_gib == mb.RESOLUTION_GIB
@@ -142,5 +143,6 @@ def test_a_growth_below_the_resolution_gives_a_lower_bound_on_the_batch():
 def test_the_held_state_counts_weights_and_moments_not_gradients():
     """Gradients are set to None after each step, so a step's measured peak holds them: the
     counted state must not hold them again (SDMatte's 873 M trained: 3.3 GiB counted twice)."""
-    assert mb.state_gib(1_000_000, 500_000) == (4 * 1_000_000 + 8 * 500_000) / 2**30
-    assert round(mb.state_gib(956_684_715, 873_030_852), 1) == 10.1  # SDMatte at paper size
+    assert paper_scale.state_gib(1_000_000, 500_000) == (4 * 1_000_000 + 8 * 500_000) / 2**30
+    sdmatte = paper_scale.state_gib(956_684_715, 873_030_852)  # at paper size
+    assert round(sdmatte, 1) == 10.1

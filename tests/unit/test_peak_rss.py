@@ -37,10 +37,12 @@ def test_a_child_past_the_cap_is_stopped_and_its_error_line_is_kept():
 @pytest.mark.slow
 def test_a_family_export_is_measured_end_to_end(tmp_path, capsys):
     results = tmp_path / "export_memory.json"
-    argv = ["--dry_run", "--families", "sama", "--results", str(results)]
+    argv = ["--dry_run", "--families", "sama,baseline", "--results", str(results)]
     assert export_memory.main(argv) == 0
-    sama = json.loads(results.read_text())["sama"]
+    measured = json.loads(results.read_text())
+    sama, baseline = measured["sama"], measured["baseline"]
     assert sama["status"] == "ok" and sama["side"] == 128  # the tiny SAM encoder's input
+    assert baseline["status"] == "ok" and baseline["side"] == 64  # the run's config.yaml
     assert sama["graphs"] == {"encoder": "onnx", "decoder": "onnx"}
     assert 0 < sama["max_abs_diff"] < 1e-4 and sama["peak_gib"] > 0.2
     assert "| sama | 128 | ok |" in capsys.readouterr().out

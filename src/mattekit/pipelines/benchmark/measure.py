@@ -9,7 +9,6 @@ memory an earlier call left allocated would hide a later call's needs.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -17,20 +16,11 @@ from typing import TypeVar
 
 import torch
 
+from mattekit.pipelines.benchmark.resident import resident_bytes
+
 SAMPLE_SECONDS = 0.002
-_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
 T = TypeVar("T")
-
-
-def resident_bytes(pid: int | None = None) -> int:
-    """The resident memory of process ``pid`` (default: this one; 0 once it has ended), from
-    Linux's ``/proc/<pid>/statm``."""
-    try:
-        with open(f"/proc/{pid or 'self'}/statm", encoding="ascii") as statm:
-            return int(statm.read().split()[1]) * _PAGE_BYTES
-    except (FileNotFoundError, ProcessLookupError):
-        return 0
 
 
 def timed(
