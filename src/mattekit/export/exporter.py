@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from mattekit.export.graphs import ExportGraph
+from mattekit.export.group_norm import accurate_group_norms
 
 logger = logging.getLogger(__name__)
 
@@ -234,7 +235,8 @@ def export_graph(
     try:
         try:
             path = work / f"{stem}.onnx"
-            _write_onnx(graph, path, external_data_threshold)
+            with accurate_group_norms(graph.module):
+                _write_onnx(graph, path, external_data_threshold)
             gc.collect()  # what the exporter left in reference cycles, before onnxruntime loads
             data_files = tuple(external_data_files(path))
             kind = "onnx"
