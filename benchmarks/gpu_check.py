@@ -118,11 +118,14 @@ def cuda_tests(ctx: Context, rows: Rows) -> None:
 
 def train_step(ctx: Context, rows: Rows) -> None:
     """One bf16 training step per family (autocast, as Lightning's ``bf16-mixed``), batch 1
-    (``family_step.py``: the memory held between steps, the step's peak above it, its time)."""
+    (``family_step.py``: the memory held between steps, the step's peak above it, its time),
+    and the kernel of every SDPA call in it (``sdpa_backends.py``'s table, on CUDA)."""
     from family_step import family_step
     from paper_scale import paper_side
+    from sdpa_backends import backend_rows, table
 
     from mattekit.models.registry import list_models
+    from mattekit.nn.attention_backend import recorded_sdpa_calls
 
     rows.add(
         "| family | variant | side | parameters | held between steps: weights + AdamW (GiB) "
@@ -130,6 +133,7 @@ def train_step(ctx: Context, rows: Rows) -> None:
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     )
     cases = [(entry, stage) for entry in list_models() for stage in entry.stages or [None]]
+    kernels: dict[str, dict] = {}
     for entry, stage in cases:
         kwargs = entry.tiny if ctx.dry_run else entry.paper_size
         side = DRY_SIDE if ctx.dry_run else paper_side(entry.alias)
@@ -139,7 +143,9 @@ def train_step(ctx: Context, rows: Rows) -> None:
             rows.add(f"{label} skipped: the section's time was spent | | | | |")
             continue
         try:
-            step = family_step(entry, kwargs, side, ctx.device, stage=stage, teacher=True)
+            with recorded_sdpa_calls() as calls:
+                step = family_step(entry, kwargs, side, ctx.device, stage=stage, teacher=True)
+            kernels[name] = {"bf16": backend_rows(calls)}
             rows.add(
                 f"{label} {step.parameters / 1e6:.1f} M | {step.held_gib:.2f} | "
                 f"{step.peak_gib:.2f} | {step.step_ms:.0f} | {step.loss:.4g} |"
@@ -150,6 +156,8 @@ def train_step(ctx: Context, rows: Rows) -> None:
             rows.add(f"{label} failed: {one_line(why)} | | | | |")
         if ctx.device == "cuda":
             torch.cuda.empty_cache()
+    rows.add("", "SDPA kernels in those steps (a warm-up step included on CUDA):", "",
+             *table(kernels))  # fmt: skip
 
 
 def fit_three_steps(ctx: Context, model: list[str], trainer: list[str]) -> tuple[str, str]:

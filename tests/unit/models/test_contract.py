@@ -12,6 +12,7 @@ import torch
 
 from mattekit.checkpoint_config import init_defaults
 from mattekit.models import MODELS, MattingModule
+from mattekit.nn.attention_backend import recorded_sdpa_calls
 from mattekit.prompts import with_kind
 
 ENTRIES = sorted(MODELS.values(), key=lambda entry: entry.alias)
@@ -127,3 +128,22 @@ def test_run_settings_are_init_arguments(entry):
     assert entry.cls.run_settings <= arguments, entry.cls.run_settings - arguments
     assert MattingModule.run_settings <= entry.cls.run_settings
     assert {"lr", "metric_preset", "eval_with_trimap"} <= entry.cls.run_settings
+
+
+#: Families whose attention is all the libraries' (timm's Hiera, transformers' VitDet) or none.
+WITHOUT_OWN_ATTENTION = {"baseline", "vitmatte", "zim_converter"}
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_no_attention_falls_back_to_the_kernel_that_builds_the_l_by_l_map(case, batch, staged):
+    """Every ``F.scaled_dot_product_attention`` mattekit calls in a training step runs a fused
+    kernel on the CPU, not MATH (issue 27: L_STM's maps). The libraries' calls are audited at
+    paper size by ``benchmarks/sdpa_backends.py`` (timm's Hiera attends within windows through
+    5-D tensors, which no fused kernel takes; its maps are per window)."""
+    module = staged(case, prompt_kinds=list(case[0].prompts)).train()
+    with recorded_sdpa_calls() as calls:
+        module.training_step(batch, 0).backward()
+    ours = [call for call in calls if call.caller.startswith("mattekit.")]
+    assert bool(ours) == (case[0].alias not in WITHOUT_OWN_ATTENTION), len(ours)
+    math = [(call.caller, call.query, call.value) for call in ours if call.backend == "math"]
+    assert not math, math

@@ -8,9 +8,10 @@ recording of what the transparency-mining losses compare.
 - **Removed self-attention** (64 x 64 in the paper): the transformer block's ``attn1`` (and the
   norm that only feeds it) become a zero branch, so the residual passes the tokens through.
 - **Recording** (:class:`AttentionRecorder`, passed as ``cross_attention_kwargs["recorder"]``):
-  per level, the head-averaged self-attention applied to the GT alpha, ``A x alpha``, computed as
-  ``scaled_dot_product_attention(Q, K, alpha)`` (no L x L map), and the head-averaged
-  cross-attention map ``softmax(Q K_text^T / sqrt(d))`` (L x T, small).
+  per level, the head-averaged self-attention applied to the GT alpha, ``A x alpha``, computed
+  by a fused SDPA kernel (:func:`~mattekit.nn.attention_backend.attend_to_column`: no L x L
+  map), and the head-averaged cross-attention map ``softmax(Q K_text^T / sqrt(d))`` (L x T,
+  small).
 
 Every processor needs ``cross_attention_kwargs["latent_size"]``, the UNet input's ``(h, w)``,
 to know its token grid (:func:`~mattekit.nn.token_grid.level_grid`).
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
 from torch import Tensor, nn
 
+from mattekit.nn.attention_backend import attend_to_column
 from mattekit.nn.sd_attention import check_sd_layout, cross_context, finish, project
 from mattekit.nn.token_grid import level_grid
 
@@ -57,8 +59,7 @@ class AttentionRecorder:
         Args:
             query: B x h x L x d; key: B x h x L_k x d (L_k < L for sparse attention).
         """
-        value = self.alpha_tokens(key_grid).to(query.dtype).expand(-1, query.shape[1], -1, -1)
-        propagated = F.scaled_dot_product_attention(query, key, value)
+        propagated = attend_to_column(query, key, self.alpha_tokens(key_grid))
         self.propagated[query_grid].append(propagated.mean(1))
 
     def cross_attention(self, probabilities: Tensor, grid: Grid) -> None:
