@@ -58,21 +58,27 @@ def child(alias: str, stage: str | None, precision: str, dry_run: bool) -> list[
 
 
 def table(results: dict) -> list[str]:
-    """One markdown row per family, precision and call site."""
+    """One markdown row per family, precision, call site, mask and kernel: its calls and the
+    largest of their score maps (query tokens x key tokens, the map MATH would build)."""
     lines = [
-        "| family | precision | call site | query | key | value | mask | kernel | calls |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | ---: |",
+        "| family | precision | call site | mask | kernel | calls | largest Lq x Lk |",
+        "| --- | --- | --- | --- | --- | ---: | --- |",
     ]
     for name, by_precision in results.items():
         for precision, rows in by_precision.items():
             if isinstance(rows, str):
-                lines.append(f"| {name} | {precision} | {rows} | | | | | | |")
+                lines.append(f"| {name} | {precision} | {rows} | | | | |")
                 continue
-            for r in rows:
-                shapes = [" x ".join(map(str, r[k])) for k in ("query", "key", "value")]
+            groups: dict[tuple, list[dict]] = {}
+            for row in rows:
+                groups.setdefault((row["caller"], row["masked"], row["backend"]), []).append(row)
+            for (caller, masked, backend), group in groups.items():
+                calls = sum(row["calls"] for row in group)
+                largest = max(group, key=lambda row: row["query"][-2] * row["key"][-2])
+                size = f"{largest['query'][-2]} x {largest['key'][-2]}"
                 lines.append(
-                    f"| {name} | {precision} | `{r['caller']}` | {' | '.join(shapes)} "
-                    f"| {'yes' if r['masked'] else ''} | {r['backend']} | {r['calls']} |"
+                    f"| {name} | {precision} | `{caller}` | {'yes' if masked else ''} "
+                    f"| {backend} | {calls} | {size} |"
                 )
     return lines
 

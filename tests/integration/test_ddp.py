@@ -33,12 +33,17 @@ from mattekit.models.baseline.lightning_model import Baseline
 
 
 class NanOnRankOne(Baseline):
-    """The baseline whose loss is NaN on rank 1 at the first step only."""
+    """The baseline whose loss is NaN on rank 1 at the first step, and whose gradients (not its
+    loss) are non-finite on rank 1 at the second."""
 
     def loss_terms(self, outputs, batch):
         terms = super().loss_terms(outputs, batch)
         if self.global_rank == 1 and self.global_step == 0:
             terms["l1"] = terms["l1"] * float("nan")
+        if self.global_rank == 1 and self.global_step == 1:
+            # |x - x| is 0, a finite term, but the square root's gradient at 0 is not finite
+            alpha = outputs["alpha"]
+            terms["l1"] = terms["l1"] + (alpha - alpha.detach()).abs().sqrt().sum()
         return terms
 '''
 
@@ -60,6 +65,8 @@ def test_a_skipped_step_on_one_rank_does_not_hang(tmp_path: Path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "skipping this optimiser step" in result.stderr
+    # rank 1's non-finite gradients reach rank 0 through DDP's all-reduce: both skip step 1
+    assert result.stderr.count("non-finite gradients at step 1; skipping") == 2, result.stderr
     checkpoint = torch.load(
         tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True
     )

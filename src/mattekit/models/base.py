@@ -48,6 +48,7 @@ from typing import ClassVar, Literal
 
 import lightning as L
 import torch
+from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
 
@@ -556,14 +557,9 @@ class MattingModule(L.LightningModule):
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         skip = self._skip_optimizer_step
-        # A mixed-precision grad scaler finds and skips non-finite gradients itself. Under
-        # FSDP each process sees its own shard of the gradients: the decision is and-ed.
+        # A mixed-precision grad scaler finds and skips non-finite gradients itself.
         scaler = getattr(getattr(self._trainer, "precision_plugin", None), "scaler", None)
-        if (
-            not skip
-            and scaler is None
-            and not self._on_every_process(gradients_finite(self.parameters()))
-        ):
+        if not skip and scaler is None and not self._gradients_finite_everywhere():
             message = f"non-finite gradients at step {self.global_step}"
             logger.warning("%s; skipping this optimiser step", message)
             self.nonfinite.add(SkippedStep(self.global_step, message, [], True))
@@ -574,6 +570,16 @@ class MattingModule(L.LightningModule):
             optimizer.zero_grad(set_to_none=True)
             self._skip_optimizer_step = False
         self.nonfinite.optimiser_step(skipped=skip)
+
+    def _gradients_finite_everywhere(self) -> bool:
+        """Whether every process's gradients are finite. After DDP's all-reduce every process
+        holds the same gradients, so its own answer is everyone's (no collective); a sharding
+        strategy (FSDP, DeepSpeed) gives each process its shard, so the answers are and-ed."""
+        finite = bool(gradients_finite(self.parameters()))
+        strategy = self._trainer.strategy if self._trainer is not None else None
+        if isinstance(strategy, DDPStrategy) and not isinstance(strategy, DeepSpeedStrategy):
+            return finite
+        return self._on_every_process(finite)
 
     def on_train_end(self) -> None:
         if self.trainer.is_global_zero:

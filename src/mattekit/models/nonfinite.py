@@ -46,12 +46,23 @@ def nonfinite_samples(batch: MattingBatch, outputs: dict[str, Tensor]) -> list[i
     return bad.nonzero().flatten().tolist()
 
 
-def gradients_finite(parameters) -> bool:
-    """Whether every gradient present is finite (one reduction over all of them)."""
-    grads = [p.grad for p in parameters if p.grad is not None]
-    if not grads:
-        return True
-    return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+def gradients_finite(parameters) -> Tensor:
+    """Whether every gradient present is finite, as a 0-d bool tensor on the gradients' device
+    (read it when the decision must be taken: that read is the one host sync).
+
+    One multi-tensor max-norm per device and dtype (``torch._foreach_norm``: NaN or infinity
+    anywhere makes a norm non-finite) instead of two kernels per parameter.
+    """
+    groups: dict[tuple, list[Tensor]] = {}
+    for parameter in parameters:
+        if parameter.grad is not None:
+            grad = parameter.grad
+            groups.setdefault((grad.device, grad.dtype), []).append(grad)
+    if not groups:
+        return torch.tensor(True)
+    finite = [torch.stack(torch._foreach_norm(grads, float("inf"))).isfinite().all()
+              for grads in groups.values()]  # fmt: skip
+    return finite[0] if len(finite) == 1 else torch.stack([f.cpu() for f in finite]).all()
 
 
 @dataclass

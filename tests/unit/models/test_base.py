@@ -12,7 +12,7 @@ from mattekit.models.baseline.lightning_model import Baseline
 from mattekit.models.evaluation import OutputMetrics, at_original_size
 from mattekit.models.frozen import FrozenPart
 from mattekit.models.loss_terms import LossTerm
-from mattekit.models.nonfinite import SUMMARY_NAME, NonFiniteLossError
+from mattekit.models.nonfinite import SUMMARY_NAME, NonFiniteLossError, gradients_finite
 from mattekit.prompts import prompt_maps
 
 
@@ -361,3 +361,19 @@ def test_training_kinds_draw_as_the_families_did_and_single_kind_families_draw_n
     torch.manual_seed(3)
     assert single.prompted(batch, "train").prompt_kind == ["mask"] * 4
     assert torch.equal(torch.rand(1), first)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_the_gradient_check_finds_one_bad_value_among_tensors_of_two_dtypes(bad):
+    parameters = [nn.Parameter(torch.zeros(n)) for n in (3, 1000, 7)]
+    parameters.append(nn.Parameter(torch.zeros(5, dtype=torch.bfloat16)))
+    parameters.append(nn.Parameter(torch.zeros(2)))  # no gradient: not looked at
+    for parameter in parameters[:4]:
+        parameter.grad = torch.ones_like(parameter)
+    finite = gradients_finite(parameters)
+    assert finite.ndim == 0 and finite.dtype == torch.bool and bool(finite)
+    for index in (1, 3):  # fp32, then bf16
+        parameters[index].grad[-1] = bad
+        assert not bool(gradients_finite(parameters))
+        parameters[index].grad[-1] = 1.0
+    assert bool(gradients_finite([nn.Parameter(torch.zeros(1))]))  # no gradients at all
