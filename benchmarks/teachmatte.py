@@ -4,6 +4,7 @@ self-attention transparency-mining quantity (L_STM) through SDPA vs explicit att
     nice python benchmarks/teachmatte.py                   # SD 2.1 size, 512 x 512, fp32, CPU
     nice python benchmarks/teachmatte.py --variant tiny --side 128   # a quick check
     python benchmarks/teachmatte.py --memory_only --batch 1 --kernels=1,1,1  # dense student
+    python benchmarks/teachmatte.py --layer_only --batch 1 --threads 1      # one layer, seconds
 
 **Time.** The teacher (SD's UNet with the region head) and the student (BK-SDM-Tiny, no
 self-attention at 64 x 64, sparse k = 2 at 32 and 16) each do one soft-grounding forward
@@ -19,6 +20,11 @@ recorders: ``sdpa`` (mattekit's: ``scaled_dot_product_attention(Q, K, alpha)``) 
 multiplied by alpha). Each runs in its own fresh subprocess; the peak resident memory above the
 level after the networks are built is sampled every 2 ms (:mod:`mattekit.pipelines.benchmark.
 measure`). Both give the same loss (checked).
+
+**One layer** (``--layer_only``): a 64 x 64 level's ``A x alpha`` (5 heads of 64, SD 2.1 at 512
+px), forward and backward into Q and K, three ways, each in its own process: mattekit's fused
+kernel (:func:`mattekit.nn.attention_backend.attend_to_column`), SDPA on the one-channel alpha
+as before issue 27 (the CPU runs it with MATH) and explicit maps.
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ import subprocess
 import sys
 
 import torch
-from timing import paired
+import torch.nn.functional as F
+from timing import paired, timed
 
 from mattekit.losses import PerLevelMSELoss
 from mattekit.models.teachmatte.attention import AttentionRecorder
@@ -42,6 +49,7 @@ from mattekit.models.teachmatte.torch_model import (
     build_unet,
     student_unet,
 )
+from mattekit.nn.attention_backend import attend_to_column
 from mattekit.nn.clip_tokens import PromptTokenizer
 from mattekit.pipelines.benchmark.measure import PeakMemory
 from mattekit.pipelines.benchmark.resident import GIB
@@ -58,6 +66,43 @@ class ExplicitRecorder(AttentionRecorder):
 
 
 RECORDERS = {"sdpa": AttentionRecorder, "explicit": ExplicitRecorder}
+
+
+def one_channel_sdpa(query, key, column):
+    """``A x alpha`` as mattekit computed it before issue 27: SDPA on a value of head dimension
+    1, which the CPU runs with MATH (the L x L map built and kept)."""
+    return F.scaled_dot_product_attention(query, key, column.expand(-1, query.shape[1], -1, -1))
+
+
+def explicit_product(query, key, column):
+    maps = (query @ key.transpose(-1, -2) * query.shape[-1] ** -0.5).softmax(-1)
+    return maps @ column
+
+
+#: One 64 x 64 self-attention layer's ``A x alpha`` (SD 2.1 at 512 px: 5 heads of 64).
+LAYER_WAYS = {"fused": attend_to_column, "one_channel": one_channel_sdpa,
+              "explicit": explicit_product}  # fmt: skip
+
+
+def layer_worker(args) -> None:
+    """Forward and backward of one layer's ``A x alpha`` (gradients to Q and K, as L_STM's);
+    prints its peak memory above the inputs and its time."""
+    torch.set_num_threads(args.threads)
+    generator = torch.Generator().manual_seed(0)
+    tokens = 64 * 64 * args.batch
+    query = torch.randn(args.batch, 5, tokens // args.batch, 64, generator=generator)
+    key = torch.randn(args.batch, 5, tokens // args.batch, 64, generator=generator)
+    column = torch.rand(args.batch, 1, tokens // args.batch, 1, generator=generator)
+    query.requires_grad_(), key.requires_grad_()
+    way = LAYER_WAYS[args.layer]
+
+    def step():
+        way(query, key, column).square().mean().backward()
+
+    step()  # the kernels' one-off costs
+    meter = PeakMemory().start()
+    seconds = timed(step, "cpu")
+    print(json.dumps({"peak_bytes": meter.stop(), "seconds": seconds}))
 
 
 def networks(variant: str, kernels: tuple[int, ...] = DEFAULT_KERNELS):
@@ -117,6 +162,30 @@ def time_forwards(args) -> None:
     print(f"| student / teacher (median of {args.runs} paired runs) | | {ratio:.2f} |")
 
 
+def layer_table(args) -> None:
+    """One layer's ``A x alpha``, forward and backward, each way in its own process."""
+    results = {}
+    for way in LAYER_WAYS:
+        command = [sys.executable, __file__, *sys.argv[1:], "--layer", way]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        results[way] = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"One 64 x 64 layer's A x alpha (batch {args.batch}, 5 heads of 64), forward and "
+          f"backward, {args.threads} threads:\n")  # fmt: skip
+    print("| way | kernel | peak above the inputs (MiB) | time (ms) |")
+    print("| --- | --- | ---: | ---: |")
+    fused = results["fused"]
+    kernels = {"fused": "flash (widened value)", "one_channel": "MATH (1-channel value)",
+               "explicit": "explicit maps"}  # fmt: skip
+    for way, r in results.items():
+        print(
+            f"| {way} | {kernels[way]} | {r['peak_bytes'] / 2**20:.0f} | {r['seconds'] * 1e3:.0f} |"
+        )
+    for way in ("one_channel", "explicit"):
+        memory = fused["peak_bytes"] / max(results[way]["peak_bytes"], 1)
+        time = fused["seconds"] / results[way]["seconds"]
+        print(f"| fused / {way} | | {memory:.3f} | {time:.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", default="sd21", choices=["sd15", "sd20", "sd21", "tiny"])
@@ -130,10 +199,19 @@ def main() -> None:
         "1 dense, k sparse; default -1,2,2, the paper's; 1,1,1 the dense student)",
     )  # fmt: skip
     parser.add_argument("--memory_only", action="store_true", help="skip the timing")
+    parser.add_argument("--layer_only", action="store_true",
+                        help="only one 64 x 64 layer's A x alpha, three ways")  # fmt: skip
     parser.add_argument("--recorder", choices=sorted(RECORDERS), help=argparse.SUPPRESS)
+    parser.add_argument("--layer", choices=sorted(LAYER_WAYS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.recorder:
         memory_worker(args)
+        return
+    if args.layer:
+        layer_worker(args)
+        return
+    if args.layer_only:
+        layer_table(args)
         return
     print(f"TeachMatte {args.variant}, {args.side} px, fp32, CPU, {args.threads} threads\n")
     if not args.memory_only:
