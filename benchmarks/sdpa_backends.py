@@ -66,8 +66,8 @@ def table(results: dict) -> list[str]:
     ]
     for name, by_precision in results.items():
         for precision, rows in by_precision.items():
-            if isinstance(rows, str):
-                lines.append(f"| {name} | {precision} | {rows} | | | | |")
+            if isinstance(rows, str) or not rows:
+                lines.append(f"| {name} | {precision} | {rows or 'no SDPA call'} | | | | |")
                 continue
             groups: dict[tuple, list[dict]] = {}
             for row in rows:
