@@ -60,8 +60,10 @@ def gradients_finite(parameters) -> Tensor:
             groups.setdefault((grad.device, grad.dtype), []).append(grad)
     if not groups:
         return torch.tensor(True)
-    finite = [torch.stack(torch._foreach_norm(grads, float("inf"))).isfinite().all()
-              for grads in groups.values()]  # fmt: skip
+    finite = [
+        torch.stack(torch._foreach_norm(grads, float("inf"))).isfinite().all()
+        for grads in groups.values()
+    ]
     return finite[0] if len(finite) == 1 else torch.stack([f.cpu() for f in finite]).all()
 
 
