@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # pyproject.toml, and skips the install otherwise.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install test lint format quickstart clean
+.PHONY: install test test-all lint format quickstart clean
 
 install:  ## virtual environment + mattekit (editable) with dev tools; always reinstalls
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,10 @@ install:  ## virtual environment + mattekit (editable) with dev tools; always re
 $(INSTALLED): pyproject.toml
 	$(MAKE) --no-print-directory install
 
-test: $(INSTALLED)  ## unit + integration tests, and the walkthrough notebook
+test: $(INSTALLED)  ## the unit tier and the contract tests over the registry (under 10 min on 2 cores)
+	$(BIN)/pytest -n 2 -m "not slow" tests/unit tests/contract
+
+test-all: $(INSTALLED)  ## every test (slow and integration ones too) and the walkthrough notebook: CI's
 	$(BIN)/pytest -n 2 tests
 	$(BIN)/pytest --nbmake notebooks
 
